@@ -1,0 +1,69 @@
+# aforo-notify: `make up` starts the local stack and all five services; `make test` runs the suite.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON_BOOTSTRAP ?= python3
+UV_VERSION := 0.13.8
+UV := $(PYTHON_BOOTSTRAP) -m uv
+VENV := .venv
+PY := $(VENV)/bin/python
+STACK := deploy/local/stack.sh
+export UV_PYTHON_DOWNLOADS := never
+export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
+
+PROJECT_FILES := uv.lock pyproject.toml shared/pyproject.toml $(wildcard services/*/pyproject.toml)
+
+.PHONY: help install up down status test test-unit test-integration lint format bench clean
+
+help:
+	@echo "make up      install, start Kafka + SecantusDB + the five services, print their URLs"
+	@echo "make down    stop everything make up started"
+	@echo "make test    install and run the whole suite (starts its own Kafka + SecantusDB)"
+	@echo "make lint    ruff + mypy --strict on shared and services"
+	@echo "make bench   benchmarks, each next to a baseline measured in the same run"
+	@echo "make clean   stop and remove .local/ (broker data, database, logs) and the venv"
+
+$(VENV)/.installed: $(PROJECT_FILES)
+	@$(PYTHON_BOOTSTRAP) -m uv --version >/dev/null 2>&1 || $(PYTHON_BOOTSTRAP) -m pip install -q --disable-pip-version-check "uv==$(UV_VERSION)"
+	$(UV) sync --frozen --python python3.11 --all-packages
+	@touch $@
+
+install: $(VENV)/.installed
+
+up: install
+	@$(STACK) up
+
+down:
+	@$(STACK) down
+
+status:
+	@$(STACK) status
+
+# pytest exits 5 when it collected no tests: a suite that runs nothing is broken, not green.
+test: install
+	@$(STACK) fetch-kafka
+	@$(PY) -m pytest; status=$$?; \
+	  if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; exit $$status
+
+test-unit: install
+	$(PY) -m pytest tests/unit
+
+test-integration: install
+	@$(STACK) fetch-kafka
+	$(PY) -m pytest tests/integration
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy shared/src services/bridge/src services/trigger/src services/dispatcher/src services/api/src services/sse-gateway/src
+
+format: install
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+bench: install
+	@$(STACK) fetch-kafka
+	$(PY) bench/run.py
+
+clean: down
+	rm -rf .local $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,176 @@
+#!/usr/bin/env bash
+# The local stack, from the project's own files: a real Apache Kafka broker (KRaft, single node,
+# jars resolved from Maven Central by kafka/pom.xml), SecantusDB (a MongoDB wire-protocol server,
+# from PyPI) and the five services. Everything it writes lives under .local/ (make clean removes it).
+#
+#   stack.sh fetch-kafka | start-kafka | start-mongo | start-services | up | down | status
+#
+# Ports and paths come from the environment (defaults in brackets):
+#   AFORO_LOCAL_DIR [.local]  AFORO_KAFKA_PORT [9092]  AFORO_KAFKA_CONTROLLER_PORT [9093]
+#   AFORO_MONGO_PORT [27017]  AFORO_KAFKA_HEAP [512m]
+#   AFORO_API_HTTP_PORT [8089]  AFORO_SSE_GATEWAY_HTTP_PORT [8090]  AFORO_BRIDGE_HTTP_PORT [9101]
+#   AFORO_TRIGGER_HTTP_PORT [9102]  AFORO_DISPATCHER_HTTP_PORT [9103]
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+HERE="$ROOT/deploy/local"
+LOCAL=${AFORO_LOCAL_DIR:-$ROOT/.local}
+PY=${AFORO_PYTHON:-$ROOT/.venv/bin/python}
+KAFKA_PORT=${AFORO_KAFKA_PORT:-9092}
+CONTROLLER_PORT=${AFORO_KAFKA_CONTROLLER_PORT:-9093}
+MONGO_PORT=${AFORO_MONGO_PORT:-27017}
+KAFKA_HEAP=${AFORO_KAFKA_HEAP:-512m}
+KAFKA_LIBS="$ROOT/.local/kafka-libs" # shared by every stack dir: the jars are fetched once
+RUN="$LOCAL/run"
+LOGS="$LOCAL/logs"
+
+SERVICES=(bridge trigger dispatcher api sse_gateway)
+declare -A SERVICE_PORT=(
+  [bridge]=${AFORO_BRIDGE_HTTP_PORT:-9101}
+  [trigger]=${AFORO_TRIGGER_HTTP_PORT:-9102}
+  [dispatcher]=${AFORO_DISPATCHER_HTTP_PORT:-9103}
+  [api]=${AFORO_API_HTTP_PORT:-8089}
+  [sse_gateway]=${AFORO_SSE_GATEWAY_HTTP_PORT:-8090}
+)
+
+mkdir -p "$RUN" "$LOGS"
+
+say() { printf '%s\n' "$*" >&2; }
+
+running() { # name -> 0 if its recorded pid is alive
+  local pidfile="$RUN/$1.pid"
+  [[ -f $pidfile ]] && kill -0 "$(cat "$pidfile")" 2>/dev/null
+}
+
+launch() { # name logfile command... : start detached in its own session, record the pid
+  local name=$1 logfile=$2; shift 2
+  if running "$name"; then say "$name already running (pid $(cat "$RUN/$name.pid"))"; return 0; fi
+  setsid nohup "$@" >>"$logfile" 2>&1 </dev/null &
+  echo $! >"$RUN/$name.pid"
+}
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+wait_port() { # name port seconds
+  local deadline=$((SECONDS + $3))
+  until port_open "$2"; do
+    if ! running "$1"; then say "$1 exited; see its log in $LOGS"; tail -n 30 "$LOGS/$1.log" >&2 || true; return 1; fi
+    if ((SECONDS > deadline)); then say "$1 not listening on $2 after $3 s"; return 1; fi
+    sleep 0.3
+  done
+}
+
+fetch_kafka() {
+  local stamp="$KAFKA_LIBS/.pom.sha256" want
+  want=$(sha256sum "$HERE/kafka/pom.xml" | cut -d' ' -f1)
+  if [[ -f $stamp && $(cat "$stamp") == "$want" ]]; then return 0; fi
+  say "fetching Kafka jars from Maven Central (once; cached in $KAFKA_LIBS)"
+  rm -rf "$KAFKA_LIBS.tmp" && mkdir -p "$KAFKA_LIBS.tmp"
+  mvn -q -B -f "$HERE/kafka/pom.xml" dependency:copy-dependencies \
+    -DincludeScope=runtime -DoutputDirectory="$KAFKA_LIBS.tmp" >&2
+  rm -rf "$KAFKA_LIBS" && mv "$KAFKA_LIBS.tmp" "$KAFKA_LIBS"
+  echo "$want" >"$stamp"
+}
+
+start_kafka() {
+  fetch_kafka
+  local data="$LOCAL/kafka" props="$LOCAL/kafka/server.properties"
+  mkdir -p "$data/logs"
+  sed -e "s#@KAFKA_PORT@#$KAFKA_PORT#g" -e "s#@CONTROLLER_PORT@#$CONTROLLER_PORT#g" \
+    -e "s#@DATA_DIR@#$data#g" "$HERE/kafka/server.properties.template" >"$props"
+  if running kafka; then say "kafka already running"; return 0; fi
+  if [[ ! -f $data/logs/meta.properties ]]; then
+    local cluster_id
+    cluster_id=$(java -cp "$KAFKA_LIBS/*" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -n 1)
+    java -cp "$KAFKA_LIBS/*" -Dlog4j2.configurationFile="$HERE/kafka/log4j2.properties" \
+      kafka.tools.StorageTool format --standalone --cluster-id "$cluster_id" --config "$props" >>"$LOGS/kafka.log" 2>&1
+  fi
+  launch kafka "$LOGS/kafka.log" java "-Xms128m" "-Xmx$KAFKA_HEAP" -XX:+UseG1GC \
+    -Dlog4j2.configurationFile="$HERE/kafka/log4j2.properties" \
+    -cp "$KAFKA_LIBS/*" kafka.Kafka "$props"
+  wait_port kafka "$KAFKA_PORT" 90
+  say "kafka ready on 127.0.0.1:$KAFKA_PORT"
+}
+
+start_mongo() {
+  mkdir -p "$LOCAL/secantus"
+  launch mongodb "$LOGS/mongodb.log" "$PY" -m secantus --host 127.0.0.1 --port "$MONGO_PORT" \
+    --storage-path "$LOCAL/secantus" --log-level WARNING
+  wait_port mongodb "$MONGO_PORT" 60
+  say "secantusdb (MongoDB wire protocol) ready on 127.0.0.1:$MONGO_PORT"
+}
+
+start_services() {
+  export AFORO_KAFKA_BOOTSTRAP_SERVERS=${AFORO_KAFKA_BOOTSTRAP_SERVERS:-127.0.0.1:$KAFKA_PORT}
+  export AFORO_MONGO_URI=${AFORO_MONGO_URI:-mongodb://127.0.0.1:$MONGO_PORT}
+  local service
+  for service in "${SERVICES[@]}"; do
+    local upper=${service^^}
+    launch "$service" "$LOGS/$service.log" env "AFORO_${upper}_HTTP_PORT=${SERVICE_PORT[$service]}" \
+      "$PY" -m "aforo.$service"
+  done
+}
+
+wait_ready() { # every service's /readyz answers 200
+  local deadline=$((SECONDS + ${1:-120})) service
+  for service in "${SERVICES[@]}"; do
+    until curl -fsS -o /dev/null "http://127.0.0.1:${SERVICE_PORT[$service]}/readyz"; do
+      if ! running "$service"; then say "$service exited; last lines of $LOGS/$service.log:"; tail -n 30 "$LOGS/$service.log" >&2; return 1; fi
+      if ((SECONDS > deadline)); then say "$service not ready in time; see $LOGS/$service.log"; return 1; fi
+      sleep 0.5
+    done
+  done
+}
+
+stop_one() { # name: SIGTERM, then SIGKILL after 30 s
+  local pidfile="$RUN/$1.pid" pid
+  [[ -f $pidfile ]] || return 0
+  pid=$(cat "$pidfile")
+  if kill -0 "$pid" 2>/dev/null; then
+    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 1 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    if kill -0 "$pid" 2>/dev/null; then say "$1 ignored SIGTERM; killing"; kill -KILL -- "-$pid" 2>/dev/null || true; fi
+  fi
+  rm -f "$pidfile"
+}
+
+down() {
+  local name
+  for name in "${SERVICES[@]}"; do stop_one "$name"; done
+  stop_one mongodb
+  stop_one kafka
+}
+
+status() {
+  local name
+  for name in kafka mongodb "${SERVICES[@]}"; do
+    if running "$name"; then echo "$name: running (pid $(cat "$RUN/$name.pid"))"; else echo "$name: stopped"; fi
+  done
+}
+
+urls() {
+  cat <<TXT
+
+aforo-notify is up.
+  API           http://127.0.0.1:${SERVICE_PORT[api]}          (readyz, metrics, /api/v1/...)
+  SSE gateway   http://127.0.0.1:${SERVICE_PORT[sse_gateway]}          (readyz, metrics, streams)
+  bridge        http://127.0.0.1:${SERVICE_PORT[bridge]}/readyz   /metrics
+  trigger       http://127.0.0.1:${SERVICE_PORT[trigger]}/readyz   /metrics
+  dispatcher    http://127.0.0.1:${SERVICE_PORT[dispatcher]}/readyz   /metrics
+  Kafka         127.0.0.1:$KAFKA_PORT      MongoDB (SecantusDB)  mongodb://127.0.0.1:$MONGO_PORT
+  Logs          $LOGS/<name>.log
+  Stop          make down
+TXT
+}
+
+case "${1:-}" in
+  fetch-kafka) fetch_kafka ;;
+  start-kafka) start_kafka ;;
+  start-mongo) start_mongo ;;
+  start-services) start_services ;;
+  wait-ready) wait_ready "${2:-120}" ;;
+  up) start_kafka; start_mongo; start_services; wait_ready 150; urls ;;
+  down) down ;;
+  status) status ;;
+  *) say "usage: $0 fetch-kafka|start-kafka|start-mongo|start-services|wait-ready|up|down|status"; exit 2 ;;
+esac

@@ -1,0 +1,144 @@
+"""Producer record → canonical envelope(s), or a dead-letter verdict. Pure: no broker needed.
+
+The producer's JSON object becomes the envelope's `payload` verbatim. Its `eventId`, when present,
+is kept; otherwise one is derived from (topic, partition, offset), so a re-delivered Kafka record
+gets the same id and downstream deduplication holds.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from aforo.bridge.routes import TopicRoute
+from aforo.shared.envelope import EventEnvelope, parse_utc
+from aforo.shared.serde import loads_json
+
+EVENT_ID_NAMESPACE = uuid.UUID("6f0c3a52-5b8e-4e55-9a39-0d8e7c1f6a21")
+MAX_ID_LENGTH = 128
+MAX_EVENT_ID_LENGTH = 512
+
+
+class DeadLetterReason(StrEnum):
+    """Why a producer record could not become an envelope (a metric label and a DLQ header)."""
+
+    EMPTY_RECORD = "empty_record"
+    OVERSIZED = "oversized"
+    INVALID_JSON = "invalid_json"
+    NOT_AN_OBJECT = "not_an_object"
+    MISSING_TENANT_ID = "missing_tenant_id"
+    MISSING_CUSTOMER_ID = "missing_customer_id"
+    INVALID_EVENT_ID = "invalid_event_id"
+    INVALID_OCCURRED_AT = "invalid_occurred_at"
+    UNMAPPED_TOPIC = "unmapped_topic"
+
+
+@dataclass(frozen=True, slots=True)
+class SourceRecord:
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int
+    value: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    reason: DeadLetterReason
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class Translation:
+    """What to publish: the SYSTEM envelope and/or the widget envelope (same eventId)."""
+
+    system_envelope: EventEnvelope | None
+    widget_envelope: EventEnvelope | None
+
+
+def derived_event_id(topic: str, partition: int, offset: int) -> str:
+    """A stable id for a record that carries none: the same Kafka position gives the same id."""
+    return str(uuid.uuid5(EVENT_ID_NAMESPACE, f"{topic}/{partition}/{offset}"))
+
+
+def _identifier(payload: dict[str, Any], field: str) -> str | None:
+    value = payload.get(field)
+    if isinstance(value, str) and value.strip() and len(value) <= MAX_ID_LENGTH:
+        return value
+    return None
+
+
+def translate(
+    record: SourceRecord, route: TopicRoute | None, max_record_bytes: int
+) -> Translation | DeadLetter:
+    """Decide what one producer record becomes."""
+    if route is None:
+        return DeadLetter(DeadLetterReason.UNMAPPED_TOPIC, f"no route for topic {record.topic!r}")
+    raw = record.value
+    if raw is None or not raw:
+        return DeadLetter(DeadLetterReason.EMPTY_RECORD, "record has no value")
+    if len(raw) > max_record_bytes:
+        return DeadLetter(
+            DeadLetterReason.OVERSIZED, f"{len(raw)} bytes exceeds the {max_record_bytes}-byte limit"
+        )
+    try:
+        payload = loads_json(raw)
+    except ValueError as error:
+        return DeadLetter(DeadLetterReason.INVALID_JSON, f"not JSON: {error}"[:500])
+    if not isinstance(payload, dict):
+        return DeadLetter(
+            DeadLetterReason.NOT_AN_OBJECT, f"expected a JSON object, got {type(payload).__name__}"
+        )
+    tenant_id = _identifier(payload, "tenantId")
+    if tenant_id is None:
+        return DeadLetter(
+            DeadLetterReason.MISSING_TENANT_ID,
+            f"tenantId must be a non-empty string of at most {MAX_ID_LENGTH}",
+        )
+    customer_id = _identifier(payload, "customerId")
+    if customer_id is None:
+        return DeadLetter(
+            DeadLetterReason.MISSING_CUSTOMER_ID,
+            f"customerId must be a non-empty string of at most {MAX_ID_LENGTH}",
+        )
+    event_id = payload.get("eventId")
+    if event_id is None:
+        event_id = derived_event_id(record.topic, record.partition, record.offset)
+    elif not isinstance(event_id, str) or not event_id.strip() or len(event_id) > MAX_EVENT_ID_LENGTH:
+        return DeadLetter(DeadLetterReason.INVALID_EVENT_ID, "eventId must be a non-empty string")
+    occurred_raw = payload.get("occurredAt")
+    try:
+        occurred_at = (
+            datetime.fromtimestamp(record.timestamp_ms / 1000, tz=UTC)
+            if occurred_raw is None
+            else parse_utc(occurred_raw)
+        )
+    except (ValueError, TypeError, OverflowError, OSError) as error:
+        return DeadLetter(DeadLetterReason.INVALID_OCCURRED_AT, f"occurredAt: {error}"[:500])
+
+    def envelope(event_type: str, category: str, severity: Any) -> EventEnvelope:
+        # Fields were checked above; model_construct skips a second validation in the hot path.
+        return EventEnvelope.model_construct(
+            event_id=event_id,
+            event_type=event_type,
+            category=category,
+            severity=severity,
+            tenant_id=tenant_id,
+            customer_id=customer_id,
+            occurred_at=occurred_at,
+            payload=payload,
+        )
+
+    system = route.system_event
+    widget = route.widget_event
+    return Translation(
+        system_envelope=envelope(system.event_type, system.category.value, system.severity)
+        if system
+        else None,
+        widget_envelope=envelope(widget.event_type, widget.category.value, widget.severity)
+        if widget
+        else None,
+    )

@@ -1,0 +1,18 @@
+"""Trigger settings: `AFORO_TRIGGER_*`, falling back to `AFORO_*`."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from aforo.shared.settings import ServiceSettings
+
+
+class TriggerSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="AFORO_TRIGGER_", extra="ignore", frozen=True)
+    service_name: ClassVar[str] = "trigger"
+
+    http_port: int = Field(default=9102, ge=0, le=65535)
+    app_id: str = Field(default="aforo-trigger", description="faust app id: consumer group and table prefix.")

@@ -1,0 +1,106 @@
+"""The canonical event envelope every topic of the suite carries.
+
+Wire form (camelCase, `occurredAt` ISO-8601 UTC with a `Z`):
+`{"eventId","eventType","category","severity","tenantId","customerId","occurredAt","payload"}`.
+The payload is the producer's JSON object, verbatim.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator
+
+from aforo.shared.serde import dumps_json, loads_json
+
+
+class Severity(StrEnum):
+    INFO = "INFO"
+    WARNING = "WARNING"
+    CRITICAL = "CRITICAL"
+
+
+class EventCategory(StrEnum):
+    """Categories of the SYSTEM catalog; CUSTOM definitions may use these or `Custom`."""
+
+    BILLING = "Billing"
+    SUBSCRIPTION = "Subscription"
+    USAGE = "Usage"
+    SERVICE = "Service"
+    CUSTOM = "Custom"
+
+
+def format_utc(moment: datetime) -> str:
+    """ISO-8601 in UTC with millisecond precision and a `Z`, the one timestamp format on the wire."""
+    if moment.tzinfo is None:
+        raise ValueError("timestamps must be timezone-aware")
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def parse_utc(value: str | int | float | datetime) -> datetime:
+    """Accept ISO-8601 (with offset or `Z`) or epoch milliseconds; return an aware UTC datetime."""
+    if isinstance(value, datetime):
+        moment = value
+    elif isinstance(value, bool):
+        raise ValueError("occurredAt: expected an ISO-8601 string or epoch milliseconds")
+    elif isinstance(value, int | float):
+        moment = datetime.fromtimestamp(value / 1000, tz=UTC)
+    elif isinstance(value, str):
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00") if value.endswith("Z") else value)
+    else:
+        raise ValueError("occurredAt: expected an ISO-8601 string or epoch milliseconds")
+    if moment.tzinfo is None:
+        raise ValueError("occurredAt: a timezone (offset or Z) is required")
+    return moment.astimezone(UTC)
+
+
+class EventEnvelope(BaseModel):
+    """One business event, as published by the bridge, the trigger agent or a manual emit."""
+
+    model_config = ConfigDict(populate_by_name=True, frozen=True, extra="forbid", serialize_by_alias=True)
+
+    event_id: str = Field(alias="eventId", min_length=1, max_length=512)
+    event_type: str = Field(alias="eventType", min_length=1, max_length=128)
+    category: str = Field(min_length=1, max_length=64)
+    severity: Severity
+    tenant_id: str = Field(alias="tenantId", min_length=1, max_length=128)
+    customer_id: str = Field(alias="customerId", min_length=1, max_length=128)
+    occurred_at: datetime = Field(alias="occurredAt")
+    payload: dict[str, Any]
+
+    @field_validator("occurred_at", mode="before")
+    @classmethod
+    def _occurred_at_utc(cls, value: Any) -> datetime:
+        return parse_utc(value)
+
+    @field_serializer("occurred_at")
+    def _occurred_at_wire(self, value: datetime) -> str:
+        return format_utc(value)
+
+    def to_wire(self) -> dict[str, Any]:
+        """The camelCase dict; payload values untouched (no re-typing of numbers)."""
+        return {
+            "eventId": self.event_id,
+            "eventType": self.event_type,
+            "category": self.category,
+            "severity": self.severity.value,
+            "tenantId": self.tenant_id,
+            "customerId": self.customer_id,
+            "occurredAt": format_utc(self.occurred_at),
+            "payload": self.payload,
+        }
+
+    def to_json_bytes(self) -> bytes:
+        """The exact bytes published to Kafka and POSTed to webhooks (compact, UTF-8)."""
+        return dumps_json(self.to_wire())
+
+    @classmethod
+    def from_json_bytes(cls, raw: bytes) -> EventEnvelope:
+        return cls.model_validate(loads_json(raw))
+
+    @property
+    def partition_key(self) -> bytes:
+        """`tenantId:customerId`: one customer's events stay ordered within one partition."""
+        return f"{self.tenant_id}:{self.customer_id}".encode()

@@ -1,0 +1,162 @@
+"""The one Kafka helper: topic names, client factories, topic creation, readiness.
+
+Every topic the suite owns is named here, behind a configurable prefix, so a newcomer can see the
+whole data flow in one place (see README, "Topics"). Producer topics (`billing.invoice.finalized`, ...)
+belong to the billing platform and are named by the bridge's mapping file instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+
+from aforo.shared.serde import dumps_json, loads_json
+from aforo.shared.settings import ServiceSettings
+
+__all__ = [
+    "TopicNames",
+    "TopicSpec",
+    "create_consumer",
+    "create_producer",
+    "dumps_json",
+    "ensure_topics",
+    "kafka_answers",
+    "loads_json",
+    "topic_specs",
+]
+
+
+@dataclass(frozen=True)
+class TopicNames:
+    """Names of the suite's own topics, all under one prefix (default `aforo.`)."""
+
+    prefix: str
+
+    @property
+    def system_events(self) -> str:
+        """Bridge → trigger, dispatcher: canonical SYSTEM event envelopes."""
+        return f"{self.prefix}events.system"
+
+    @property
+    def custom_events(self) -> str:
+        """Trigger and API manual emit → dispatcher: CUSTOM event envelopes (and `webhook.test`)."""
+        return f"{self.prefix}events.custom"
+
+    @property
+    def widget_events(self) -> str:
+        """Bridge → SSE gateway: widget (browser) events."""
+        return f"{self.prefix}events.widget"
+
+    @property
+    def config_changes(self) -> str:
+        """API → trigger, dispatcher: compacted configuration changes for their caches."""
+        return f"{self.prefix}config.changes"
+
+    @property
+    def bridge_dead_letter(self) -> str:
+        """Producer records the bridge could not turn into an envelope, bytes untouched."""
+        return f"{self.prefix}dlq.bridge"
+
+    @property
+    def dispatch_dead_letter(self) -> str:
+        """Deliveries that exhausted their retries."""
+        return f"{self.prefix}dlq.dispatch"
+
+    def retry_topic_for(self, delay_seconds: int) -> str:
+        """A dispatcher delay tier: records wait here until their due time."""
+        return f"{self.prefix}dispatch.retry.{delay_seconds}s"
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    replication_factor: int = 1
+    config: dict[str, str] = field(default_factory=dict)
+
+
+def create_producer(settings: ServiceSettings, **overrides: Any) -> AIOKafkaProducer:
+    """An idempotent producer that waits for all in-sync replicas: an ack means the record is durable."""
+    options: dict[str, Any] = {
+        "bootstrap_servers": settings.kafka_bootstrap_servers,
+        "client_id": settings.service_name,
+        "acks": "all",
+        "enable_idempotence": True,
+        "linger_ms": 5,
+        "request_timeout_ms": 30_000,
+    }
+    options.update(overrides)
+    return AIOKafkaProducer(**options)
+
+
+def create_consumer(
+    settings: ServiceSettings, *topics: str, group_id: str | None, **overrides: Any
+) -> AIOKafkaConsumer:
+    """A consumer that never auto-commits: services commit only after their output is acknowledged."""
+    options: dict[str, Any] = {
+        "bootstrap_servers": settings.kafka_bootstrap_servers,
+        "client_id": settings.service_name,
+        "group_id": group_id,
+        "enable_auto_commit": False,
+        "auto_offset_reset": "earliest",
+        "isolation_level": "read_committed",
+        "max_poll_interval_ms": 300_000,
+        "session_timeout_ms": 10_000,
+        "heartbeat_interval_ms": 3_000,
+    }
+    options.update(overrides)
+    return AIOKafkaConsumer(*topics, **options)
+
+
+async def ensure_topics(bootstrap_servers: str, specs: Iterable[TopicSpec], client_id: str = "aforo") -> None:
+    """Create the topics that do not exist yet; existing ones are left as they are."""
+    wanted = list(specs)
+    if not wanted:
+        return
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id=client_id)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [spec for spec in wanted if spec.name not in existing]
+        if not missing:
+            return
+        new_topics = [
+            NewTopic(
+                name=spec.name,
+                num_partitions=spec.partitions,
+                replication_factor=spec.replication_factor,
+                topic_configs=spec.config,
+            )
+            for spec in missing
+        ]
+        # Another replica may create one between our list and create: the goal is met all the same.
+        with contextlib.suppress(TopicAlreadyExistsError):
+            await admin.create_topics(new_topics)
+    finally:
+        await admin.close()
+
+
+async def kafka_answers(client: AIOKafkaProducer | AIOKafkaConsumer, timeout_seconds: float) -> bool:
+    """Readiness: the broker answers a metadata request within the timeout."""
+    # The producer exposes its AIOKafkaClient as `client`, the consumer as `_client`.
+    kafka_client = client.client if isinstance(client, AIOKafkaProducer) else client._client
+    try:
+        await asyncio.wait_for(kafka_client.fetch_all_metadata(), timeout_seconds)
+    except (TimeoutError, OSError, KafkaError):
+        return False
+    return True
+
+
+def topic_specs(names: Sequence[str], settings: ServiceSettings, **config: str) -> list[TopicSpec]:
+    """Specs for topics that take the suite's default partitions and replication."""
+    return [
+        TopicSpec(name, settings.topic_partitions, settings.topic_replication_factor, dict(config))
+        for name in names
+    ]

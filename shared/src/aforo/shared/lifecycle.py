@@ -1,0 +1,142 @@
+"""The common service lifecycle: start, ready, drain, stop, driven by one runner.
+
+`run_service` serves `/healthz`, `/readyz`, `/metrics` (and the service's own routes, for the API
+and the SSE gateway) on the service's HTTP port, starts the service, and on SIGTERM or SIGINT:
+marks it not ready, lets it stop taking work and finish or hand back in-flight work (`drain`,
+bounded by `shutdown_grace_seconds`), closes its clients (`stop`) and returns exit code 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from abc import ABC, abstractmethod
+
+from aiohttp import web
+
+from aforo.shared.http import health_routes
+from aforo.shared.logging import get_logger
+from aforo.shared.metrics import SERVICE_UP
+from aforo.shared.settings import ServiceSettings
+
+log = get_logger(__name__)
+
+
+class Service(ABC):
+    """What a process does between start and stop; the runner owns signals and the HTTP server."""
+
+    name: str = "service"
+
+    @abstractmethod
+    async def start(self) -> None:
+        """Connect clients, create what must exist, begin taking work."""
+
+    @abstractmethod
+    async def readiness_checks(self) -> dict[str, bool]:
+        """Each dependency's answer, e.g. `{"kafka": True, "mongodb": True}`."""
+
+    @abstractmethod
+    async def drain(self) -> None:
+        """Stop taking work; finish or hand back what is in flight; commit offsets."""
+
+    @abstractmethod
+    async def stop(self) -> None:
+        """Close clients. Called after `drain`, also when `drain` ran out of time."""
+
+    def is_alive(self) -> bool:
+        """Liveness: the service's own workers have not died. Cheap; no I/O."""
+        return True
+
+    def add_routes(self, app: web.Application) -> None:  # noqa: B027 - optional hook, most services add none
+        """Services with an HTTP surface (API, SSE gateway) add their routes here."""
+
+
+class ServiceRunner:
+    """Runs one `Service` with its HTTP server under the lifecycle above."""
+
+    def __init__(self, service: Service, settings: ServiceSettings) -> None:
+        self.service = service
+        self.settings = settings
+        self.started = False
+        self.stopping = False
+        self._stop_requested = asyncio.Event()
+        self._http_runner: web.AppRunner | None = None
+        self.bound_port: int | None = None
+
+    async def _readiness(self) -> dict[str, bool]:
+        if not self.started or self.stopping:
+            return {"started": self.started and not self.stopping}
+        try:
+            checks = await asyncio.wait_for(
+                self.service.readiness_checks(), self.settings.readiness_timeout_seconds + 1
+            )
+        except TimeoutError:
+            checks = {"timeout": False}
+        SERVICE_UP.labels(self.service.name).set(1 if checks and all(checks.values()) else 0)
+        return checks
+
+    def build_http_app(self) -> web.Application:
+        app = web.Application(client_max_size=1024 * 1024)
+        app.add_routes(health_routes(self.service.is_alive, self._readiness))
+        self.service.add_routes(app)
+        return app
+
+    async def start_http(self) -> None:
+        self._http_runner = web.AppRunner(self.build_http_app(), access_log=None, handle_signals=False)
+        await self._http_runner.setup()
+        site = web.TCPSite(self._http_runner, self.settings.http_host, self.settings.http_port)
+        await site.start()
+        server = site._server
+        sockets = getattr(server, "sockets", None) or []
+        self.bound_port = sockets[0].getsockname()[1] if sockets else self.settings.http_port
+
+    def request_stop(self) -> None:
+        self._stop_requested.set()
+
+    async def run(self) -> int:
+        """Serve until SIGTERM/SIGINT; return the process exit code."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop)
+        await self.start_http()
+        log.info("http_listening", host=self.settings.http_host, port=self.bound_port)
+        try:
+            await self.service.start()
+        except Exception:
+            log.exception("service_start_failed")
+            await self._close_http()
+            return 1
+        self.started = True
+        log.info("service_started", service=self.service.name)
+        await self._stop_requested.wait()
+        return await self.shutdown()
+
+    async def shutdown(self) -> int:
+        self.stopping = True
+        SERVICE_UP.labels(self.service.name).set(0)
+        grace = self.settings.shutdown_grace_seconds
+        began = time.monotonic()
+        log.info("service_draining", grace_seconds=grace)
+        try:
+            await asyncio.wait_for(self.service.drain(), grace)
+        except TimeoutError:
+            log.warning("drain_timed_out", grace_seconds=grace)
+        remaining = max(1.0, grace - (time.monotonic() - began))
+        try:
+            await asyncio.wait_for(self.service.stop(), remaining)
+        except TimeoutError:
+            log.warning("stop_timed_out")
+        await self._close_http()
+        log.info("service_stopped", seconds=round(time.monotonic() - began, 3))
+        return 0
+
+    async def _close_http(self) -> None:
+        if self._http_runner is not None:
+            await self._http_runner.cleanup()
+            self._http_runner = None
+
+
+def run_service(service: Service, settings: ServiceSettings) -> int:
+    """Entrypoint helper: run the service on a fresh event loop and return its exit code."""
+    return asyncio.run(ServiceRunner(service, settings).run())

@@ -1,0 +1,81 @@
+"""The one logger setup: structlog, JSON lines on stdout, bound with service/tenant/event ids.
+
+Context (`tenant_id`, `event_id`, `endpoint_id`, ...) is bound with `bind_event_context` through
+contextvars, so every line logged while handling an event carries it without passing loggers around.
+Secrets and full bodies are never passed to a logger; `redact_secrets` is a last line of defence.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterator, MutableMapping
+from contextlib import contextmanager
+from typing import Any
+
+import structlog
+
+SECRET_KEYS = frozenset({"secret", "secrets", "password", "token", "authorization", "api_key", "jwt"})
+
+
+def redact_secrets(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """structlog processor: never let a value under a secret-looking key reach the output."""
+    for key in list(event_dict):
+        if key.lower() in SECRET_KEYS:
+            event_dict[key] = "[redacted]"
+    return event_dict
+
+
+def configure_logging(service: str, level: str = "INFO", *, json: bool = True) -> None:
+    """Configure structlog and the stdlib root logger (aiokafka, aiohttp, faust log through it)."""
+    numeric_level = logging.getLevelName(level.upper())
+    if not isinstance(numeric_level, int):
+        raise ValueError(f"log_level: unknown level {level!r}")
+    shared_processors: list[structlog.types.Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        redact_secrets,
+    ]
+    renderer: structlog.types.Processor = (
+        structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
+    )
+    structlog.configure(
+        processors=[
+            *shared_processors,
+            structlog.processors.StackInfoRenderer(),
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(numeric_level),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stdout),
+        cache_logger_on_first_use=False,
+    )
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=shared_processors,
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+    )
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(numeric_level)
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(service=service)
+
+
+def get_logger(name: str | None = None) -> structlog.stdlib.BoundLogger:
+    """A logger carrying whatever context is bound at call time."""
+    logger: structlog.stdlib.BoundLogger = structlog.get_logger(name)
+    return logger
+
+
+@contextmanager
+def bind_event_context(**ids: str | int | None) -> Iterator[None]:
+    """Bind ids (tenant_id, event_id, ...) for the lines logged inside the block."""
+    present = {key: value for key, value in ids.items() if value is not None}
+    tokens = structlog.contextvars.bind_contextvars(**present)
+    try:
+        yield
+    finally:
+        structlog.contextvars.reset_contextvars(**tokens)

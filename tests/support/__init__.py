@@ -1,0 +1,1 @@
+"""Test support: the real local stack and service processes for integration tests."""
