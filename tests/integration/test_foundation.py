@@ -43,7 +43,9 @@ async def test_five_services_become_ready_serve_metrics_and_stop_on_sigterm(
     prefix = unique_prefix()
     env = stack_env(local_stack, prefix, f"db_{uuid.uuid4().hex[:8]}")
     env["AFORO_BRIDGE_SOURCE_TOPIC_PREFIX"] = prefix
-    processes = [ServiceProcess(module, env_prefix, env, service_log_dir).start() for module, env_prefix in SERVICES]
+    processes = [
+        ServiceProcess(module, env_prefix, env, service_log_dir).start() for module, env_prefix in SERVICES
+    ]
     try:
         await asyncio.gather(*(process.wait_ready(timeout=90) for process in processes))
         async with aiohttp.ClientSession() as session:
@@ -71,7 +73,8 @@ async def test_mongo_helper_creates_indexes_and_reads_back(local_stack: LocalSta
     database = f"db_{uuid.uuid4().hex[:8]}"
     store = MongoStore(local_stack.mongo_uri, database, app_name="aforo-test")
     spec = CollectionIndexes(
-        "things", (IndexModel([("tenantId", ASCENDING), ("name", ASCENDING)], unique=True, name="tenant_name"),)
+        "things",
+        (IndexModel([("tenantId", ASCENDING), ("name", ASCENDING)], unique=True, name="tenant_name"),),
     )
     await store.start([spec])
     try:
@@ -89,7 +92,9 @@ async def test_mongo_helper_creates_indexes_and_reads_back(local_stack: LocalSta
         await store.close()
 
 
-async def test_bridge_turns_a_producer_record_into_an_envelope(local_stack: LocalStack, service_log_dir: Path) -> None:
+async def test_bridge_turns_a_producer_record_into_an_envelope(
+    local_stack: LocalStack, service_log_dir: Path
+) -> None:
     prefix = unique_prefix()
     env = stack_env(local_stack, prefix, "unused")
     env["AFORO_BRIDGE_SOURCE_TOPIC_PREFIX"] = prefix

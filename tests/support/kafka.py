@@ -34,7 +34,11 @@ class TopicReader:
     def __init__(self, bootstrap: str, topic: str) -> None:
         self.topic = topic
         self.consumer = AIOKafkaConsumer(
-            topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest", metadata_max_age_ms=1000
+            topic,
+            bootstrap_servers=bootstrap,
+            group_id=None,
+            auto_offset_reset="earliest",
+            metadata_max_age_ms=1000,
         )
         self.records: list[ConsumerRecord[Any, Any]] = []
 
@@ -51,7 +55,9 @@ class TopicReader:
         deadline = time.monotonic() + timeout
         while not condition(self.records):
             if time.monotonic() > deadline:
-                raise AssertionError(f"{self.topic}: condition not met in {timeout} s; have {len(self.records)} records")
+                raise AssertionError(
+                    f"{self.topic}: condition not met in {timeout} s; have {len(self.records)} records"
+                )
             batch = await self.consumer.getmany(timeout_ms=200)
             for records in batch.values():
                 self.records.extend(records)

@@ -35,7 +35,11 @@ class ServiceProcess:
     def start(self) -> ServiceProcess:
         self._log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", self.module], env=self.env, cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT
+            [sys.executable, "-m", self.module],
+            env=self.env,
+            cwd=ROOT,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
         )
         return self
 
@@ -48,9 +52,13 @@ class ServiceProcess:
         async with aiohttp.ClientSession() as session:
             while time.monotonic() < deadline:
                 if self.process.poll() is not None:
-                    raise AssertionError(f"{self.module} exited with {self.process.returncode}:\n{self.log_text()[-4000:]}")
+                    raise AssertionError(
+                        f"{self.module} exited with {self.process.returncode}:\n{self.log_text()[-4000:]}"
+                    )
                 try:
-                    async with session.get(f"{self.url}/readyz", timeout=aiohttp.ClientTimeout(total=3)) as response:
+                    async with session.get(
+                        f"{self.url}/readyz", timeout=aiohttp.ClientTimeout(total=3)
+                    ) as response:
                         if response.status == 200:
                             return
                 except (aiohttp.ClientError, TimeoutError):

@@ -109,8 +109,12 @@ class ServiceRunner:
             return 1
         self.started = True
         log.info("service_started", service=self.service.name)
-        await self._stop_requested.wait()
-        return await self.shutdown()
+        try:
+            await self._stop_requested.wait()
+            return await self.shutdown()
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
 
     async def shutdown(self) -> int:
         self.stopping = True

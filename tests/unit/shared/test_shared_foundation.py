@@ -1,0 +1,153 @@
+"""Pure tests of the shared library: envelope wire form, settings precedence, serde, lifecycle."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+from pydantic import ValidationError
+from pydantic_settings import SettingsConfigDict
+
+from aforo.shared.envelope import EventEnvelope, format_utc, parse_utc
+from aforo.shared.kafka import TopicNames
+from aforo.shared.lifecycle import Service, ServiceRunner
+from aforo.shared.serde import dumps_json, loads_json
+from aforo.shared.settings import ServiceSettings
+
+WIRE = {
+    "eventId": "e1",
+    "eventType": "INVOICE_GENERATED",
+    "category": "Billing",
+    "severity": "INFO",
+    "tenantId": "t1",
+    "customerId": "c1",
+    "occurredAt": "2026-11-23T09:00:00.250Z",
+    "payload": {
+        "amountDue": 123456789012345678901234567890,
+        "rate": 0.1,
+        "name": "Zoë 🚀",
+        "n": {"a": [1, 2.5]},
+    },
+}
+
+
+def test_envelope_round_trips_the_wire_form_exactly() -> None:
+    raw = dumps_json(WIRE)
+    envelope = EventEnvelope.from_json_bytes(raw)
+    assert envelope.to_json_bytes() == raw
+    assert envelope.model_dump(by_alias=True, mode="json") == WIRE
+    assert envelope.occurred_at == datetime(2026, 11, 23, 9, 0, 0, 250000, tzinfo=UTC)
+
+
+def test_envelope_names_the_missing_field() -> None:
+    broken = {key: value for key, value in WIRE.items() if key != "tenantId"}
+    with pytest.raises(ValidationError, match="tenantId"):
+        EventEnvelope.model_validate(broken)
+
+
+def test_envelope_refuses_naive_timestamps() -> None:
+    with pytest.raises(ValidationError, match="occurredAt"):
+        EventEnvelope.model_validate({**WIRE, "occurredAt": "2026-11-23T09:00:00"})
+
+
+def test_timestamps_normalise_to_utc() -> None:
+    assert format_utc(parse_utc("2026-01-01T02:00:00+02:00")) == "2026-01-01T00:00:00.000Z"
+    assert (
+        format_utc(datetime(2026, 1, 1, tzinfo=timezone(timedelta(hours=-5)))) == "2026-01-01T05:00:00.000Z"
+    )
+    assert format_utc(parse_utc(0)) == "1970-01-01T00:00:00.000Z"
+    with pytest.raises(ValueError, match="occurredAt"):
+        parse_utc(True)
+
+
+def test_serde_keeps_numbers_and_unicode_and_refuses_nan() -> None:
+    value = {"big": 2**100, "float": 1e-300, "neg": -0.5, "text": "日本"}
+    raw = dumps_json(value)
+    assert "日本".encode() in raw
+    assert loads_json(raw) == value
+    with pytest.raises(ValueError):
+        dumps_json({"x": float("nan")})
+    with pytest.raises(ValueError):
+        loads_json(b'{"x": NaN}')
+
+
+def test_topic_names_share_one_prefix() -> None:
+    topics = TopicNames("acme.")
+    assert topics.system_events == "acme.events.system"
+    assert topics.widget_events == "acme.events.widget"
+    assert topics.bridge_dead_letter == "acme.dlq.bridge"
+    assert topics.retry_topic_for(4) == "acme.dispatch.retry.4s"
+
+
+class ExampleSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="AFORO_EXAMPLE_", extra="ignore", frozen=True)
+    http_port: int = 9999
+
+
+def test_service_prefix_wins_over_common_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AFORO_KAFKA_BOOTSTRAP_SERVERS", "common:9092")
+    monkeypatch.setenv("AFORO_MONGO_URI", "mongodb://common")
+    monkeypatch.setenv("AFORO_EXAMPLE_MONGO_URI", "mongodb://mine")
+    settings = ExampleSettings()
+    assert settings.kafka_bootstrap_servers == "common:9092"
+    assert settings.mongo_uri == "mongodb://mine"
+    assert settings.http_port == 9999
+    monkeypatch.setenv("AFORO_EXAMPLE_HTTP_PORT", "not-a-port")
+    with pytest.raises(ValidationError, match="http_port"):
+        ExampleSettings()
+
+
+class RecordingService(Service):
+    """A service whose drain takes `drain_seconds`, recording the lifecycle calls it gets."""
+
+    name = "recording"
+
+    def __init__(self, drain_seconds: float) -> None:
+        self.calls: list[str] = []
+        self.drain_seconds = drain_seconds
+
+    async def start(self) -> None:
+        self.calls.append("start")
+
+    async def readiness_checks(self) -> dict[str, bool]:
+        return {"dependency": True}
+
+    async def drain(self) -> None:
+        self.calls.append("drain")
+        await asyncio.sleep(self.drain_seconds)
+        self.calls.append("drained")
+
+    async def stop(self) -> None:
+        self.calls.append("stop")
+
+
+@pytest.mark.parametrize(("drain_seconds", "finished"), [(0.0, True), (5.0, False)])
+async def test_runner_drains_within_grace_then_stops_and_exits_zero(
+    drain_seconds: float, finished: bool
+) -> None:
+    service = RecordingService(drain_seconds)
+    settings = ExampleSettings(http_port=0, shutdown_grace_seconds=0.3)
+    runner = ServiceRunner(service, settings)
+    run = asyncio.create_task(runner.run())
+    while not runner.started:
+        await asyncio.sleep(0.01)
+    assert await runner._readiness() == {"dependency": True}
+    runner.request_stop()
+    assert await asyncio.wait_for(run, 5) == 0
+    expected = ["start", "drain", "drained", "stop"] if finished else ["start", "drain", "stop"]
+    assert service.calls == expected
+
+
+def test_log_lines_are_json_with_service_and_bound_ids(capsys: pytest.CaptureFixture[str]) -> None:
+    from aforo.shared.logging import bind_event_context, configure_logging, get_logger
+
+    configure_logging("bridge", "INFO", json=True)
+    with bind_event_context(tenant_id="t1", event_id="e1"):
+        get_logger("x").info("hello", secret="s3cr3t")
+    line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert line["service"] == "bridge"
+    assert line["tenant_id"] == "t1"
+    assert line["event_id"] == "e1"
+    assert line["secret"] == "[redacted]"
