@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import pytest
 
 from aforo.bridge.routes import load_routes
 from aforo.shared.serde import dumps_json
@@ -19,6 +18,16 @@ from tests.support.processes import ServiceProcess
 from tests.support.stack import LocalStack
 
 ROUTES = load_routes()
+ENVELOPE_FIELDS = {
+    "eventId",
+    "eventType",
+    "category",
+    "severity",
+    "tenantId",
+    "customerId",
+    "occurredAt",
+    "payload",
+}
 
 
 def bridge_env(stack: LocalStack, prefix: str, **extra: str) -> dict[str, str]:
@@ -80,9 +89,7 @@ async def test_every_default_route_produces_the_right_envelopes(
                 assert widget_by_topic[topic]["eventType"] == route.widget_event.event_type
             for envelope in (system_by_topic.get(topic), widget_by_topic.get(topic)):
                 if envelope is not None:
-                    assert set(envelope) == {
-                        "eventId", "eventType", "category", "severity", "tenantId", "customerId", "occurredAt", "payload"
-                    }  # fmt: skip
+                    assert set(envelope) == ENVELOPE_FIELDS
                     assert envelope["tenantId"] == "t1"
                     assert envelope["customerId"] == envelope["payload"]["customerId"]
                     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", envelope["occurredAt"])

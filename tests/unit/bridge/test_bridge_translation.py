@@ -32,7 +32,7 @@ def good(**extra: object) -> bytes:
 
 def test_catalog_has_fifteen_system_events_and_three_mandatory() -> None:
     assert len(SYSTEM_EVENTS) == 15
-    assert MANDATORY_EVENTS == {"WALLET_BALANCE_DEPLETED", "PAYMENT_OVERDUE", "SERVICE_DEGRADATION"}
+    assert {"WALLET_BALANCE_DEPLETED", "PAYMENT_OVERDUE", "SERVICE_DEGRADATION"} == MANDATORY_EVENTS
     assert SYSTEM_EVENTS["WALLET_BALANCE_DEPLETED"].category == "Billing"
     assert SYSTEM_EVENTS["WALLET_BALANCE_DEPLETED"].severity == "CRITICAL"
 
