@@ -169,7 +169,11 @@ case "${1:-}" in
   start-mongo) start_mongo ;;
   start-services) start_services ;;
   wait-ready) wait_ready "${2:-120}" ;;
-  up) start_kafka; start_mongo; start_services; wait_ready 150; urls ;;
+  up)
+    # An existing Kafka or MongoDB named in the environment is used instead of starting one.
+    if [[ -n ${AFORO_KAFKA_BOOTSTRAP_SERVERS:-} ]]; then say "using Kafka at $AFORO_KAFKA_BOOTSTRAP_SERVERS"; else start_kafka; fi
+    if [[ -n ${AFORO_MONGO_URI:-} ]]; then say "using MongoDB at $AFORO_MONGO_URI"; else start_mongo; fi
+    start_services; wait_ready 150; urls ;;
   down) down ;;
   status) status ;;
   *) say "usage: $0 fetch-kafka|start-kafka|start-mongo|start-services|wait-ready|up|down|status"; exit 2 ;;
