@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import sys
 
-from aforo.sse_gateway.app import SseGatewayService
-from aforo.sse_gateway.settings import SseGatewaySettings
 from aforo.shared.lifecycle import run_service
 from aforo.shared.logging import configure_logging
+from aforo.sse_gateway.app import SseGatewayService
+from aforo.sse_gateway.settings import SseGatewaySettings
 
 
 def main() -> None:
