@@ -100,7 +100,20 @@ start_mongo() {
   say "secantusdb (MongoDB wire protocol) ready on 127.0.0.1:$MONGO_PORT"
 }
 
+dev_secret() { # name generator-command: a per-checkout development secret, made once, kept in .local/
+  local file="$ROOT/.local/dev-$1"
+  if [[ ! -s $file ]]; then (umask 077; "${@:2}" >"$file"); fi
+  cat "$file"
+}
+
 start_services() {
+  # Development-only secrets and settings; production sets these in its own environment.
+  export AFORO_SECRETS_ENCRYPTION_KEYS=${AFORO_SECRETS_ENCRYPTION_KEYS:-$(dev_secret secrets-key "$PY" -c \
+    'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())')}
+  export AFORO_API_AUTH_MODE=${AFORO_API_AUTH_MODE:-hs256}
+  export AFORO_API_JWT_HS256_SECRET=${AFORO_API_JWT_HS256_SECRET:-$(dev_secret jwt-secret "$PY" -c \
+    'import secrets; print(secrets.token_urlsafe(48))')}
+  export AFORO_DISPATCHER_OUTBOUND_ALLOWLIST=${AFORO_DISPATCHER_OUTBOUND_ALLOWLIST:-127.0.0.1/32}
   export AFORO_KAFKA_BOOTSTRAP_SERVERS=${AFORO_KAFKA_BOOTSTRAP_SERVERS:-127.0.0.1:$KAFKA_PORT}
   export AFORO_MONGO_URI=${AFORO_MONGO_URI:-mongodb://127.0.0.1:$MONGO_PORT}
   local service

@@ -141,12 +141,23 @@ async def test_runner_drains_within_grace_then_stops_and_exits_zero(
 
 
 def test_log_lines_are_json_with_service_and_bound_ids(capsys: pytest.CaptureFixture[str]) -> None:
+    import logging
+
+    import structlog
+
     from aforo.shared.logging import bind_event_context, configure_logging, get_logger
 
+    root_handlers = logging.getLogger().handlers[:]
     configure_logging("bridge", "INFO", json=True)
-    with bind_event_context(tenant_id="t1", event_id="e1"):
-        get_logger("x").info("hello", secret="s3cr3t")
-    line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    try:
+        with bind_event_context(tenant_id="t1", event_id="e1"):
+            get_logger("x").info("hello", secret="s3cr3t")
+        output = capsys.readouterr().out
+    finally:
+        # The configuration captured pytest's stdout: undo it so later tests do not log into a closed file.
+        structlog.reset_defaults()
+        logging.getLogger().handlers[:] = root_handlers
+    line = json.loads(output.strip().splitlines()[-1])
     assert line["service"] == "bridge"
     assert line["tenant_id"] == "t1"
     assert line["event_id"] == "e1"

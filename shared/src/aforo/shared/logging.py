@@ -31,8 +31,13 @@ def configure_logging(service: str, level: str = "INFO", *, json: bool = True) -
     numeric_level = logging.getLevelName(level.upper())
     if not isinstance(numeric_level, int):
         raise ValueError(f"log_level: unknown level {level!r}")
+    def add_service(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+        event_dict.setdefault("service", service)
+        return event_dict
+
     shared_processors: list[structlog.types.Processor] = [
         structlog.contextvars.merge_contextvars,
+        add_service,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         redact_secrets,
@@ -61,7 +66,6 @@ def configure_logging(service: str, level: str = "INFO", *, json: bool = True) -
     root.handlers[:] = [handler]
     root.setLevel(numeric_level)
     structlog.contextvars.clear_contextvars()
-    structlog.contextvars.bind_contextvars(service=service)
 
 
 def get_logger(name: str | None = None) -> structlog.stdlib.BoundLogger:

@@ -36,6 +36,11 @@ class ServiceSettings(BaseSettings):
     log_json: bool = True
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=0, ge=0, le=65535)
+    secrets_encryption_keys: str | None = Field(
+        default=None,
+        repr=False,
+        description="Comma-separated Fernet keys, newest first, for webhook secrets at rest (API, dispatcher).",
+    )
     shutdown_grace_seconds: float = Field(default=20.0, gt=0)
     readiness_timeout_seconds: float = Field(default=2.0, gt=0)
 
