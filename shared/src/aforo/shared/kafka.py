@@ -65,6 +65,11 @@ class TopicNames:
         return f"{self.prefix}dlq.bridge"
 
     @property
+    def trigger_dead_letter(self) -> str:
+        """SYSTEM-event records the trigger agent could not parse."""
+        return f"{self.prefix}dlq.trigger"
+
+    @property
     def dispatch_dead_letter(self) -> str:
         """Deliveries that exhausted their retries."""
         return f"{self.prefix}dlq.dispatch"

@@ -1,22 +1,43 @@
-"""The trigger process: a faust-streaming app run inside the common lifecycle.
+"""The trigger process: a faust-streaming agent over the SYSTEM-event topic, in the common lifecycle.
 
-faust's own worker would own signals and the event loop; here the app is started and stopped as a
-service (`app.start()` / `app.stop()`) so the trigger shares /healthz, /readyz, /metrics and the
-SIGTERM drain of the other processes.
+faust's own worker would own signals and the event loop; here the faust app is started and stopped
+as a service (`app.start()` / `app.stop()`), so the trigger shares /healthz, /readyz, /metrics and
+the SIGTERM drain of the other processes. Per event the agent looks up the tenant's armed CUSTOM
+definitions in an in-memory cache (never MongoDB), evaluates their compiled rules and publishes every
+match to the CUSTOM-event topic, awaiting the broker's ack before faust may commit the source offset.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import faust
+from aiokafka import AIOKafkaProducer
+from pydantic import ValidationError
 
+from aforo.shared.config_changes import CONFIG_TOPIC_SETTINGS
 from aforo.shared.connected_service import ConnectedService
+from aforo.shared.envelope import EventEnvelope
 from aforo.shared.kafka import ensure_topics, topic_specs
-from aforo.shared.logging import get_logger
+from aforo.shared.logging import bind_event_context, get_logger
+from aforo.shared.metrics import LATENCY_BUCKETS, Counter, Histogram
+from aforo.trigger.definition_feed import DefinitionFeed
+from aforo.trigger.definitions import DefinitionCache
+from aforo.trigger.derivation import derive_custom_events
 from aforo.trigger.settings import TriggerSettings
 
 log = get_logger(__name__)
+
+EVENTS_SEEN = Counter("aforo_trigger_events_total", "SYSTEM events consumed.", ["event_type"])
+RULES_EVALUATED = Counter("aforo_trigger_rules_evaluated_total", "Trigger rules evaluated.")
+MATCHES = Counter(
+    "aforo_trigger_matches_total", "CUSTOM events derived, by source SYSTEM event.", ["event_type"]
+)
+EVALUATION_SECONDS = Histogram(
+    "aforo_trigger_evaluation_seconds", "Rule evaluation time per SYSTEM event.", buckets=LATENCY_BUCKETS
+)
+DEAD_LETTERED = Counter("aforo_trigger_dead_letter_total", "Unparseable SYSTEM-event records.", ["reason"])
 
 
 def build_faust_app(settings: TriggerSettings) -> faust.App:
@@ -31,6 +52,7 @@ def build_faust_app(settings: TriggerSettings) -> faust.App:
         producer_acks=-1,
         broker_commit_every=100,
         broker_commit_interval=1.0,
+        consumer_auto_offset_reset="earliest",
     )
 
 
@@ -39,25 +61,88 @@ class TriggerService(ConnectedService):
 
     def __init__(self, settings: TriggerSettings) -> None:
         super().__init__(settings)
+        self.trigger_settings = settings
+        self.cache = DefinitionCache()
+        self.feed = DefinitionFeed(settings, self.mongo, self.cache)
         self.faust_app = build_faust_app(settings)
         self.system_events = self.faust_app.topic(self.topics.system_events, value_serializer="raw")
-        self.events_seen = 0
-        self.faust_app.agent(self.system_events, name="evaluate-triggers")(self._evaluate)
+        self.faust_app.agent(self.system_events, name="evaluate-triggers", concurrency=1)(self._evaluate)
 
     async def _evaluate(self, stream: Any) -> None:
-        async for _raw in stream:
-            self.events_seen += 1
+        async for raw in stream:
+            await self.handle_system_event(raw)
+
+    async def handle_system_event(self, raw: bytes) -> int:
+        """Evaluate one SYSTEM event; returns how many CUSTOM events it derived."""
+        try:
+            source = EventEnvelope.from_json_bytes(raw)
+        except (ValueError, ValidationError) as error:
+            await self._dead_letter(raw, "invalid_envelope", str(error))
+            return 0
+        EVENTS_SEEN.labels(source.event_type).inc()
+        armed = self.cache.armed_by(source.tenant_id, source.event_type)
+        if not armed:
+            return 0
+        began = time.perf_counter()
+        derived = derive_custom_events(source, armed)
+        EVALUATION_SECONDS.observe(time.perf_counter() - began)
+        RULES_EVALUATED.inc(len(armed))
+        producer: AIOKafkaProducer = self.producer
+        with bind_event_context(tenant_id=source.tenant_id, event_id=source.event_id):
+            futures = [
+                await producer.send(
+                    self.topics.custom_events,
+                    value=envelope.to_json_bytes(),
+                    key=envelope.partition_key,
+                    headers=[
+                        ("eventType", envelope.event_type.encode()),
+                        ("eventId", envelope.event_id.encode()),
+                    ],
+                )
+                for envelope in derived
+            ]
+            for future in futures:
+                await future  # the source offset may be committed only once the derived events are durable
+            if derived:
+                MATCHES.labels(source.event_type).inc(len(derived))
+                log.info("custom_events_derived", event_types=[envelope.event_type for envelope in derived])
+        return len(derived)
+
+    async def _dead_letter(self, raw: bytes, reason: str, detail: str) -> None:
+        DEAD_LETTERED.labels(reason).inc()
+        log.warning("trigger_dead_letter", reason=reason, detail=detail[:300])
+        future = await self.producer.send(
+            self.topics.trigger_dead_letter,
+            value=raw,
+            headers=[("aforo-dlq-reason", reason.encode()), ("aforo-dlq-detail", detail[:1000].encode())],
+        )
+        await future
 
     async def start(self) -> None:
         await ensure_topics(
             self.settings.kafka_bootstrap_servers,
-            topic_specs([self.topics.system_events, self.topics.custom_events], self.settings),
+            topic_specs(
+                [self.topics.system_events, self.topics.custom_events, self.topics.trigger_dead_letter],
+                self.settings,
+            )
+            + topic_specs([self.topics.config_changes], self.settings, **CONFIG_TOPIC_SETTINGS),
         )
         await super().start()
+        await self.feed.start()
         await self.faust_app.start()
 
+    async def readiness_checks(self) -> dict[str, bool]:
+        checks = await super().readiness_checks()
+        checks["definitions"] = self.feed.loaded
+        return checks
+
     def is_alive(self) -> bool:
-        return not self.faust_app.should_stop
+        return not self.faust_app.should_stop and (not self.feed.loaded or self.feed.is_alive())
 
     async def drain(self) -> None:
+        """Stop the agent: faust finishes the event in hand and commits what was processed."""
         await self.faust_app.stop()
+
+    async def stop(self) -> None:
+        await self.feed.stop()
+        await super().stop()

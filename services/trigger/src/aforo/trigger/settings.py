@@ -16,3 +16,8 @@ class TriggerSettings(ServiceSettings):
 
     http_port: int = Field(default=9102, ge=0, le=65535)
     app_id: str = Field(default="aforo-trigger", description="faust app id: consumer group and table prefix.")
+    definitions_resync_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="MongoDB resync period: the staleness bound if a change publish is lost.",
+    )

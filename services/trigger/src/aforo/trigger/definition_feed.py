@@ -1,0 +1,134 @@
+"""Keeps the definition cache current: MongoDB for a cold start, the config topic for changes.
+
+Every trigger replica reads the whole `config.changes` topic (no consumer group), so each replica's
+cache sees every create, update and delete within one poll of the API's publish (sub-second; the
+design's bound is 2 s). A MongoDB resync every `definitions_resync_seconds` (default 60) bounds the
+staleness even if a publish was lost after the MongoDB write. See docs/trigger-rules.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from datetime import UTC, datetime
+
+from aiokafka import AIOKafkaConsumer
+from pydantic import ValidationError
+
+from aforo.shared.collections import EVENT_DEFINITIONS
+from aforo.shared.config_changes import ConfigChange
+from aforo.shared.kafka import TopicNames, create_consumer
+from aforo.shared.logging import get_logger
+from aforo.shared.metrics import LATENCY_BUCKETS, Counter, Gauge, Histogram
+from aforo.shared.mongo import MongoStore
+from aforo.trigger.definitions import DefinitionCache
+from aforo.trigger.settings import TriggerSettings
+
+log = get_logger(__name__)
+
+CACHE_SIZE = Gauge("aforo_trigger_cache_definitions", "CUSTOM definitions with a rule in the cache.")
+CACHE_STALENESS = Gauge(
+    "aforo_trigger_cache_staleness_seconds",
+    "Seconds since the cache last confirmed it had read the config topic to its end.",
+)
+CHANGE_LAG = Histogram(
+    "aforo_trigger_config_change_lag_seconds",
+    "From the API's publish of a change to its application in the cache.",
+    buckets=LATENCY_BUCKETS,
+)
+BAD_CHANGES = Counter(
+    "aforo_trigger_config_changes_invalid_total", "Config-topic records that did not parse."
+)
+
+
+class DefinitionFeed:
+    def __init__(self, settings: TriggerSettings, mongo: MongoStore, cache: DefinitionCache) -> None:
+        self.settings = settings
+        self.mongo = mongo
+        self.cache = cache
+        self.topics = TopicNames(settings.topic_prefix)
+        self.consumer: AIOKafkaConsumer | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._caught_up_at = time.monotonic()
+        self.loaded = False
+        CACHE_STALENESS.set_function(lambda: time.monotonic() - self._caught_up_at)
+
+    async def start(self) -> None:
+        self.consumer = create_consumer(
+            self.settings,
+            self.topics.config_changes,
+            group_id=None,
+            fetch_max_wait_ms=100,
+            metadata_max_age_ms=5_000,
+        )
+        await self.consumer.start()
+        await self.resync()
+        self.loaded = True
+        self._tasks = [
+            asyncio.create_task(self._follow_changes(), name="definition-changes"),
+            asyncio.create_task(self._resync_periodically(), name="definition-resync"),
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self.consumer is not None:
+            await self.consumer.stop()
+
+    def is_alive(self) -> bool:
+        return all(not task.done() for task in self._tasks)
+
+    async def resync(self) -> None:
+        """Load every CUSTOM definition with a rule from MongoDB (the source of truth)."""
+        generation = self.cache.begin_snapshot()
+        cursor = self.mongo.collection(EVENT_DEFINITIONS.collection).find(
+            {"triggerRule": {"$ne": None}}, {"_id": 0}
+        )
+        documents = [document async for document in cursor]
+        self.cache.apply_snapshot(documents, generation)
+        CACHE_SIZE.set(self.cache.size)
+        log.info("trigger_definitions_loaded", definitions=self.cache.size)
+
+    async def _resync_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.definitions_resync_seconds)
+            try:
+                await self.resync()
+            except Exception as error:
+                log.warning("trigger_definitions_resync_failed", error=repr(error))
+
+    async def _follow_changes(self) -> None:
+        assert self.consumer is not None
+        while True:
+            batch = await self.consumer.getmany(timeout_ms=200)
+            for records in batch.values():
+                for record in records:
+                    self._apply(record.value)
+            CACHE_SIZE.set(self.cache.size)
+            if await self._at_end():
+                self._caught_up_at = time.monotonic()
+
+    def _apply(self, raw: bytes | None) -> None:
+        if raw is None:
+            return  # a compaction tombstone: deletes travel as explicit DELETE changes with a version
+        try:
+            change = ConfigChange.from_json_bytes(raw)
+        except (ValueError, ValidationError) as error:
+            BAD_CHANGES.inc()
+            log.warning("trigger_config_change_invalid", error=str(error)[:300])
+            return
+        if self.cache.apply_change(change) and change.changed_at is not None:
+            CHANGE_LAG.observe(max(0.0, (datetime.now(UTC) - change.changed_at).total_seconds()))
+
+    async def _at_end(self) -> bool:
+        """Every partition's read position has reached its high-water mark."""
+        assert self.consumer is not None
+        for partition in self.consumer.assignment():
+            highwater = self.consumer.highwater(partition)
+            if highwater is None or await self.consumer.position(partition) < highwater:
+                return False
+        return True
