@@ -1,0 +1,310 @@
+"""What one delivery attempt came to, and the delivery-log row that records it.
+
+`classify_response` turns an HTTP status or a transport error into an outcome; `judge_attempt` turns
+the outcome into what happens next (delivered, retry later, failed, disable the endpoint, dead-letter);
+`DeliveryLogRow` is the `delivery_logs` document the API serves as the customer's audit trail. One
+row per (event, channel, endpoint, attempt): the unique index on that key makes a replayed Kafka
+record unable to add a second. See docs/dispatch.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, Final, Self
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from aforo.dispatcher.preferences import Channel, SkipReason
+from aforo.dispatcher.retry_schedule import RetryConfig, RetryPlan, due_at, next_attempt
+from aforo.shared.envelope import EventEnvelope
+
+RESPONSE_BODY_LIMIT_BYTES: Final = 4096
+"""How much of a receiver's response body the log keeps: enough to debug, not enough to store a page."""
+
+OUTBOUND_REFUSAL_PREFIX: Final = "refused:"
+"""How `aforo.dispatcher.outbound` starts an SSRF refusal (after `host: ` for a host name)."""
+
+UNIQUE_KEY_FIELDS: Final = ("tenantId", "eventId", "channel", "endpointId", "attempt")
+"""The `delivery_logs` unique index (`aforo.shared.collections.DELIVERY_LOGS`)."""
+
+
+class DeliveryStatus(StrEnum):
+    DELIVERED = "DELIVERED"
+    FAILED = "FAILED"
+    PENDING = "PENDING"
+    RETRYING = "RETRYING"
+    SKIPPED = "SKIPPED"
+
+
+class Outcome(StrEnum):
+    """What one attempt's response (or lack of one) means for the delivery."""
+
+    DELIVERED = "delivered"
+    """Any 2xx."""
+    RETRYABLE = "retryable"
+    """Any other status, a connection error or a timeout: the receiver may recover."""
+    GONE = "gone"
+    """410: the receiver says the endpoint is gone for good; disable it, do not retry."""
+    REFUSED = "refused"
+    """The outbound (SSRF) policy refused the address: retrying cannot help."""
+
+
+class DeadLetterReason(StrEnum):
+    """`aforo-dlq-reason` of a webhook delivery sent to `<prefix>dlq.dispatch`."""
+
+    RETRIES_EXHAUSTED = "retries_exhausted"
+    ENDPOINT_GONE = "endpoint_gone"
+    OUTBOUND_REFUSED = "outbound_refused"
+
+
+def is_outbound_refusal(error: str) -> bool:
+    """Whether an error text is the outbound policy's refusal.
+
+    `str(OutboundAddressRefused)` is `refused: ...` for an IP-literal host and `<host>: refused: ...`
+    for a name, so both spellings are recognised; aiohttp's own connect errors never look like that.
+    """
+    if error.startswith(OUTBOUND_REFUSAL_PREFIX):
+        return True
+    host, separator, rest = error.partition(": ")
+    return bool(separator) and " " not in host and rest.startswith(OUTBOUND_REFUSAL_PREFIX)
+
+
+def classify_response(status: int | None, error: str | None) -> Outcome:
+    """The outcome of one attempt from its HTTP status (None if no response) and error text (if any).
+
+    A status wins over an error: a receiver that answered 2xx has the event even if reading its
+    body then failed. The adapter passes `str(outbound_refusal_of(exc))` for refusals, so the text
+    starts the way `is_outbound_refusal` expects.
+    """
+    if status is None and error is None:
+        raise ValueError("status, error: an attempt has a response status, an error, or both")
+    if error is not None and is_outbound_refusal(error):
+        return Outcome.REFUSED
+    if status is None:
+        return Outcome.RETRYABLE
+    if 200 <= status <= 299:
+        return Outcome.DELIVERED
+    if status == 410:
+        return Outcome.GONE
+    return Outcome.RETRYABLE
+
+
+@dataclass(frozen=True)
+class AttemptVerdict:
+    """Everything the adapter does after an attempt: the row status, the retry, the side effects."""
+
+    outcome: Outcome
+    status: DeliveryStatus
+    retry: RetryPlan | None = None
+    disable_endpoint: bool = False
+    dead_letter_reason: DeadLetterReason | None = None
+
+
+def judge_attempt(
+    attempt: int,
+    outcome: Outcome,
+    config: RetryConfig,
+    retry_after_seconds: float | None,
+    max_retry_after_seconds: float,
+) -> AttemptVerdict:
+    """What follows attempt `attempt` (numbered from 1) of a delivery that came to `outcome`.
+
+    Every FAILED delivery is dead-lettered, with the reason, so operators see all undelivered
+    events on one topic; RETRYING ones are parked on a delay topic instead.
+    """
+    if outcome is Outcome.DELIVERED:
+        return AttemptVerdict(outcome, DeliveryStatus.DELIVERED)
+    if outcome is Outcome.GONE:
+        return AttemptVerdict(
+            outcome,
+            DeliveryStatus.FAILED,
+            disable_endpoint=True,
+            dead_letter_reason=DeadLetterReason.ENDPOINT_GONE,
+        )
+    if outcome is Outcome.REFUSED:
+        return AttemptVerdict(
+            outcome, DeliveryStatus.FAILED, dead_letter_reason=DeadLetterReason.OUTBOUND_REFUSED
+        )
+    plan = next_attempt(attempt, config, retry_after_seconds, max_retry_after_seconds)
+    if plan is None:
+        return AttemptVerdict(
+            outcome, DeliveryStatus.FAILED, dead_letter_reason=DeadLetterReason.RETRIES_EXHAUSTED
+        )
+    return AttemptVerdict(outcome, DeliveryStatus.RETRYING, retry=plan)
+
+
+def response_body_excerpt(body: bytes | None, limit_bytes: int = RESPONSE_BODY_LIMIT_BYTES) -> str | None:
+    """The first `limit_bytes` of a response body as text; bytes that are not UTF-8 become U+FFFD."""
+    if limit_bytes < 0:
+        raise ValueError(f"limit_bytes: must be >= 0, got {limit_bytes}")
+    if body is None:
+        return None
+    return body[:limit_bytes].decode("utf-8", errors="replace")
+
+
+class DeliveryLogRow(BaseModel):
+    """One `delivery_logs` document: one channel/endpoint attempt of one event, or one skip.
+
+    SKIPPED rows have attempt 0 (nothing was sent) and a `skipReason`; their `error` carries the
+    gate's detail when there is one (e.g. which payload field a threshold could not read).
+    Preference skips have no `endpointId`; endpoint skips and every WEBHOOK attempt name one.
+    A RETRYING row (a failed attempt that will be retried) carries `nextAttemptAt`.
+    """
+
+    model_config = ConfigDict(populate_by_name=True, frozen=True, extra="forbid", serialize_by_alias=True)
+
+    tenant_id: str = Field(alias="tenantId", min_length=1)
+    end_customer_id: str = Field(alias="endCustomerId", min_length=1)
+    event_id: str = Field(alias="eventId", min_length=1)
+    event_type: str = Field(alias="eventType", min_length=1)
+    channel: Channel
+    endpoint_id: str | None = Field(default=None, alias="endpointId")
+    attempt: int = Field(ge=0)
+    status: DeliveryStatus
+    skip_reason: SkipReason | None = Field(default=None, alias="skipReason")
+    error: str | None = None
+    response_status: int | None = Field(default=None, alias="responseStatus")
+    response_body: str | None = Field(default=None, alias="responseBody")
+    duration_ms: float | None = Field(default=None, alias="durationMs", ge=0)
+    created_at: datetime = Field(alias="createdAt")
+    next_attempt_at: datetime | None = Field(default=None, alias="nextAttemptAt")
+
+    @field_validator("created_at", "next_attempt_at")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError("must be timezone-aware")
+        return value.astimezone(UTC)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        skipped = self.status is DeliveryStatus.SKIPPED
+        if skipped != (self.skip_reason is not None):
+            raise ValueError("skipReason: set exactly when status is SKIPPED")
+        if skipped and self.attempt != 0:
+            raise ValueError(f"attempt: a SKIPPED row has attempt 0, got {self.attempt}")
+        if not skipped and self.attempt < 1:
+            raise ValueError(f"attempt: attempts are numbered from 1, got {self.attempt}")
+        if self.status is DeliveryStatus.RETRYING and self.next_attempt_at is None:
+            raise ValueError("nextAttemptAt: required on a RETRYING row")
+        if self.next_attempt_at is not None and self.status not in (
+            DeliveryStatus.RETRYING,
+            DeliveryStatus.PENDING,
+        ):
+            raise ValueError(
+                f"nextAttemptAt: only RETRYING and PENDING rows have one, not {self.status.value}"
+            )
+        if self.channel is Channel.WEBHOOK and not skipped and self.endpoint_id is None:
+            raise ValueError("endpointId: required on a WEBHOOK attempt")
+        return self
+
+    @classmethod
+    def skipped(
+        cls,
+        envelope: EventEnvelope,
+        channel: Channel,
+        reason: SkipReason,
+        *,
+        created_at: datetime,
+        endpoint_id: str | None = None,
+        detail: str | None = None,
+    ) -> DeliveryLogRow:
+        """The row for a channel (or one endpoint of it) a gate dropped."""
+        return cls(
+            tenant_id=envelope.tenant_id,
+            end_customer_id=envelope.customer_id,
+            event_id=envelope.event_id,
+            event_type=envelope.event_type,
+            channel=channel,
+            endpoint_id=endpoint_id,
+            attempt=0,
+            status=DeliveryStatus.SKIPPED,
+            skip_reason=reason,
+            error=detail,
+            created_at=created_at,
+        )
+
+    @classmethod
+    def pending(
+        cls,
+        envelope: EventEnvelope,
+        *,
+        endpoint_id: str | None,
+        attempt: int,
+        created_at: datetime,
+        channel: Channel = Channel.WEBHOOK,
+        next_attempt_at: datetime | None = None,
+    ) -> DeliveryLogRow:
+        """The row written when an attempt is taken on (its outcome later replaces it, same key)."""
+        return cls(
+            tenant_id=envelope.tenant_id,
+            end_customer_id=envelope.customer_id,
+            event_id=envelope.event_id,
+            event_type=envelope.event_type,
+            channel=channel,
+            endpoint_id=endpoint_id,
+            attempt=attempt,
+            status=DeliveryStatus.PENDING,
+            created_at=created_at,
+            next_attempt_at=next_attempt_at,
+        )
+
+    @classmethod
+    def attempted(
+        cls,
+        envelope: EventEnvelope,
+        *,
+        endpoint_id: str | None,
+        attempt: int,
+        verdict: AttemptVerdict,
+        created_at: datetime,
+        response_status: int | None = None,
+        response_body: bytes | None = None,
+        error: str | None = None,
+        duration_ms: float | None = None,
+        channel: Channel = Channel.WEBHOOK,
+        body_limit_bytes: int = RESPONSE_BODY_LIMIT_BYTES,
+    ) -> DeliveryLogRow:
+        """The row of a finished attempt; a retry's `nextAttemptAt` is `created_at` plus its delay."""
+        next_at = None if verdict.retry is None else due_at(created_at, verdict.retry.delay_seconds)
+        return cls(
+            tenant_id=envelope.tenant_id,
+            end_customer_id=envelope.customer_id,
+            event_id=envelope.event_id,
+            event_type=envelope.event_type,
+            channel=channel,
+            endpoint_id=endpoint_id,
+            attempt=attempt,
+            status=verdict.status,
+            error=error,
+            response_status=response_status,
+            response_body=response_body_excerpt(response_body, body_limit_bytes),
+            duration_ms=duration_ms,
+            created_at=created_at,
+            next_attempt_at=next_at,
+        )
+
+    @property
+    def unique_key(self) -> tuple[str, str, str, str | None, int]:
+        return (self.tenant_id, self.event_id, self.channel.value, self.endpoint_id, self.attempt)
+
+    def key_filter(self) -> dict[str, Any]:
+        """The unique-key filter, for an upsert that replaces a PENDING row by its outcome."""
+        return dict(zip(UNIQUE_KEY_FIELDS, self.unique_key, strict=True))
+
+    def to_document(self) -> dict[str, Any]:
+        """The MongoDB document: camelCase, enums as their strings, datetimes as BSON dates, nulls kept."""
+        document = self.model_dump(by_alias=True)
+        document["channel"] = self.channel.value
+        document["status"] = self.status.value
+        document["skipReason"] = None if self.skip_reason is None else self.skip_reason.value
+        return document
+
+    @classmethod
+    def from_document(cls, document: dict[str, Any]) -> DeliveryLogRow:
+        """Read a stored row back (MongoDB's `_id` is not part of the row)."""
+        return cls.model_validate({key: value for key, value in document.items() if key != "_id"})

@@ -1,0 +1,172 @@
+"""Which of a customer's webhook endpoints one event is delivered to.
+
+Endpoints belong to one (tenant, end customer). The selection re-checks that ownership on every
+endpoint instead of trusting the caller's lookup, so a cache bug cannot post one customer's event
+to another customer's receiver. Active endpoints whose `events` list the type (or "*") are chosen;
+the customer's other endpoints are reported as skipped, with the gate that dropped them.
+`webhook.test` goes to the one endpoint it was fired for, past its filter and even when inactive:
+the user asked for exactly that probe. See docs/dispatch.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+from aforo.dispatcher.preferences import SkipReason
+from aforo.dispatcher.retry_schedule import (
+    DEFAULT_BACKOFF_MULTIPLIER,
+    DEFAULT_INITIAL_BACKOFF_SECONDS,
+    DEFAULT_MAX_RETRY_ATTEMPTS,
+    RetryConfig,
+)
+from aforo.shared.catalog import WEBHOOK_TEST_EVENT
+from aforo.shared.envelope import EventEnvelope
+
+ALL_EVENTS: Final = "*"
+"""An endpoint subscribed to "*" receives every event type of its customer."""
+
+WEBHOOK_TEST_TARGET_FIELD: Final = "endpointId"
+"""The `webhook.test` envelope's payload names the endpoint the probe is for in this field."""
+
+
+@dataclass(frozen=True)
+class EndpointView:
+    """The parts of a `webhook_endpoints` document that routing and retrying need (no secret)."""
+
+    endpoint_id: str
+    tenant_id: str
+    end_customer_id: str
+    url: str
+    events: frozenset[str]
+    active: bool
+    max_retry_attempts: int = DEFAULT_MAX_RETRY_ATTEMPTS
+    initial_backoff_seconds: float = DEFAULT_INITIAL_BACKOFF_SECONDS
+    backoff_multiplier: float = DEFAULT_BACKOFF_MULTIPLIER
+
+    def __post_init__(self) -> None:
+        self.retry_config  # noqa: B018 - validate the retry settings when the view is built
+
+    @property
+    def retry_config(self) -> RetryConfig:
+        return RetryConfig(self.max_retry_attempts, self.initial_backoff_seconds, self.backoff_multiplier)
+
+    def subscribes_to(self, event_type: str) -> bool:
+        return event_type in self.events or ALL_EVENTS in self.events
+
+    @classmethod
+    def from_document(cls, document: Mapping[str, Any]) -> EndpointView:
+        """Read the document the API stored (camelCase); raise ValueError naming the bad field."""
+        events = document.get("events", [])
+        if not isinstance(events, list | tuple) or not all(isinstance(event, str) for event in events):
+            raise ValueError(f"events: expected a list of event types, got {events!r}")
+        active = document.get("active", True)
+        if not isinstance(active, bool):
+            raise ValueError(f"active: expected a boolean, got {active!r}")
+        return cls(
+            endpoint_id=_text(document, "endpointId"),
+            tenant_id=_text(document, "tenantId"),
+            end_customer_id=_text(document, "endCustomerId"),
+            url=_text(document, "url"),
+            events=frozenset(events),
+            active=active,
+            max_retry_attempts=_integer(document, "maxRetryAttempts", DEFAULT_MAX_RETRY_ATTEMPTS),
+            initial_backoff_seconds=_float(
+                document, "initialBackoffSeconds", DEFAULT_INITIAL_BACKOFF_SECONDS
+            ),
+            backoff_multiplier=_float(document, "backoffMultiplier", DEFAULT_BACKOFF_MULTIPLIER),
+        )
+
+
+def _text(document: Mapping[str, Any], name: str) -> str:
+    value = document.get(name)
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{name}: expected a non-empty string, got {value!r}")
+    return value
+
+
+def _integer(document: Mapping[str, Any], name: str, default: int) -> int:
+    value = document.get(name)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{name}: expected an integer, got {value!r}")
+    return value
+
+
+def _float(document: Mapping[str, Any], name: str, default: float) -> float:
+    value = document.get(name)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{name}: expected a number, got {value!r}")
+    return float(value)
+
+
+@dataclass(frozen=True)
+class EndpointSkip:
+    """One of the customer's endpoints the event does not go to, and the gate that dropped it."""
+
+    endpoint: EndpointView
+    reason: SkipReason
+
+
+@dataclass(frozen=True)
+class EndpointSelection:
+    """The endpoints to deliver to, the customer's endpoints skipped, and what must be logged for ops.
+
+    `foreign_endpoint_ids` are endpoints the caller passed that belong to another tenant or customer:
+    never delivered to and never written to this customer's delivery log, but worth an operator log
+    line (they mean a lookup bug). `missing_target_endpoint_id` is a `webhook.test` target that is
+    not among the customer's endpoints (deleted since the test was fired, or someone else's).
+    """
+
+    deliver: tuple[EndpointView, ...]
+    skipped: tuple[EndpointSkip, ...] = ()
+    foreign_endpoint_ids: tuple[str, ...] = ()
+    missing_target_endpoint_id: str | None = None
+
+
+def webhook_test_target(envelope: EventEnvelope) -> str | None:
+    """The endpoint a `webhook.test` envelope was fired for (payload `endpointId`), if it names one."""
+    target = envelope.payload.get(WEBHOOK_TEST_TARGET_FIELD)
+    return target if isinstance(target, str) and target else None
+
+
+def select_endpoints(
+    envelope: EventEnvelope,
+    endpoints: Iterable[EndpointView],
+    *,
+    target_endpoint_id: str | None = None,
+) -> EndpointSelection:
+    """Choose the endpoints of the envelope's own (tenant, customer) that get this event.
+
+    `target_endpoint_id` is required for `webhook.test` and refused for anything else (a targeted
+    business event would bypass the customer's filters): both are ValueErrors naming the field.
+    """
+    is_test = envelope.event_type == WEBHOOK_TEST_EVENT
+    if is_test and target_endpoint_id is None:
+        raise ValueError(f"target_endpoint_id: required for {WEBHOOK_TEST_EVENT}")
+    if not is_test and target_endpoint_id is not None:
+        raise ValueError(f"target_endpoint_id: only {WEBHOOK_TEST_EVENT} is sent to a single endpoint")
+    deliver: list[EndpointView] = []
+    skipped: list[EndpointSkip] = []
+    foreign: list[str] = []
+    for endpoint in endpoints:
+        if endpoint.tenant_id != envelope.tenant_id or endpoint.end_customer_id != envelope.customer_id:
+            foreign.append(endpoint.endpoint_id)
+        elif is_test:
+            if endpoint.endpoint_id == target_endpoint_id:
+                deliver.append(endpoint)
+        elif not endpoint.active:
+            skipped.append(EndpointSkip(endpoint, SkipReason.ENDPOINT_INACTIVE))
+        elif not endpoint.subscribes_to(envelope.event_type):
+            skipped.append(EndpointSkip(endpoint, SkipReason.ENDPOINT_FILTER))
+        else:
+            deliver.append(endpoint)
+    if is_test:
+        # Two documents with the same id would be a data bug; the probe still goes out once.
+        deliver = deliver[:1]
+    missing = target_endpoint_id if is_test and not deliver else None
+    return EndpointSelection(tuple(deliver), tuple(skipped), tuple(foreign), missing)
