@@ -31,6 +31,7 @@ def configure_logging(service: str, level: str = "INFO", *, json: bool = True) -
     numeric_level = logging.getLevelName(level.upper())
     if not isinstance(numeric_level, int):
         raise ValueError(f"log_level: unknown level {level!r}")
+
     def add_service(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
         event_dict.setdefault("service", service)
         return event_dict
