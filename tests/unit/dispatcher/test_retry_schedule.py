@@ -240,7 +240,7 @@ def test_retry_record_headers_round_trip() -> None:
         ),
         ([("aforo-endpoint-id", b"e"), ("aforo-due-at", b"1")], "aforo-attempt"),
         ([("aforo-endpoint-id", b"e"), ("aforo-attempt", b"-2"), ("aforo-due-at", b"1")], "aforo-attempt"),
-        ([("aforo-endpoint-id", b"e"), ("aforo-attempt", b"1"), ("aforo-due-at", b"1")], "attempt"),
+        ([("aforo-endpoint-id", b"e"), ("aforo-attempt", b"0"), ("aforo-due-at", b"1")], "attempt"),
         ([("aforo-endpoint-id", b"e"), ("aforo-attempt", b"2"), ("aforo-due-at", b"soon")], "aforo-due-at"),
         (
             [("aforo-endpoint-id", b"e"), ("aforo-attempt", b"2"), ("aforo-due-at", b"999999999999999999")],

@@ -78,7 +78,7 @@ def test_topic_names_share_one_prefix() -> None:
     assert topics.system_events == "acme.events.system"
     assert topics.widget_events == "acme.events.widget"
     assert topics.bridge_dead_letter == "acme.dlq.bridge"
-    assert topics.retry_topic_for(4) == "acme.dispatch.retry.4s"
+    assert topics.dispatch_requests == "acme.dispatch.requests"
 
 
 class ExampleSettings(ServiceSettings):

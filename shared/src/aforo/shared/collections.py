@@ -65,7 +65,65 @@ DELIVERY_LOGS = CollectionIndexes(
             ],
             name="tenant_customer_newest",
         ),
+        # The API's replay of one delivery (`POST /api/v1/deliveries/{deliveryId}/replay`).
+        IndexModel([("tenantId", ASCENDING), ("deliveryId", ASCENDING)], name="tenant_delivery"),
+        # The API's recovery of an endpoint's failed deliveries since a time.
+        IndexModel(
+            [
+                ("tenantId", ASCENDING),
+                ("endpointId", ASCENDING),
+                ("status", ASCENDING),
+                ("createdAt", ASCENDING),
+            ],
+            name="tenant_endpoint_status_created",
+        ),
     ),
 )
 
-ALL_COLLECTIONS = (EVENT_DEFINITIONS, WEBHOOK_ENDPOINTS, NOTIFICATION_PREFERENCES, DELIVERY_LOGS)
+CONFIG_VERSIONS = CollectionIndexes(
+    "config_versions",
+    (
+        # The API's per-document version counter. It outlives a deleted document, so an event type
+        # deleted and defined again gets a higher version than its delete, which caches must not drop.
+        IndexModel(
+            [("tenantId", ASCENDING), ("kind", ASCENDING), ("documentId", ASCENDING)],
+            unique=True,
+            name="tenant_kind_document",
+        ),
+    ),
+)
+
+DELIVERY_STATE = CollectionIndexes(
+    "delivery_state",
+    (
+        # The idempotency record: one per (event, channel, endpoint); its attempt counter is claimed
+        # atomically, so a re-delivered or duplicated Kafka record cannot send an attempt twice.
+        IndexModel(
+            [("tenantId", ASCENDING), ("eventId", ASCENDING), ("channel", ASCENDING), ("endpointId", ASCENDING)],
+            unique=True,
+            name="tenant_event_channel_endpoint",
+        ),
+    ),
+)
+
+NOTIFICATION_COOLDOWNS = CollectionIndexes(
+    "notification_cooldowns",
+    (
+        # Without this unique index two dispatcher replicas could both claim one cooldown slot.
+        IndexModel(
+            [("tenantId", ASCENDING), ("customerId", ASCENDING), ("eventType", ASCENDING)],
+            unique=True,
+            name="tenant_customer_event_type",
+        ),
+    ),
+)
+
+ALL_COLLECTIONS = (
+    EVENT_DEFINITIONS,
+    WEBHOOK_ENDPOINTS,
+    NOTIFICATION_PREFERENCES,
+    DELIVERY_LOGS,
+    DELIVERY_STATE,
+    NOTIFICATION_COOLDOWNS,
+    CONFIG_VERSIONS,
+)

@@ -70,13 +70,15 @@ class TopicNames:
         return f"{self.prefix}dlq.trigger"
 
     @property
+    def dispatch_requests(self) -> str:
+        """API → dispatcher: replays, recoveries and webhook.test probes aimed at one endpoint."""
+        return f"{self.prefix}dispatch.requests"
+
+    @property
     def dispatch_dead_letter(self) -> str:
         """Deliveries that exhausted their retries."""
         return f"{self.prefix}dlq.dispatch"
 
-    def retry_topic_for(self, delay_seconds: int) -> str:
-        """A dispatcher delay tier: records wait here until their due time."""
-        return f"{self.prefix}dispatch.retry.{delay_seconds}s"
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,10 @@ import asyncio
 import signal
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from aforo.shared.http import health_routes
 from aforo.shared.logging import get_logger
@@ -51,6 +53,14 @@ class Service(ABC):
     def add_routes(self, app: web.Application) -> None:  # noqa: B027 - optional hook, most services add none
         """Services with an HTTP surface (API, SSE gateway) add their routes here."""
 
+    def middlewares(self) -> Sequence[Middleware]:
+        """Middlewares around every route, outermost first (e.g. the API's errors and auth)."""
+        return ()
+
+    def max_request_body_bytes(self) -> int:
+        """aiohttp's `client_max_size`: the largest request body the HTTP server reads."""
+        return 1024 * 1024
+
 
 class ServiceRunner:
     """Runs one `Service` with its HTTP server under the lifecycle above."""
@@ -77,7 +87,9 @@ class ServiceRunner:
         return checks
 
     def build_http_app(self) -> web.Application:
-        app = web.Application(client_max_size=1024 * 1024)
+        app = web.Application(
+            client_max_size=self.service.max_request_body_bytes(), middlewares=self.service.middlewares()
+        )
         app.add_routes(health_routes(self.service.is_alive, self._readiness))
         self.service.add_routes(app)
         return app

@@ -1,13 +1,110 @@
-"""The dispatcher process: lifecycle and connections (delivery pipeline arrives with its issue)."""
+"""The dispatcher process: wires MongoDB, the outbound HTTP session and the two consumers."""
 
 from __future__ import annotations
 
+import asyncio
+
+import aiohttp
+
+from aforo.dispatcher.consumers import EventConsumer, RetryConsumer
+from aforo.dispatcher.dispatch import Dispatcher
+from aforo.dispatcher.log_writer import DeliveryLogWriter
+from aforo.dispatcher.outbound import build_outbound_session, parse_cidr_allowlist
+from aforo.dispatcher.repositories import ConfigurationReader, CooldownStore, DeliveryStateStore
+from aforo.dispatcher.retry_schedule import all_retry_topics
 from aforo.dispatcher.settings import DispatcherSettings
+from aforo.shared.collections import ALL_COLLECTIONS
+from aforo.shared.config_changes import CONFIG_TOPIC_SETTINGS
 from aforo.shared.connected_service import ConnectedService
+from aforo.shared.kafka import create_consumer, ensure_topics, topic_specs
+from aforo.shared.secret_box import SecretBox, SecretBoxError
 
 
 class DispatcherService(ConnectedService):
     name = "dispatcher"
 
     def __init__(self, settings: DispatcherSettings) -> None:
-        super().__init__(settings)
+        super().__init__(settings, ALL_COLLECTIONS)
+        self.dispatcher_settings = settings
+        if not settings.secrets_encryption_keys:
+            raise SecretBoxError(
+                "secrets_encryption_keys: required to decrypt webhook secrets (AFORO_SECRETS_ENCRYPTION_KEYS)"
+            )
+        self.secret_box = SecretBox.from_setting(settings.secrets_encryption_keys)
+        self.allowlist = parse_cidr_allowlist(settings.outbound_allowlist)
+        self.session: aiohttp.ClientSession | None = None
+        self.log_writer = DeliveryLogWriter(
+            self.mongo, settings.log_batch_size, settings.log_flush_interval_seconds
+        )
+        self.events: EventConsumer | None = None
+        self.retries: RetryConsumer | None = None
+
+    async def start(self) -> None:
+        settings = self.dispatcher_settings
+        topics = self.topics
+        retry_topics = list(all_retry_topics(settings.topic_prefix))
+        await ensure_topics(
+            settings.kafka_bootstrap_servers,
+            topic_specs(
+                [
+                    topics.system_events,
+                    topics.custom_events,
+                    topics.dispatch_requests,
+                    topics.dispatch_dead_letter,
+                    *retry_topics,
+                ],
+                settings,
+            )
+            + topic_specs([topics.config_changes], settings, **CONFIG_TOPIC_SETTINGS),
+        )
+        await super().start()
+        self.session = build_outbound_session(
+            self.allowlist,
+            limit_per_host=settings.per_endpoint_concurrency,
+            total_timeout_seconds=settings.attempt_timeout_seconds,
+        )
+        dispatcher = Dispatcher(
+            settings=settings,
+            producer=self.producer,
+            session=self.session,
+            config=ConfigurationReader(self.mongo, self.secret_box),
+            cooldowns=CooldownStore(self.mongo),
+            state=DeliveryStateStore(self.mongo),
+            log_writer=self.log_writer,
+        )
+        options = {
+            "max_in_flight": settings.max_in_flight,
+            "commit_interval_seconds": settings.commit_interval_seconds,
+        }
+        self.events = EventConsumer(
+            dispatcher,
+            create_consumer(settings, group_id=settings.consumer_group),
+            [topics.system_events, topics.custom_events, topics.dispatch_requests],
+            **options,
+        )
+        self.retries = RetryConsumer(
+            dispatcher,
+            create_consumer(settings, group_id=settings.retry_consumer_group),
+            retry_topics,
+            **options,
+        )
+        self.log_writer.start()
+        await self.events.start()
+        await self.retries.start()
+
+    def is_alive(self) -> bool:
+        return all(loop.is_alive() for loop in (self.events, self.retries) if loop is not None)
+
+    async def drain(self) -> None:
+        """Stop fetching; finish in-flight attempts (each bounded by its timeout); flush; commit."""
+        loops = [loop for loop in (self.events, self.retries) if loop is not None]
+        await asyncio.gather(*(loop.drain() for loop in loops))
+        await self.log_writer.stop()
+
+    async def stop(self) -> None:
+        for loop in (self.events, self.retries):
+            if loop is not None:
+                await loop.stop()
+        if self.session is not None:
+            await self.session.close()
+        await super().stop()

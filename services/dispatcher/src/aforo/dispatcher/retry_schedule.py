@@ -215,8 +215,9 @@ class RetryRecordHeaders:
         _require_aware(self.due_at, "due_at")
         if not self.endpoint_id:
             raise ValueError("endpoint_id: must not be empty")
-        if self.attempt < 2:
-            raise ValueError(f"attempt: a parked retry is attempt 2 or later, got {self.attempt}")
+        if self.attempt < 1:
+            # Attempt 1 is parked too: deferred behind a saturated endpoint, or a takeover check.
+            raise ValueError(f"attempt: attempts are numbered from 1, got {self.attempt}")
 
     def to_kafka(self) -> list[tuple[str, bytes]]:
         due_ms = round(self.due_at.timestamp() * 1000)

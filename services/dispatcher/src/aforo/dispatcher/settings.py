@@ -15,3 +15,32 @@ class DispatcherSettings(ServiceSettings):
     service_name: ClassVar[str] = "dispatcher"
 
     http_port: int = Field(default=9103, ge=0, le=65535)
+
+    consumer_group: str = "aforo-dispatcher"
+    retry_consumer_group: str = "aforo-dispatcher-retry"
+    attempt_timeout_seconds: float = Field(
+        default=5.0, gt=0, description="Whole-attempt bound per webhook POST."
+    )
+    max_retry_after_seconds: float = Field(
+        default=3600.0, ge=0, description="Cap on a receiver's Retry-After."
+    )
+    outbound_allowlist: str = Field(
+        default="", description="CIDRs admitted despite being non-public (e.g. 127.0.0.1/32 for local dev)."
+    )
+    per_endpoint_concurrency: int = Field(default=8, ge=1, description="Concurrent attempts per endpoint.")
+    per_endpoint_backlog: int = Field(
+        default=64,
+        ge=1,
+        description="Attempts waiting on one endpoint before new ones are deferred to a delay topic.",
+    )
+    max_in_flight: int = Field(
+        default=1024, ge=1, description="Events being dispatched at once per consumer."
+    )
+    lease_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="How long a claimed attempt is owned before another replica may take it over.",
+    )
+    log_batch_size: int = Field(default=500, ge=1)
+    log_flush_interval_seconds: float = Field(default=0.1, gt=0)
+    commit_interval_seconds: float = Field(default=0.5, gt=0)

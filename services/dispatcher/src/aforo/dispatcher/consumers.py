@@ -1,0 +1,259 @@
+"""The dispatcher's two Kafka consumers, over one shared loop.
+
+- `EventConsumer` reads SYSTEM and CUSTOM events and the API's dispatch requests (group
+  `aforo-dispatcher`) and runs attempt 1 of each delivery.
+- `RetryConsumer` reads the delay topics (group `aforo-dispatcher-retry`). A partition whose head
+  record is not yet due is paused and resumed when it is: no sleep holds the consumer, and nothing
+  waits in process memory, so a crash loses no retry (the record is still on its topic).
+
+Records are worked on concurrently (one slow receiver must not hold up the others), so each loop
+commits only the contiguous prefix of finished records, after flushing their delivery-log rows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from abc import ABC, abstractmethod
+from datetime import UTC, datetime
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
+from aiokafka.errors import CommitFailedError, KafkaError
+from pydantic import ValidationError
+from pymongo.errors import PyMongoError
+
+from aforo.dispatcher.dispatch import RETRIES_DUE, AttemptJob, Dispatcher
+from aforo.dispatcher.log_writer import DeliveryLogWriter
+from aforo.dispatcher.offsets import OffsetTracker
+from aforo.dispatcher.retry_schedule import RetryRecordHeaders
+from aforo.shared.envelope import EventEnvelope
+from aforo.shared.logging import get_logger
+from aforo.shared.serde import loads_json
+
+log = get_logger(__name__)
+
+
+class _DrainOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Before partitions move to another replica, finish their work and commit it."""
+
+    def __init__(self, loop: ConsumerLoop) -> None:
+        self._loop = loop
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        await self._loop.finish_in_flight()
+        for partition in revoked:
+            self._loop.tracker.forget(partition)
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        return None
+
+
+class ConsumerLoop(ABC):
+    def __init__(
+        self,
+        consumer: AIOKafkaConsumer,
+        topics: list[str],
+        log_writer: DeliveryLogWriter,
+        *,
+        max_in_flight: int,
+        commit_interval_seconds: float,
+        name: str,
+    ) -> None:
+        self.consumer = consumer
+        self.topics = topics
+        self.log_writer = log_writer
+        self.tracker: OffsetTracker[TopicPartition] = OffsetTracker()
+        self.name = name
+        self._capacity = asyncio.Semaphore(max_in_flight)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._commit_interval = commit_interval_seconds
+        self._stopping = False
+        self._main: asyncio.Task[None] | None = None
+        self._last_commit = time.monotonic()
+
+    async def start(self) -> None:
+        self.consumer.subscribe(self.topics, listener=_DrainOnRevoke(self))
+        await self.consumer.start()
+        self._main = asyncio.create_task(self._run(), name=self.name)
+
+    def is_alive(self) -> bool:
+        return self._main is None or not self._main.done() or self._stopping
+
+    async def drain(self) -> None:
+        """Fetch nothing more; finish what is in flight; flush the log; commit."""
+        self._stopping = True
+        if self._main is not None:
+            await self._main
+        await self.finish_in_flight()
+
+    async def stop(self) -> None:
+        if self._main is not None and not self._main.done():
+            self._main.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._main
+        for task in list(self._tasks):
+            task.cancel()
+        await self.consumer.stop()
+
+    async def finish_in_flight(self) -> None:
+        if self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        await self.commit()
+
+    async def commit(self) -> None:
+        try:
+            await self.log_writer.flush()
+        except PyMongoError as error:
+            log.warning("commit_deferred_log_not_flushed", consumer=self.name, error=repr(error))
+            return
+        offsets = self.tracker.committable()
+        if not offsets:
+            return
+        try:
+            await self.consumer.commit(offsets)
+        except (CommitFailedError, KafkaError) as error:
+            # Not committed: those records are redelivered and their attempts found already claimed.
+            log.warning("commit_failed", consumer=self.name, error=repr(error))
+
+    async def _run(self) -> None:
+        while not self._stopping:
+            batch = await self.consumer.getmany(timeout_ms=200, max_records=500)
+            for partition, records in batch.items():
+                for record in self.admit(partition, records):
+                    await self._capacity.acquire()
+                    self.tracker.start(partition, record.offset)
+                    task = asyncio.create_task(self._handle_and_finish(partition, record))
+                    self._tasks.add(task)
+                    task.add_done_callback(self._tasks.discard)
+            if time.monotonic() - self._last_commit >= self._commit_interval:
+                self._last_commit = time.monotonic()
+                await self.commit()
+
+    async def _handle_and_finish(self, partition: TopicPartition, record: ConsumerRecord[Any, Any]) -> None:
+        try:
+            await self.handle(record)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # A bug or an outage (MongoDB down) must not be committed as done: rewind to this record
+            # so it is read again; the idempotency record keeps the rework from sending twice.
+            log.exception(
+                "dispatch_record_failed", consumer=self.name, topic=record.topic, offset=record.offset
+            )
+            self.tracker.forget(partition)
+            self.consumer.seek(partition, record.offset)
+            await asyncio.sleep(1.0)
+            return
+        finally:
+            self._capacity.release()
+        self.tracker.finish(partition, record.offset)
+
+    def admit(
+        self, partition: TopicPartition, records: list[ConsumerRecord[Any, Any]]
+    ) -> list[ConsumerRecord[Any, Any]]:
+        """The records to work on now; the retry consumer holds back those not yet due."""
+        return records
+
+    @abstractmethod
+    async def handle(self, record: ConsumerRecord[Any, Any]) -> None: ...
+
+
+class EventConsumer(ConsumerLoop):
+    def __init__(
+        self, dispatcher: Dispatcher, consumer: AIOKafkaConsumer, topics: list[str], **options: Any
+    ) -> None:
+        super().__init__(consumer, topics, dispatcher.log_writer, name="dispatch-events", **options)
+        self.dispatcher = dispatcher
+
+    async def handle(self, record: ConsumerRecord[Any, Any]) -> None:
+        raw: bytes = record.value or b""
+        if record.topic == self.dispatcher.topics.dispatch_requests:
+            await self._handle_request(raw)
+            return
+        try:
+            envelope = EventEnvelope.from_json_bytes(raw)
+        except (ValueError, ValidationError) as error:
+            await self.dispatcher.dead_letter(raw, None, "invalid_envelope", str(error)[:500], 0)
+            return
+        await self.dispatcher.dispatch_event(envelope, raw)
+
+    async def _handle_request(self, raw: bytes) -> None:
+        """A replay/recovery or a webhook.test from the API (`aforo.shared.dispatch_requests`)."""
+        try:
+            request = loads_json(raw)
+            envelope_wire = request["envelope"]
+            envelope = EventEnvelope.model_validate(envelope_wire)
+            endpoint_id = str(request["endpointId"])
+            kind = request["kind"]
+        except (ValueError, KeyError, TypeError, ValidationError) as error:
+            await self.dispatcher.dead_letter(raw, None, "invalid_request", str(error)[:500], 0)
+            return
+        body = envelope.to_json_bytes()
+        if kind == "test":
+            await self.dispatcher.dispatch_event(envelope, body, target_endpoint_id=endpoint_id)
+        elif kind == "replay":
+            await self.dispatcher.replay(envelope, body, endpoint_id)
+        else:
+            await self.dispatcher.dead_letter(
+                raw, endpoint_id, "invalid_request", f"unknown kind {kind!r}", 0
+            )
+
+
+class RetryConsumer(ConsumerLoop):
+    def __init__(
+        self, dispatcher: Dispatcher, consumer: AIOKafkaConsumer, topics: list[str], **options: Any
+    ) -> None:
+        super().__init__(consumer, topics, dispatcher.log_writer, name="dispatch-retries", **options)
+        self.dispatcher = dispatcher
+        self._resume_handles: dict[TopicPartition, asyncio.TimerHandle] = {}
+
+    def admit(
+        self, partition: TopicPartition, records: list[ConsumerRecord[Any, Any]]
+    ) -> list[ConsumerRecord[Any, Any]]:
+        now = datetime.now(UTC)
+        due: list[ConsumerRecord[Any, Any]] = []
+        for record in records:
+            try:
+                headers = RetryRecordHeaders.from_kafka(record.headers or ())
+            except ValueError:
+                due.append(record)  # handle() dead-letters it
+                continue
+            wait = (headers.due_at - now).total_seconds()
+            if wait > 0:
+                # The head is not due: rewind to it and pause the partition until it is.
+                self.consumer.seek(partition, record.offset)
+                self.consumer.pause(partition)
+                loop = asyncio.get_running_loop()
+                previous = self._resume_handles.pop(partition, None)
+                if previous is not None:
+                    previous.cancel()
+                self._resume_handles[partition] = loop.call_later(wait, self._resume, partition)
+                break
+            due.append(record)
+        return due
+
+    def _resume(self, partition: TopicPartition) -> None:
+        self._resume_handles.pop(partition, None)
+        if partition in self.consumer.assignment():
+            self.consumer.resume(partition)
+
+    async def handle(self, record: ConsumerRecord[Any, Any]) -> None:
+        raw: bytes = record.value or b""
+        try:
+            headers = RetryRecordHeaders.from_kafka(record.headers or ())
+            envelope = EventEnvelope.from_json_bytes(raw)
+        except (ValueError, ValidationError) as error:
+            await self.dispatcher.dead_letter(raw, None, "invalid_retry_record", str(error)[:500], 0)
+            return
+        RETRIES_DUE.inc()
+        replay = any(name == "aforo-replay" for name, _ in record.headers or ())
+        await self.dispatcher.run_attempt(
+            AttemptJob(envelope, raw, headers.endpoint_id, 0 if replay else headers.attempt, replay=replay)
+        )
+
+    async def stop(self) -> None:
+        for handle in self._resume_handles.values():
+            handle.cancel()
+        await super().stop()

@@ -1,0 +1,93 @@
+"""Delivery-log rows written to MongoDB in batches.
+
+Rows are upserted by their unique key (tenant, event, channel, endpoint, attempt), so writing a row
+twice (a replayed Kafka record, a flush retried after an error) leaves one row. The consumers flush
+before they commit offsets: a committed event always has its rows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from typing import Any
+
+from pymongo import ReplaceOne
+from pymongo.errors import PyMongoError
+
+from aforo.dispatcher.delivery_log import DeliveryLogRow
+from aforo.shared.collections import DELIVERY_LOGS
+from aforo.shared.logging import get_logger
+from aforo.shared.mongo import MongoStore
+
+log = get_logger(__name__)
+
+
+def delivery_id_for(row: DeliveryLogRow) -> str:
+    """A stable id per unique key, so the API can address a row (replay) and a rewrite keeps it."""
+    tenant, event, channel, endpoint, attempt = row.unique_key
+    return str(
+        uuid.uuid5(uuid.NAMESPACE_URL, f"aforo-delivery:{tenant}/{event}/{channel}/{endpoint}/{attempt}")
+    )
+
+
+class DeliveryLogWriter:
+    def __init__(self, mongo: MongoStore, batch_size: int, flush_interval_seconds: float) -> None:
+        self._collection = mongo.collection(DELIVERY_LOGS.collection)
+        self._batch_size = batch_size
+        self._interval = flush_interval_seconds
+        self._pending: dict[tuple[Any, ...], dict[str, Any]] = {}
+        self._lock = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+
+    def add(self, row: DeliveryLogRow, envelope: dict[str, Any]) -> None:
+        document = row.to_document()
+        document["deliveryId"] = delivery_id_for(row)
+        document["envelope"] = envelope  # what a replay re-sends (same eventId, same bytes)
+        self._pending[row.unique_key] = document
+
+    async def flush(self) -> None:
+        """Write what is buffered; on a database error keep it and raise (the caller must not commit)."""
+        async with self._lock:
+            if not self._pending:
+                return
+            batch = self._pending
+            self._pending = {}
+            operations = [
+                ReplaceOne(
+                    {
+                        key: document[key]
+                        for key in ("tenantId", "eventId", "channel", "endpointId", "attempt")
+                    },
+                    document,
+                    upsert=True,
+                )
+                for document in batch.values()
+            ]
+            try:
+                for start in range(0, len(operations), self._batch_size):
+                    await self._collection.bulk_write(
+                        operations[start : start + self._batch_size], ordered=False
+                    )
+            except PyMongoError:
+                for key, document in batch.items():
+                    self._pending.setdefault(key, document)
+                raise
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._flush_periodically(), name="delivery-log-flush")
+
+    async def _flush_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
+            try:
+                await self.flush()
+            except PyMongoError as error:
+                log.warning("delivery_log_flush_failed", error=repr(error))
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self.flush()

@@ -1,0 +1,127 @@
+"""Helpers for dispatcher tests: write endpoints and preferences the way the API stores them,
+publish envelopes, and wait for delivery-log rows."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+
+from aforo.shared.envelope import EventEnvelope
+from aforo.shared.mongo import MongoStore
+from aforo.shared.secret_box import SecretBox
+
+
+class DispatchWorld:
+    """A tenant's configuration in MongoDB plus a producer onto the dispatcher's input topics."""
+
+    def __init__(
+        self, mongo: MongoStore, producer: AIOKafkaProducer, secret_box: SecretBox, prefix: str
+    ) -> None:
+        self.mongo = mongo
+        self.producer = producer
+        self.secret_box = secret_box
+        self.prefix = prefix
+
+    async def endpoint(
+        self,
+        url: str,
+        *,
+        tenant: str = "t1",
+        customer: str = "c1",
+        events: list[str] | None = None,
+        active: bool = True,
+        secrets: list[str] | None = None,
+        max_retry_attempts: int = 3,
+        initial_backoff_seconds: float = 2.0,
+        backoff_multiplier: float = 2.0,
+    ) -> str:
+        endpoint_id = str(uuid.uuid4())
+        now = datetime.now(UTC)
+        await self.mongo.collection("webhook_endpoints").insert_one(
+            {
+                "endpointId": endpoint_id,
+                "tenantId": tenant,
+                "endCustomerId": customer,
+                "url": url,
+                "events": events if events is not None else ["*"],
+                "active": active,
+                "secrets": [
+                    {"ciphertext": self.secret_box.encrypt(secret), "createdAt": now, "retiresAt": None}
+                    for secret in (secrets or ["whsec_test_secret"])
+                ],
+                "maxRetryAttempts": max_retry_attempts,
+                "initialBackoffSeconds": initial_backoff_seconds,
+                "backoffMultiplier": backoff_multiplier,
+                "version": 1,
+                "createdAt": now,
+                "updatedAt": now,
+                "disabledReason": None,
+            }
+        )
+        return endpoint_id
+
+    async def preference(
+        self, event_type: str, *, tenant: str = "t1", customer: str = "c1", **fields: Any
+    ) -> None:
+        document = {
+            "enabled": True,
+            "channels": ["WEBHOOK"],
+            "threshold": None,
+            "cooldownMinutes": None,
+            **fields,
+        }
+        await self.mongo.collection("notification_preferences").replace_one(
+            {"tenantId": tenant, "customerId": customer, "eventType": event_type},
+            {"tenantId": tenant, "customerId": customer, "eventType": event_type, "version": 1, **document},
+            upsert=True,
+        )
+
+    @staticmethod
+    def envelope(
+        event_type: str = "INVOICE_GENERATED",
+        *,
+        tenant: str = "t1",
+        customer: str = "c1",
+        payload: dict[str, Any] | None = None,
+        event_id: str | None = None,
+    ) -> EventEnvelope:
+        return EventEnvelope(
+            event_id=event_id or str(uuid.uuid4()),
+            event_type=event_type,
+            category="Billing",
+            severity="INFO",
+            tenant_id=tenant,
+            customer_id=customer,
+            occurred_at=datetime.now(UTC),
+            payload=payload
+            if payload is not None
+            else {"tenantId": tenant, "customerId": customer, "amountDue": 100},
+        )
+
+    async def publish(self, envelope: EventEnvelope, topic: str = "events.system") -> None:
+        await self.producer.send_and_wait(
+            f"{self.prefix}{topic}", envelope.to_json_bytes(), key=envelope.partition_key
+        )
+
+    async def rows(self, **query: Any) -> list[dict[str, Any]]:
+        cursor = (
+            self.mongo.collection("delivery_logs")
+            .find(query, {"_id": 0})
+            .sort([("createdAt", 1), ("attempt", 1)])
+        )
+        return [row async for row in cursor]
+
+    async def wait_rows(self, count: int, timeout: float = 30.0, **query: Any) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + timeout
+        while True:
+            rows = await self.rows(**query)
+            if len(rows) >= count:
+                return rows
+            if time.monotonic() > deadline:
+                raise AssertionError(f"delivery_logs {query}: {len(rows)} rows, expected {count}: {rows}")
+            await asyncio.sleep(0.1)
