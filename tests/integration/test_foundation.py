@@ -16,7 +16,7 @@ from pymongo.errors import DuplicateKeyError
 from aforo.shared.mongo import CollectionIndexes, MongoStore
 from tests.support.kafka import TopicReader, create_topics, produce, unique_prefix
 from tests.support.processes import ServiceProcess
-from tests.support.stack import LocalStack
+from tests.support.stack import LocalStack, service_env
 
 SERVICES = [
     ("aforo.bridge", "AFORO_BRIDGE_"),
@@ -28,13 +28,7 @@ SERVICES = [
 
 
 def stack_env(stack: LocalStack, prefix: str, database: str) -> dict[str, str]:
-    return {
-        "AFORO_KAFKA_BOOTSTRAP_SERVERS": stack.kafka_bootstrap,
-        "AFORO_MONGO_URI": stack.mongo_uri,
-        "AFORO_MONGO_DATABASE": database,
-        "AFORO_TOPIC_PREFIX": prefix,
-        "AFORO_SHUTDOWN_GRACE_SECONDS": "10",
-    }
+    return service_env(stack, prefix, database)
 
 
 async def test_five_services_become_ready_serve_metrics_and_stop_on_sigterm(

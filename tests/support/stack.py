@@ -67,3 +67,24 @@ class LocalStack:
         subprocess.run([str(STACK_SCRIPT), "down"], env=self.env, check=False, timeout=120)
         if self.directory is not None and not os.environ.get("AFORO_TEST_KEEP_STACK"):
             shutil.rmtree(self.directory, ignore_errors=True)
+
+
+TEST_JWT_SECRET = "test-only-hs256-secret-of-at-least-32-bytes!"
+
+
+def service_env(stack: LocalStack, prefix: str, database: str, **extra: str) -> dict[str, str]:
+    """What every service process of a test needs: the stack, its own topics and database, dev secrets."""
+    from aforo.shared.secret_box import generate_key
+
+    return {
+        "AFORO_KAFKA_BOOTSTRAP_SERVERS": stack.kafka_bootstrap,
+        "AFORO_MONGO_URI": stack.mongo_uri,
+        "AFORO_MONGO_DATABASE": database,
+        "AFORO_TOPIC_PREFIX": prefix,
+        "AFORO_SHUTDOWN_GRACE_SECONDS": "10",
+        "AFORO_SECRETS_ENCRYPTION_KEYS": generate_key(),
+        "AFORO_API_AUTH_MODE": "hs256",
+        "AFORO_API_JWT_HS256_SECRET": TEST_JWT_SECRET,
+        "AFORO_DISPATCHER_OUTBOUND_ALLOWLIST": "127.0.0.1/32",
+        **extra,
+    }

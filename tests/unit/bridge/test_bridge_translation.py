@@ -17,6 +17,7 @@ from aforo.bridge.translation import (
     translate,
 )
 from aforo.shared.catalog import MANDATORY_EVENTS, SYSTEM_EVENTS
+from aforo.shared.envelope import EventEnvelope
 
 ROUTES = load_routes()
 LIMIT = 4096
@@ -91,6 +92,16 @@ def test_routes_take_the_source_prefix() -> None:
     assert list(routes) == ["x.a.b"]
 
 
+def envelopes(outcome: Translation | DeadLetter) -> tuple[EventEnvelope | None, EventEnvelope | None]:
+    """The published bytes, read back as the model downstream services parse them with."""
+    assert isinstance(outcome, Translation)
+    system, widget = (
+        None if out is None else EventEnvelope.from_json_bytes(out.value)
+        for out in (outcome.system, outcome.widget)
+    )
+    return system, widget
+
+
 def test_payload_is_kept_verbatim_and_ids_come_from_the_record() -> None:
     payload = {
         "tenantId": "t1",
@@ -100,10 +111,12 @@ def test_payload_is_kept_verbatim_and_ids_come_from_the_record() -> None:
         "nested": {"é": [1, None]},
     }
     outcome = translate(record(json.dumps(payload).encode()), ROUTES["billing.invoice.finalized"], LIMIT)
+    system, widget = envelopes(outcome)
+    assert system is not None
+    assert widget is not None
     assert isinstance(outcome, Translation)
-    assert outcome.system_envelope is not None
-    assert outcome.widget_envelope is not None
-    system = outcome.system_envelope
+    assert outcome.system is not None
+    assert outcome.system.key == b"t1:c1"
     assert system.payload == payload
     assert system.event_type == "INVOICE_GENERATED"
     assert system.category == "Billing"
@@ -111,8 +124,8 @@ def test_payload_is_kept_verbatim_and_ids_come_from_the_record() -> None:
     assert (system.tenant_id, system.customer_id) == ("t1", "c1")
     assert system.partition_key == b"t1:c1"
     assert system.event_id == derived_event_id("billing.invoice.finalized", 1, 7)
-    assert outcome.widget_envelope.event_id == system.event_id
-    assert outcome.widget_envelope.event_type == "aforo.invoice.created"
+    assert widget.event_id == system.event_id
+    assert widget.event_type == "aforo.invoice.created"
     assert system.occurred_at == datetime(2023, 11, 14, 22, 13, 20, 123000, tzinfo=UTC)
     wire = json.loads(system.to_json_bytes())
     assert wire["occurredAt"] == "2023-11-14T22:13:20.123Z"
@@ -125,11 +138,11 @@ def test_producer_event_id_and_occurred_at_win() -> None:
         ROUTES["billing.wallet.depleted"],
         LIMIT,
     )
-    assert isinstance(outcome, Translation)
-    assert outcome.widget_envelope is None
-    assert outcome.system_envelope is not None
-    assert outcome.system_envelope.event_id == "evt-9"
-    assert outcome.system_envelope.to_wire()["occurredAt"] == "2026-01-02T01:04:05.000Z"
+    system, widget = envelopes(outcome)
+    assert widget is None
+    assert system is not None
+    assert system.event_id == "evt-9"
+    assert system.to_wire()["occurredAt"] == "2026-01-02T01:04:05.000Z"
 
 
 def test_derived_event_id_is_stable_per_position() -> None:
@@ -190,6 +203,25 @@ def test_bad_input_is_dead_lettered_with_a_reason(
 
 def test_occurred_at_accepts_epoch_milliseconds() -> None:
     outcome = translate(record(good(occurredAt=1_700_000_000_000)), ROUTES["billing.invoice.paid"], LIMIT)
+    system, widget = envelopes(outcome)
+    assert system is None
+    assert widget is not None
+    assert widget.to_wire()["occurredAt"] == "2023-11-14T22:13:20.000Z"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"tenantId":"t1","customerId":"c1","n":1}',
+        b'  {"tenantId": "t1",\n "customerId": "c1", "big": 123456789012345678901234567890, "f": 1.5e-7}\n',
+        b'{"customerId":"c1","tenantId":"t1","nested":{"a":[1,{"b":null}]},"u":"\\u00e9\xc3\xa9"}',
+    ],
+)
+def test_spliced_bytes_equal_the_model_and_keep_the_producer_bytes(raw: bytes) -> None:
+    outcome = translate(record(raw), ROUTES["billing.invoice.finalized"], LIMIT)
     assert isinstance(outcome, Translation)
-    assert outcome.widget_envelope is not None
-    assert outcome.widget_envelope.to_wire()["occurredAt"] == "2023-11-14T22:13:20.000Z"
+    assert outcome.system is not None
+    parsed = EventEnvelope.from_json_bytes(outcome.system.value)
+    assert parsed.payload == json.loads(raw)
+    assert outcome.system.value.endswith(b'"payload":' + raw.strip() + b"}")
+    assert EventEnvelope.from_json_bytes(parsed.to_json_bytes()) == parsed

@@ -99,7 +99,12 @@ DELIVERY_STATE = CollectionIndexes(
         # The idempotency record: one per (event, channel, endpoint); its attempt counter is claimed
         # atomically, so a re-delivered or duplicated Kafka record cannot send an attempt twice.
         IndexModel(
-            [("tenantId", ASCENDING), ("eventId", ASCENDING), ("channel", ASCENDING), ("endpointId", ASCENDING)],
+            [
+                ("tenantId", ASCENDING),
+                ("eventId", ASCENDING),
+                ("channel", ASCENDING),
+                ("endpointId", ASCENDING),
+            ],
             unique=True,
             name="tenant_event_channel_endpoint",
         ),

@@ -94,7 +94,16 @@ class EventEnvelope(BaseModel):
 
     def to_json_bytes(self) -> bytes:
         """The exact bytes published to Kafka and POSTed to webhooks (compact, UTF-8)."""
-        return dumps_json(self.to_wire())
+        return encode_envelope(
+            self.event_id,
+            self.event_type,
+            self.category,
+            self.severity.value,
+            self.tenant_id,
+            self.customer_id,
+            format_utc(self.occurred_at),
+            dumps_json(self.payload),
+        )
 
     @classmethod
     def from_json_bytes(cls, raw: bytes) -> EventEnvelope:
@@ -104,3 +113,32 @@ class EventEnvelope(BaseModel):
     def partition_key(self) -> bytes:
         """`tenantId:customerId`: one customer's events stay ordered within one partition."""
         return f"{self.tenant_id}:{self.customer_id}".encode()
+
+
+def encode_envelope(
+    event_id: str,
+    event_type: str,
+    category: str,
+    severity: str,
+    tenant_id: str,
+    customer_id: str,
+    occurred_at: str,
+    payload_json: bytes,
+) -> bytes:
+    """The envelope's wire bytes with the payload spliced in as given, last.
+
+    The one envelope encoder: `EventEnvelope.to_json_bytes` uses it, and the bridge passes the
+    producer's own bytes as `payload_json`, so a payload is never decoded and re-encoded on its way.
+    """
+    head = dumps_json(
+        {
+            "eventId": event_id,
+            "eventType": event_type,
+            "category": category,
+            "severity": severity,
+            "tenantId": tenant_id,
+            "customerId": customer_id,
+            "occurredAt": occurred_at,
+        }
+    )
+    return head[:-1] + b',"payload":' + payload_json + b"}"

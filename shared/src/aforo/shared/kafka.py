@@ -80,7 +80,6 @@ class TopicNames:
         return f"{self.prefix}dlq.dispatch"
 
 
-
 @dataclass(frozen=True)
 class TopicSpec:
     name: str
@@ -97,6 +96,9 @@ def create_producer(settings: ServiceSettings, **overrides: Any) -> AIOKafkaProd
         "acks": "all",
         "enable_idempotence": True,
         "linger_ms": 5,
+        # aiokafka keeps one open batch per partition; 16 KiB (its default) fills in a few dozen
+        # envelopes and then makes every send() wait. 256 KiB keeps a busy producer streaming.
+        "max_batch_size": 256 * 1024,
         "request_timeout_ms": 30_000,
     }
     options.update(overrides)

@@ -11,15 +11,15 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
-from aiokafka.errors import CommitFailedError, KafkaError, MessageSizeTooLargeError
+from aiokafka.errors import CommitFailedError, MessageSizeTooLargeError
 
 from aforo.bridge.routes import TopicRoute, load_routes
 from aforo.bridge.settings import BridgeSettings
-from aforo.bridge.translation import DeadLetter, SourceRecord, Translation, translate
+from aforo.bridge.translation import DeadLetter, SourceRecord, translate
 from aforo.shared.kafka import (
     TopicNames,
     create_consumer,
@@ -58,6 +58,18 @@ PUBLISH_FAILURES = Counter("aforo_bridge_publish_failures_total", "Batches whose
 
 DEAD_LETTER_DETAIL_LIMIT = 1000
 RETRY_BACKOFF_SECONDS = (0.5, 1.0, 2.0, 5.0)
+
+
+@dataclass
+class _SentBatch:
+    """A batch whose outputs are with the producer: what to await, then what to commit."""
+
+    began: float
+    futures: list[asyncio.Future[Any]] = field(default_factory=list)
+    first_offsets: dict[TopicPartition, int] = field(default_factory=dict)
+    next_offsets: dict[TopicPartition, int] = field(default_factory=dict)
+    out_counts: dict[tuple[str, str], int] = field(default_factory=dict)
+    record_timestamps_ms: list[int] = field(default_factory=list)
 
 
 def subscription_pattern(routes: dict[str, TopicRoute], extra_pattern: str, source_topic_prefix: str) -> str:
@@ -129,108 +141,107 @@ class BridgeService(Service):
             await self.producer.stop()
 
     async def _consume_forever(self) -> None:
+        """Fetch, translate and send batch N+1 while batch N's acks are awaited, then commit N.
+
+        One batch in flight keeps the broker busy without breaking the rule: offsets are committed
+        in order, each only after every output of its batch is acknowledged.
+        """
         assert self.consumer is not None
+        in_flight: _SentBatch | None = None
         while not self._draining:
             batch = await self.consumer.getmany(
                 timeout_ms=self.settings.poll_timeout_ms, max_records=self.settings.batch_max_records
             )
-            if batch:
-                await self._process_until_published(batch)
+            sent = await self._send_batch(batch, log_dead_letters=True) if batch else None
+            if in_flight is not None and not await self._complete(in_flight, sent):
+                in_flight = None
+                continue
+            in_flight = sent
+        if in_flight is not None:
+            await self._complete(in_flight, None)
 
-    async def _process_until_published(
-        self, batch: dict[TopicPartition, list[ConsumerRecord[Any, Any]]]
-    ) -> None:
-        """Publish a batch and commit it; on a broker refusal, back off and publish it again.
-
-        Re-publishing after a partial failure may duplicate envelopes; they carry the same eventId.
-        """
-        attempt = 0
-        while True:
-            try:
-                await self._process_batch(batch, log_dead_letters=attempt == 0)
-                return
-            except KafkaError as error:
-                PUBLISH_FAILURES.inc()
-                delay = RETRY_BACKOFF_SECONDS[min(attempt, len(RETRY_BACKOFF_SECONDS) - 1)]
-                log.warning("bridge_publish_failed", error=repr(error), retry_in_seconds=delay)
-                attempt += 1
-                if self._draining:
-                    # Hand the batch back: nothing was committed, the next owner re-reads it.
-                    return
-                await asyncio.sleep(delay)
-
-    async def _process_batch(
+    async def _send_batch(
         self, batch: dict[TopicPartition, list[ConsumerRecord[Any, Any]]], *, log_dead_letters: bool
-    ) -> None:
-        assert self.consumer is not None
+    ) -> _SentBatch:
+        """Translate every record and hand its outputs to the producer; nothing is awaited for acks."""
         assert self.producer is not None
-        began = time.monotonic()
-        pending: list[tuple[asyncio.Future[Any], str, str, int]] = []
-        offsets: dict[TopicPartition, int] = {}
+        sent = _SentBatch(began=time.monotonic())
+        out_counts: dict[tuple[str, str], int] = {}
+        system_topic, widget_topic = self.topics.system_events, self.topics.widget_events
         for partition, records in batch.items():
             route = self.routes.get(partition.topic)
             RECORDS_IN.labels(partition.topic).inc(len(records))
+            sent.first_offsets[partition] = records[0].offset
+            sent.next_offsets[partition] = records[-1].offset + 1
             for record in records:
                 source = SourceRecord(
                     record.topic, record.partition, record.offset, record.timestamp, record.value
                 )
                 outcome = translate(source, route, self.settings.max_record_bytes)
                 if isinstance(outcome, DeadLetter):
-                    pending.append(await self._send_dead_letter(record, outcome, log_dead_letters))
-                else:
-                    pending.extend(await self._send_envelopes(outcome, record.timestamp))
-            offsets[partition] = records[-1].offset + 1
-        # At least once: offsets are committed only after every output of the batch is acknowledged.
-        results = await asyncio.gather(*(future for future, _, _, _ in pending), return_exceptions=True)
-        failures = [result for result in results if isinstance(result, BaseException)]
-        if failures:
-            for partition, records in batch.items():
-                self.consumer.seek(partition, records[0].offset)
-            raise failures[0] if isinstance(failures[0], KafkaError) else KafkaError(repr(failures[0]))
+                    sent.futures.append(await self._send_dead_letter(record, outcome, log_dead_letters))
+                    continue
+                for topic, envelope in ((system_topic, outcome.system), (widget_topic, outcome.widget)):
+                    if envelope is None:
+                        continue
+                    headers = [
+                        ("eventType", envelope.event_type.encode()),
+                        ("eventId", envelope.event_id.encode()),
+                    ]
+                    sent.futures.append(
+                        await self.producer.send(
+                            topic, value=envelope.value, key=envelope.key, headers=headers
+                        )
+                    )
+                    out_counts[(topic, envelope.event_type)] = (
+                        out_counts.get((topic, envelope.event_type), 0) + 1
+                    )
+                sent.record_timestamps_ms.append(record.timestamp)
+        sent.out_counts = out_counts
+        return sent
+
+    async def _complete(self, sent: _SentBatch, following: _SentBatch | None) -> bool:
+        """Await a batch's acks, then commit it. On a refusal rewind to it and return False.
+
+        Rewinding also covers the batch already sent after it: both are read and published again,
+        duplicates carrying the same eventId.
+        """
+        assert self.consumer is not None
+        results = await asyncio.gather(*sent.futures, return_exceptions=True)
+        failure = next((result for result in results if isinstance(result, BaseException)), None)
+        if failure is not None:
+            PUBLISH_FAILURES.inc()
+            log.warning("bridge_publish_failed", error=repr(failure))
+            rewind = dict(sent.first_offsets)
+            if following is not None:
+                for partition, offset in following.first_offsets.items():
+                    rewind[partition] = min(offset, rewind.get(partition, offset))
+            for partition, offset in rewind.items():
+                self.consumer.seek(partition, offset)
+            await asyncio.sleep(RETRY_BACKOFF_SECONDS[0])
+            return False
         now_ms = time.time() * 1000
-        for _, topic, event_type, timestamp_ms in pending:
-            RECORDS_OUT.labels(topic, event_type).inc()
-            if timestamp_ms >= 0:
-                RECORD_AGE_SECONDS.observe(max(0.0, (now_ms - timestamp_ms) / 1000))
+        for (topic, event_type), count in sent.out_counts.items():
+            RECORDS_OUT.labels(topic, event_type).inc(count)
+        for timestamp_ms in sent.record_timestamps_ms:
+            RECORD_AGE_SECONDS.observe(max(0.0, (now_ms - timestamp_ms) / 1000))
         try:
-            await self.consumer.commit(offsets)
+            await self.consumer.commit(sent.next_offsets)
         except CommitFailedError as error:
             # The group rebalanced under us: the partitions' new owner re-reads from the last commit.
             log.warning("bridge_commit_failed", error=repr(error))
-        for partition, records in batch.items():
+        for partition, next_offset in sent.next_offsets.items():
             highwater = self.consumer.highwater(partition)
             if highwater is not None:
                 CONSUMER_LAG.labels(partition.topic, str(partition.partition)).set(
-                    max(0, highwater - (records[-1].offset + 1))
+                    max(0, highwater - next_offset)
                 )
-        BATCH_SECONDS.observe(time.monotonic() - began)
-
-    async def _send_envelopes(
-        self, translation: Translation, timestamp_ms: int
-    ) -> Sequence[tuple[asyncio.Future[Any], str, str, int]]:
-        assert self.producer is not None
-        sent: list[tuple[asyncio.Future[Any], str, str, int]] = []
-        for topic, envelope in (
-            (self.topics.system_events, translation.system_envelope),
-            (self.topics.widget_events, translation.widget_envelope),
-        ):
-            if envelope is None:
-                continue
-            future = await self.producer.send(
-                topic,
-                value=envelope.to_json_bytes(),
-                key=envelope.partition_key,
-                headers=[
-                    ("eventType", envelope.event_type.encode()),
-                    ("eventId", envelope.event_id.encode()),
-                ],
-            )
-            sent.append((future, topic, envelope.event_type, timestamp_ms))
-        return sent
+        BATCH_SECONDS.observe(time.monotonic() - sent.began)
+        return True
 
     async def _send_dead_letter(
         self, record: ConsumerRecord[Any, Any], verdict: DeadLetter, log_it: bool
-    ) -> tuple[asyncio.Future[Any], str, str, int]:
+    ) -> asyncio.Future[Any]:
         """The original bytes and key, the original headers, and why, in `aforo-dlq-*` headers."""
         assert self.producer is not None
         DEAD_LETTERED.labels(verdict.reason.value).inc()
@@ -253,6 +264,7 @@ class BridgeService(Service):
             ("aforo-source-timestamp", str(record.timestamp).encode()),
         ]
         topic = self.topics.bridge_dead_letter
+        future: asyncio.Future[Any]
         try:
             future = await self.producer.send(topic, value=record.value, key=record.key, headers=headers)
         except MessageSizeTooLargeError:
@@ -262,4 +274,4 @@ class BridgeService(Service):
             future = await self.producer.send(
                 topic, value=(record.value or b"")[:limit], key=record.key, headers=headers
             )
-        return future, topic, "dead_letter", -1
+        return future

@@ -14,8 +14,8 @@ from enum import StrEnum
 from typing import Any
 
 from aforo.bridge.routes import TopicRoute
-from aforo.shared.envelope import EventEnvelope, parse_utc
-from aforo.shared.serde import loads_json
+from aforo.shared.envelope import encode_envelope, format_utc, parse_utc
+from aforo.shared.serde import dumps_json, loads_json
 
 EVENT_ID_NAMESPACE = uuid.UUID("6f0c3a52-5b8e-4e55-9a39-0d8e7c1f6a21")
 MAX_ID_LENGTH = 128
@@ -52,11 +52,21 @@ class DeadLetter:
 
 
 @dataclass(frozen=True, slots=True)
+class OutboundEnvelope:
+    """One envelope ready to publish: its Kafka key (`tenantId:customerId`) and exact value bytes."""
+
+    event_type: str
+    event_id: str
+    key: bytes
+    value: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class Translation:
     """What to publish: the SYSTEM envelope and/or the widget envelope (same eventId)."""
 
-    system_envelope: EventEnvelope | None
-    widget_envelope: EventEnvelope | None
+    system: OutboundEnvelope | None
+    widget: OutboundEnvelope | None
 
 
 def derived_event_id(topic: str, partition: int, offset: int) -> str:
@@ -119,26 +129,23 @@ def translate(
     except (ValueError, TypeError, OverflowError, OSError) as error:
         return DeadLetter(DeadLetterReason.INVALID_OCCURRED_AT, f"occurredAt: {error}"[:500])
 
-    def envelope(event_type: str, category: str, severity: Any) -> EventEnvelope:
-        # Fields were checked above; model_construct skips a second validation in the hot path.
-        return EventEnvelope.model_construct(
-            event_id=event_id,
-            event_type=event_type,
-            category=category,
-            severity=severity,
-            tenant_id=tenant_id,
-            customer_id=customer_id,
-            occurred_at=occurred_at,
-            payload=payload,
+    # The producer's bytes are the payload, verbatim (only surrounding whitespace trimmed): the
+    # envelope is spliced around them rather than re-encoded, which is exact and cheap.
+    payload_json = raw.strip(b" \t\r\n")
+    if not payload_json.startswith(b"{"):
+        payload_json = dumps_json(payload)  # e.g. a BOM or UTF-16 input that json accepted
+    occurred_text = format_utc(occurred_at)
+    key = f"{tenant_id}:{customer_id}".encode()
+
+    def outbound(event_type: str, category: str, severity: str) -> OutboundEnvelope:
+        value = encode_envelope(
+            event_id, event_type, category, severity, tenant_id, customer_id, occurred_text, payload_json
         )
+        return OutboundEnvelope(event_type, event_id, key, value)
 
     system = route.system_event
     widget = route.widget_event
     return Translation(
-        system_envelope=envelope(system.event_type, system.category.value, system.severity)
-        if system
-        else None,
-        widget_envelope=envelope(widget.event_type, widget.category.value, widget.severity)
-        if widget
-        else None,
+        system=outbound(system.event_type, system.category.value, system.severity.value) if system else None,
+        widget=outbound(widget.event_type, widget.category.value, widget.severity.value) if widget else None,
     )

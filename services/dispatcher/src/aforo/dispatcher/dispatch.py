@@ -273,15 +273,7 @@ class Dispatcher:
             error=reason,
         )
         self._log(row, envelope.to_wire())
-        await self.state.settle(
-            envelope.tenant_id,
-            envelope.event_id,
-            job.endpoint_id,
-            token,
-            StateStatus.FAILED,
-            now,
-            lastError=reason,
-        )
+        self._settle(job, token, StateStatus.FAILED, now, lastError=reason)
         await self.dead_letter(job.body, job.endpoint_id, "endpoint_unavailable", reason, attempt)
         log.warning("delivery_failed", error=reason, reason="endpoint_unavailable")
 
@@ -316,10 +308,7 @@ class Dispatcher:
             next_attempt = attempt_base + verdict.retry.attempt
             await self.park(job, next_attempt, delay_seconds=verdict.retry.delay_seconds)
             self._log(row, envelope.to_wire())
-            await self.state.settle(
-                envelope.tenant_id, envelope.event_id, job.endpoint_id, token, StateStatus.RETRYING, now,
-                nextAttemptAt=row.next_attempt_at,
-            )  # fmt: skip
+            self._settle(job, token, StateStatus.RETRYING, now, nextAttemptAt=row.next_attempt_at)
             log.info(
                 "delivery_retrying",
                 status=result.status,
@@ -329,20 +318,10 @@ class Dispatcher:
             return
         self._log(row, envelope.to_wire())
         if verdict.status is DeliveryStatus.DELIVERED:
-            await self.state.settle(
-                envelope.tenant_id, envelope.event_id, job.endpoint_id, token, StateStatus.DELIVERED, now
-            )
+            self._settle(job, token, StateStatus.DELIVERED, now)
             log.info("delivery_delivered", status=result.status, duration_ms=round(result.duration_ms, 1))
             return
-        await self.state.settle(
-            envelope.tenant_id,
-            envelope.event_id,
-            job.endpoint_id,
-            token,
-            StateStatus.FAILED,
-            now,
-            lastError=result.error,
-        )
+        self._settle(job, token, StateStatus.FAILED, now, lastError=result.error)
         reason = (verdict.dead_letter_reason or DeadLetterReason.RETRIES_EXHAUSTED).value
         await self.dead_letter(job.body, job.endpoint_id, reason, result.error or "", attempt)
         log.warning("delivery_failed", status=result.status, error=result.error, reason=reason)
@@ -352,6 +331,15 @@ class Dispatcher:
             )
 
     # ---- side effects -------------------------------------------------------------------------
+
+    def _settle(self, job: AttemptJob, token: str, status: StateStatus, now: datetime, **fields: Any) -> None:
+        """Settle the attempt's idempotency record in the same flush as its row (see log_writer)."""
+        envelope = job.envelope
+        self.log_writer.add_state_update(
+            self.state.settle(
+                envelope.tenant_id, envelope.event_id, job.endpoint_id, token, status, now, **fields
+            )
+        )
 
     async def park(self, job: AttemptJob, attempt: int, *, delay_seconds: float) -> None:
         """Put an attempt on the delay topic of its tier; returns once the broker has it."""

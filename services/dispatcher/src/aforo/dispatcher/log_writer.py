@@ -1,8 +1,10 @@
-"""Delivery-log rows written to MongoDB in batches.
+"""Delivery-log rows, and the delivery-state updates they go with, written to MongoDB in batches.
 
 Rows are upserted by their unique key (tenant, event, channel, endpoint, attempt), so writing a row
-twice (a replayed Kafka record, a flush retried after an error) leaves one row. The consumers flush
-before they commit offsets: a committed event always has its rows.
+twice (a replayed Kafka record, a flush retried after an error) leaves one row. An attempt's outcome
+settles its idempotency record in the same flush, after its row: a crash before the flush loses both
+(the claim's lease expires and the attempt is taken over), never a settled state without its row.
+The consumers flush before they commit offsets: a committed event always has its rows.
 """
 
 from __future__ import annotations
@@ -12,11 +14,11 @@ import contextlib
 import uuid
 from typing import Any
 
-from pymongo import ReplaceOne
+from pymongo import ReplaceOne, UpdateOne
 from pymongo.errors import PyMongoError
 
 from aforo.dispatcher.delivery_log import DeliveryLogRow
-from aforo.shared.collections import DELIVERY_LOGS
+from aforo.shared.collections import DELIVERY_LOGS, DELIVERY_STATE
 from aforo.shared.logging import get_logger
 from aforo.shared.mongo import MongoStore
 
@@ -34,6 +36,8 @@ def delivery_id_for(row: DeliveryLogRow) -> str:
 class DeliveryLogWriter:
     def __init__(self, mongo: MongoStore, batch_size: int, flush_interval_seconds: float) -> None:
         self._collection = mongo.collection(DELIVERY_LOGS.collection)
+        self._state = mongo.collection(DELIVERY_STATE.collection)
+        self._state_updates: list[UpdateOne] = []
         self._batch_size = batch_size
         self._interval = flush_interval_seconds
         self._pending: dict[tuple[Any, ...], dict[str, Any]] = {}
@@ -46,13 +50,17 @@ class DeliveryLogWriter:
         document["envelope"] = envelope  # what a replay re-sends (same eventId, same bytes)
         self._pending[row.unique_key] = document
 
+    def add_state_update(self, update: UpdateOne) -> None:
+        """Settle an idempotency record with the next flush, after the rows added before it."""
+        self._state_updates.append(update)
+
     async def flush(self) -> None:
         """Write what is buffered; on a database error keep it and raise (the caller must not commit)."""
         async with self._lock:
-            if not self._pending:
+            if not self._pending and not self._state_updates:
                 return
-            batch = self._pending
-            self._pending = {}
+            batch, state_updates = self._pending, self._state_updates
+            self._pending, self._state_updates = {}, []
             operations = [
                 ReplaceOne(
                     {
@@ -69,9 +77,12 @@ class DeliveryLogWriter:
                     await self._collection.bulk_write(
                         operations[start : start + self._batch_size], ordered=False
                     )
+                if state_updates:
+                    await self._state.bulk_write(state_updates, ordered=False)
             except PyMongoError:
                 for key, document in batch.items():
                     self._pending.setdefault(key, document)
+                self._state_updates = state_updates + self._state_updates
                 raise
 
     def start(self) -> None:

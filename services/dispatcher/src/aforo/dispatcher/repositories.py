@@ -12,7 +12,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from pymongo import ReturnDocument
+from pymongo import ReturnDocument, UpdateOne
 from pymongo.errors import DuplicateKeyError
 
 from aforo.dispatcher.preferences import (
@@ -231,7 +231,7 @@ class DeliveryStateStore:
             return Claim(ClaimStatus.DONE)
         return Claim(ClaimStatus.CLAIMED, previous + 1, previous)
 
-    async def settle(
+    def settle(
         self,
         tenant_id: str,
         event_id: str,
@@ -240,10 +240,12 @@ class DeliveryStateStore:
         status: StateStatus,
         now: datetime,
         **fields: Any,
-    ) -> bool:
-        """Record an attempt's outcome, only if this owner still holds the claim."""
-        result = await self._state.update_one(
+    ) -> UpdateOne:
+        """The update recording an attempt's outcome; it applies only while this owner holds the claim.
+
+        Returned, not run: the log writer applies it in the flush that writes the attempt's row.
+        """
+        return UpdateOne(
             {**self._key(tenant_id, event_id, endpoint_id), "token": token},
             {"$set": {"status": status.value, "leaseUntil": None, "updatedAt": now, **fields}},
         )
-        return result.modified_count == 1
