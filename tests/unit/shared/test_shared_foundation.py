@@ -162,3 +162,14 @@ def test_log_lines_are_json_with_service_and_bound_ids(capsys: pytest.CaptureFix
     assert line["tenant_id"] == "t1"
     assert line["event_id"] == "e1"
     assert line["secret"] == "[redacted]"
+
+
+def test_the_envelope_encoder_writes_what_dumps_json_would() -> None:
+    envelope = EventEnvelope.model_validate({**WIRE, "eventId": 'quo"te\\\n é 🚀 \u2028', "tenantId": "t\x00"})
+    assert envelope.to_json_bytes() == dumps_json(envelope.to_wire())
+
+
+def test_loads_json_accepts_what_json_accepts_in_bytes() -> None:
+    value = {"a": "é"}
+    for raw in (dumps_json(value), b"\xef\xbb\xbf" + dumps_json(value), json.dumps(value).encode("utf-16")):
+        assert loads_json(raw) == value

@@ -15,10 +15,22 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+# Built once: json.dumps/json.loads with options build a new encoder/decoder on every call.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant)
+
+quote_json_string = json.encoder.encode_basestring
+"""A str as a JSON string literal, exactly as `dumps_json` writes it (non-ASCII kept)."""
+
+
 def dumps_json(value: Any) -> bytes:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+    return _ENCODER.encode(value).encode()
 
 
 def loads_json(raw: bytes | str) -> Any:
-    """Parse JSON; raises ValueError (json.JSONDecodeError or UnicodeDecodeError) on bad input."""
-    return json.loads(raw, parse_constant=_refuse_constant)
+    """Parse JSON; raises ValueError (json.JSONDecodeError or UnicodeDecodeError) on bad input.
+
+    Bytes may be UTF-8, UTF-16 or UTF-32 (with or without a BOM), as `json.loads` accepts them.
+    """
+    text = raw if isinstance(raw, str) else raw.decode(json.detect_encoding(raw), "strict")
+    return _DECODER.decode(text)
