@@ -7,6 +7,7 @@ import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ import pytest_asyncio
 import stripe
 from aiokafka import AIOKafkaProducer
 
+from aforo.shared.dispatch_requests import DispatchRequest, DispatchRequestKind
 from aforo.shared.mongo import MongoStore
 from aforo.shared.secret_box import SecretBox, generate_key
 from aforo.shared.signing import verify_signature
@@ -244,3 +246,47 @@ async def test_gone_disables_the_endpoint(world: DispatchWorld, receiver: Receiv
     await world.publish(later)
     [skip] = await world.wait_rows(1, eventId=later.event_id)
     assert skip["skipReason"] == "endpoint_inactive"
+
+
+async def test_api_requests_replay_a_failed_delivery_and_probe_one_endpoint(
+    world: DispatchWorld, receiver: Receiver
+) -> None:
+    customer = f"c-{uuid.uuid4().hex[:6]}"
+    await receiver.plan(customer, statuses=[500])
+    endpoint_id = await world.endpoint(receiver.hook_url(customer), customer=customer, max_retry_attempts=1)
+    envelope = world.envelope(customer=customer)
+    await world.publish(envelope)
+    [failed] = await world.wait_rows(1, eventId=envelope.event_id, status="FAILED")
+    assert failed["attempt"] == 1
+
+    replay = DispatchRequest(
+        kind=DispatchRequestKind.REPLAY,
+        endpoint_id=endpoint_id,
+        tenant_id="t1",
+        envelope=envelope,
+        requested_at=datetime.now(UTC),
+        replay_of=failed["deliveryId"],
+    )
+    await world.producer.send_and_wait(
+        f"{world.prefix}dispatch.requests", replay.to_json_bytes(), key=replay.key
+    )
+    [delivered] = await world.wait_rows(1, eventId=envelope.event_id, status="DELIVERED")
+    assert delivered["attempt"] == 2  # a new attempt, same eventId
+    received = await receiver.received(customer)
+    assert [r["headers"]["X-Aforo-Event-Id"] for r in received] == [envelope.event_id] * 2
+
+    probe = world.envelope(
+        "webhook.test", customer=customer, payload={"endpointId": endpoint_id, "message": "hi"}
+    )
+    test_request = DispatchRequest(
+        kind=DispatchRequestKind.TEST,
+        endpoint_id=endpoint_id,
+        tenant_id="t1",
+        envelope=probe,
+        requested_at=datetime.now(UTC),
+    )
+    await world.producer.send_and_wait(
+        f"{world.prefix}dispatch.requests", test_request.to_json_bytes(), key=test_request.key
+    )
+    [probe_row] = await world.wait_rows(1, eventId=probe.event_id, status="DELIVERED")
+    assert probe_row["endpointId"] == endpoint_id

@@ -28,9 +28,9 @@ from aforo.dispatcher.dispatch import RETRIES_DUE, AttemptJob, Dispatcher
 from aforo.dispatcher.log_writer import DeliveryLogWriter
 from aforo.dispatcher.offsets import OffsetTracker
 from aforo.dispatcher.retry_schedule import RetryRecordHeaders
+from aforo.shared.dispatch_requests import DispatchRequest, DispatchRequestKind
 from aforo.shared.envelope import EventEnvelope
 from aforo.shared.logging import get_logger
-from aforo.shared.serde import loads_json
 
 log = get_logger(__name__)
 
@@ -182,23 +182,17 @@ class EventConsumer(ConsumerLoop):
     async def _handle_request(self, raw: bytes) -> None:
         """A replay/recovery or a webhook.test from the API (`aforo.shared.dispatch_requests`)."""
         try:
-            request = loads_json(raw)
-            envelope_wire = request["envelope"]
-            envelope = EventEnvelope.model_validate(envelope_wire)
-            endpoint_id = str(request["endpointId"])
-            kind = request["kind"]
-        except (ValueError, KeyError, TypeError, ValidationError) as error:
+            request = DispatchRequest.from_json_bytes(raw)
+        except (ValueError, ValidationError) as error:
             await self.dispatcher.dead_letter(raw, None, "invalid_request", str(error)[:500], 0)
             return
-        body = envelope.to_json_bytes()
-        if kind == "test":
-            await self.dispatcher.dispatch_event(envelope, body, target_endpoint_id=endpoint_id)
-        elif kind == "replay":
-            await self.dispatcher.replay(envelope, body, endpoint_id)
-        else:
-            await self.dispatcher.dead_letter(
-                raw, endpoint_id, "invalid_request", f"unknown kind {kind!r}", 0
+        body = request.envelope.to_json_bytes()
+        if request.kind is DispatchRequestKind.TEST:
+            await self.dispatcher.dispatch_event(
+                request.envelope, body, target_endpoint_id=request.endpoint_id
             )
+        else:
+            await self.dispatcher.replay(request.envelope, body, request.endpoint_id)
 
 
 class RetryConsumer(ConsumerLoop):
