@@ -165,7 +165,9 @@ def test_log_lines_are_json_with_service_and_bound_ids(capsys: pytest.CaptureFix
 
 
 def test_the_envelope_encoder_writes_what_dumps_json_would() -> None:
-    envelope = EventEnvelope.model_validate({**WIRE, "eventId": 'quo"te\\\n é 🚀 \u2028', "tenantId": "t\x00"})
+    envelope = EventEnvelope.model_validate(
+        {**WIRE, "eventId": 'quo"te\\\n é 🚀 \u2028', "tenantId": "t\x00"}
+    )
     assert envelope.to_json_bytes() == dumps_json(envelope.to_wire())
 
 
