@@ -7,7 +7,7 @@ import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -290,3 +290,28 @@ async def test_api_requests_replay_a_failed_delivery_and_probe_one_endpoint(
     )
     [probe_row] = await world.wait_rows(1, eventId=probe.event_id, status="DELIVERED")
     assert probe_row["endpointId"] == endpoint_id
+
+
+async def test_a_rotated_secret_signs_alongside_the_new_one_until_it_retires(
+    world: DispatchWorld, receiver: Receiver
+) -> None:
+    customer = f"c-{uuid.uuid4().hex[:6]}"
+    await receiver.plan(customer)
+    soon = datetime.now(UTC) + timedelta(hours=1)
+    gone = datetime.now(UTC) - timedelta(seconds=1)
+    await world.endpoint(
+        receiver.hook_url(customer),
+        customer=customer,
+        secrets=["whsec_new"],
+        retired_secrets={"whsec_old": soon, "whsec_ancient": gone},
+    )
+    envelope = world.envelope(customer=customer)
+    await world.publish(envelope)
+    [request] = await receiver.wait_for(customer, 1)
+    header = request["headers"]["X-Aforo-Signature"]
+    assert header.count("v1=") == 2  # the new secret and the one still in its overlap
+    body = request["body"].encode()
+    assert verify_signature(body, header, "whsec_new")
+    assert verify_signature(body, header, "whsec_old")
+    assert not verify_signature(body, header, "whsec_ancient")
+    stripe.WebhookSignature.verify_header(request["body"], header, "whsec_old", 300)

@@ -36,6 +36,7 @@ class DispatchWorld:
         events: list[str] | None = None,
         active: bool = True,
         secrets: list[str] | None = None,
+        retired_secrets: dict[str, datetime] | None = None,
         max_retry_attempts: int = 3,
         initial_backoff_seconds: float = 2.0,
         backoff_multiplier: float = 2.0,
@@ -53,6 +54,10 @@ class DispatchWorld:
                 "secrets": [
                     {"ciphertext": self.secret_box.encrypt(secret), "createdAt": now, "retiresAt": None}
                     for secret in (secrets or ["whsec_test_secret"])
+                ]
+                + [
+                    {"ciphertext": self.secret_box.encrypt(secret), "createdAt": now, "retiresAt": retires_at}
+                    for secret, retires_at in (retired_secrets or {}).items()
                 ],
                 "maxRetryAttempts": max_retry_attempts,
                 "initialBackoffSeconds": initial_backoff_seconds,
