@@ -54,12 +54,12 @@ test-integration: install
 
 lint: install
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff format --check shared services tests bench
 	$(VENV)/bin/mypy shared/src services/bridge/src services/trigger/src services/dispatcher/src services/api/src services/sse-gateway/src
 
 format: install
 	$(VENV)/bin/ruff check --fix .
-	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff format shared services tests bench
 
 bench: install
 	@$(STACK) fetch-kafka
