@@ -17,7 +17,7 @@ from tests.support.dispatch_fixtures import DispatchWorld
 from tests.support.kafka import unique_prefix
 from tests.support.processes import ServiceProcess
 from tests.support.receiver import Receiver
-from tests.support.stack import LocalStack
+from tests.support.stack import LocalStack, service_env
 
 TOTAL = 1000
 
@@ -28,16 +28,13 @@ async def test_sigkill_with_retries_pending_loses_nothing_and_delivers_once(
     prefix = unique_prefix()
     database = f"db_{uuid.uuid4().hex[:8]}"
     key = generate_key()
-    env = {
-        "AFORO_KAFKA_BOOTSTRAP_SERVERS": local_stack.kafka_bootstrap,
-        "AFORO_MONGO_URI": local_stack.mongo_uri,
-        "AFORO_MONGO_DATABASE": database,
-        "AFORO_TOPIC_PREFIX": prefix,
-        "AFORO_SECRETS_ENCRYPTION_KEYS": key,
-        "AFORO_DISPATCHER_OUTBOUND_ALLOWLIST": "127.0.0.1/32",
-        "AFORO_DISPATCHER_LEASE_SECONDS": "3",
-        "AFORO_SHUTDOWN_GRACE_SECONDS": "10",
-    }
+    env = service_env(
+        local_stack,
+        prefix,
+        database,
+        AFORO_SECRETS_ENCRYPTION_KEYS=key,
+        AFORO_DISPATCHER_LEASE_SECONDS="3",
+    )
     receiver = await Receiver(service_log_dir).start()
     mongo = MongoStore(local_stack.mongo_uri, database, app_name="test")
     producer = AIOKafkaProducer(bootstrap_servers=local_stack.kafka_bootstrap, acks="all", linger_ms=5)
