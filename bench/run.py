@@ -42,6 +42,7 @@ class Benchmark:
 BENCHMARKS: tuple[Benchmark, ...] = (
     Benchmark("bridge", "bench_bridge.py", needs_stack=True),
     Benchmark("rules", "bench_rules.py", needs_stack=False),
+    Benchmark("api", "bench_api.py", needs_stack=True),
 )
 
 RATIO = re.compile(r"\bratio\s*[:=]\s*([0-9]+(?:\.[0-9]+)?)")

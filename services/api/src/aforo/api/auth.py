@@ -56,7 +56,7 @@ class AuthConfigError(ValueError):
 
 
 class AuthSettings(Protocol):
-    """The settings fields auth reads; `ApiSettings` will carry them once folded in."""
+    """The settings fields auth reads (`ApiSettings` carries them)."""
 
     @property
     def auth_mode(self) -> str: ...
@@ -68,20 +68,6 @@ class AuthSettings(Protocol):
     def jwt_issuer(self) -> str | None: ...
     @property
     def jwt_audience(self) -> str | None: ...
-
-
-class ApiAuthSettings(ApiSettings):
-    """`AFORO_API_*` (then `AFORO_*`) auth fields, kept here until they move into `ApiSettings`.
-
-    `auth_mode` defaults to "jwks" so a deployment that forgets its auth settings fails at start
-    (no JWKS URL) instead of quietly accepting locally signed tokens.
-    """
-
-    auth_mode: str = "jwks"
-    jwt_hs256_secret: SecretStr | None = None
-    jwks_url: str | None = None
-    jwt_issuer: str | None = None
-    jwt_audience: str | None = None
 
 
 def _blank_to_none(value: str | None) -> str | None:
@@ -155,7 +141,7 @@ class AuthConfig:
         """Read `AFORO_API_AUTH_MODE`, `AFORO_API_JWT_HS256_SECRET`, `AFORO_API_JWKS_URL`,
         `AFORO_API_JWT_ISSUER`, `AFORO_API_JWT_AUDIENCE` (each falling back to `AFORO_<NAME>`)."""
         try:
-            settings = ApiAuthSettings()
+            settings = ApiSettings()
         except ValidationError as error:
             # Name the fields only: a validation message would echo the offending input values.
             fields = ", ".join(".".join(str(part) for part in item["loc"]) for item in error.errors())

@@ -1,0 +1,110 @@
+"""The HTTP boundary: reading bodies and queries into models, and answering every failure as JSON.
+
+Body problems, in the order they are checked: over `max_request_body_bytes` → 413; not JSON (or
+not UTF-8, or NaN/Infinity) → 400; JSON of the wrong shape → 422 naming the field. Every error a
+route raises, and aiohttp's own 404/405, leave as `{"error": {"code", "message", "field"?}}`;
+an unexpected exception is logged (without the body) and answered 500.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Final, TypeVar
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+from pydantic import BaseModel, ValidationError
+
+from aforo.api.problems import (
+    ApiError,
+    InvalidRequestError,
+    MalformedRequestError,
+    PayloadTooLargeError,
+    invalid_request_from,
+)
+from aforo.shared.http import error_response
+from aforo.shared.logging import get_logger
+from aforo.shared.serde import loads_json
+
+log = get_logger(__name__)
+
+Model = TypeVar("Model", bound=BaseModel)
+
+_CODE_FOR_STATUS: Final[Mapping[int, str]] = {
+    400: "bad_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+}
+
+
+def _too_large(limit: int) -> PayloadTooLargeError:
+    return PayloadTooLargeError("payload_too_large", f"the request body is over {limit} bytes")
+
+
+async def read_json(request: web.Request, limit: int) -> object:
+    """The body as JSON; 413 over `limit`, checked before reading when the length is declared.
+
+    aiohttp's `client_max_size` is set to the same limit (`ApiService.max_request_body_bytes`), so a
+    chunked body is cut off while it is read, not after.
+    """
+    if request.content_length is not None and request.content_length > limit:
+        raise _too_large(limit)
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise _too_large(limit) from None
+    if len(raw) > limit:
+        raise _too_large(limit)
+    if not raw.strip():
+        raise MalformedRequestError("malformed_json", "the request body must be a JSON object")
+    try:
+        return loads_json(raw)
+    except ValueError:
+        raise MalformedRequestError("malformed_json", "the request body is not valid JSON") from None
+
+
+async def read_body(request: web.Request, model: type[Model], limit: int) -> Model:
+    """The body validated into `model`: 413, 400 or 422 as described above."""
+    data = await read_json(request, limit)
+    if not isinstance(data, dict):
+        raise InvalidRequestError("validation_error", "the request body must be a JSON object")
+    try:
+        return model.model_validate(data)
+    except ValidationError as error:
+        raise invalid_request_from(error) from None
+
+
+def read_query(request: web.Request, model: type[Model]) -> Model:
+    """The query string validated into `model` (the last value of a repeated parameter counts)."""
+    values = {key: request.query.getall(key)[-1] for key in request.query}
+    try:
+        return model.model_validate(values)
+    except ValidationError as error:
+        raise invalid_request_from(error) from None
+
+
+def problem_response(problem: ApiError) -> web.Response:
+    return error_response(problem.status, problem.code, problem.message, problem.field)
+
+
+@web.middleware
+async def problem_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Outermost: every failure leaves as the suite's JSON error."""
+    try:
+        return await handler(request)
+    except ApiError as problem:
+        return problem_response(problem)
+    except web.HTTPException as exception:
+        if exception.status < 400 or exception.content_type == "application/json":
+            raise  # a redirect, or a refusal auth.py already shaped
+        response = error_response(
+            exception.status, _CODE_FOR_STATUS.get(exception.status, "http_error"), exception.reason
+        )
+        if "Allow" in exception.headers:
+            response.headers["Allow"] = exception.headers["Allow"]
+        return response
+    except Exception:
+        # The traceback, method and path only: the body may hold a secret or a customer's payload.
+        log.exception("request_failed", method=request.method, path=request.path)
+        return error_response(500, "internal_error", "the request failed; it has been logged")

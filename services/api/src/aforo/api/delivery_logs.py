@@ -1,0 +1,166 @@
+"""How a customer's delivery audit trail is filtered, ordered and paged.
+
+Newest first by `(createdAt, _id)`, the index `tenant_customer_newest`. A page's `nextCursor` is an
+opaque token for the last row's `(createdAt, _id)`; the next page holds the rows strictly after it in
+that order, so rows written meanwhile (newer) never shift a page and no row is listed twice. Rows
+are shown without `_id` and without the stored `envelope`: the list stays small, and a replay reads
+the envelope server-side.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Any, Final
+
+from pydantic import ConfigDict, Field
+
+from aforo.api.problems import InvalidRequestError
+from aforo.api.wire import CustomerId, QueryParameters, QueryTime, ResponseBody, Timestamp
+
+DEFAULT_PAGE_SIZE: Final = 50
+EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+MAX_PAGE_SIZE: Final = 200
+
+
+# Same values as the dispatcher's `DeliveryStatus` (a unit test keeps them equal).
+class DeliveryStatus(StrEnum):
+    DELIVERED = "DELIVERED"
+    FAILED = "FAILED"
+    PENDING = "PENDING"
+    RETRYING = "RETRYING"
+    SKIPPED = "SKIPPED"
+
+
+REPLAYABLE_STATUSES: Final = frozenset({DeliveryStatus.FAILED, DeliveryStatus.SKIPPED})
+
+
+class DeliveryLogQuery(QueryParameters):
+    """`GET /internal/v1/delivery-logs/by-customer`."""
+
+    end_customer_id: CustomerId = Field(alias="endCustomerId")
+    status: DeliveryStatus | None = None
+    event_id: str | None = Field(default=None, alias="eventId", min_length=1, max_length=512)
+    event_type: str | None = Field(default=None, alias="eventType", min_length=1, max_length=128)
+    from_time: QueryTime | None = Field(default=None, alias="from", description="Inclusive.")
+    to_time: QueryTime | None = Field(default=None, alias="to", description="Exclusive.")
+    limit: int = Field(default=DEFAULT_PAGE_SIZE, ge=1, le=MAX_PAGE_SIZE)
+    cursor: str | None = Field(
+        default=None, min_length=1, max_length=512, description="`nextCursor` of the previous page."
+    )
+
+
+@dataclass(frozen=True)
+class PagePosition:
+    """Where the previous page ended: its last row's `createdAt` and `_id` (as stored)."""
+
+    created_at: datetime
+    row_id: str
+    row_id_is_object_id: bool
+
+
+def encode_cursor(created_at: datetime, row_id: str, *, row_id_is_object_id: bool) -> str:
+    """An opaque cursor. BSON dates hold milliseconds, so the millisecond count is exact."""
+    moment = created_at if created_at.tzinfo is not None else created_at.replace(tzinfo=UTC)
+    milliseconds = (moment - EPOCH) // timedelta(milliseconds=1)  # exact: no float on the way
+    raw = json.dumps([milliseconds, "o" if row_id_is_object_id else "s", row_id], separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> PagePosition:
+    """The position a cursor names; 422 on `cursor` for anything this API did not hand out."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        milliseconds, kind, row_id = json.loads(raw)
+        if (
+            not isinstance(milliseconds, int)
+            or isinstance(milliseconds, bool)
+            or kind not in ("o", "s")
+            or not isinstance(row_id, str)
+        ):
+            raise ValueError("unexpected cursor content")
+        created_at = EPOCH + timedelta(milliseconds=milliseconds)
+    except (ValueError, TypeError, binascii.Error, OverflowError, OSError):
+        raise InvalidRequestError(
+            "invalid_cursor", "the cursor is not one this API handed out", "cursor"
+        ) from None
+    if kind == "o" and (len(row_id) != 24 or any(c not in "0123456789abcdef" for c in row_id)):
+        raise InvalidRequestError("invalid_cursor", "the cursor is not one this API handed out", "cursor")
+    return PagePosition(created_at, row_id, kind == "o")
+
+
+def millisecond_floor(moment: datetime) -> datetime:
+    """`moment` at the precision MongoDB stores (what a `$gte` on it would compare)."""
+    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+
+
+def log_filter(
+    tenant_id: str, query: DeliveryLogQuery, after: tuple[datetime, object] | None
+) -> dict[str, Any]:
+    """The MongoDB filter: always the tenant and customer; `after` is the previous page's last
+    `(createdAt, _id)` with `_id` already in its stored type."""
+    clauses: dict[str, Any] = {"tenantId": tenant_id, "endCustomerId": query.end_customer_id}
+    if query.status is not None:
+        clauses["status"] = query.status.value
+    if query.event_id is not None:
+        clauses["eventId"] = query.event_id
+    if query.event_type is not None:
+        clauses["eventType"] = query.event_type
+    created: dict[str, datetime] = {}
+    if query.from_time is not None:
+        # `>= from` written as `> from - 1 ms`, the same set of rows (BSON dates are milliseconds):
+        # SecantusDB 0.7.0b3 treats a `$gte` bound on the descending `createdAt` of the
+        # `tenant_customer_newest` index as `$gt`, and would lose the rows exactly at `from`.
+        created["$gt"] = millisecond_floor(query.from_time) - timedelta(milliseconds=1)
+    if query.to_time is not None:
+        created["$lt"] = query.to_time
+    if created:
+        clauses["createdAt"] = created
+    if after is not None:
+        created_at, row_id = after
+        clauses["$or"] = [
+            {"createdAt": {"$lt": created_at}},
+            {"createdAt": created_at, "_id": {"$lt": row_id}},
+        ]
+    return clauses
+
+
+NEWEST_FIRST: Final = (("createdAt", -1), ("_id", -1))
+
+
+class DeliveryLogView(ResponseBody):
+    """One row of the dispatcher's delivery log (`delivery_logs`), as the audit trail shows it."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    delivery_id: str | None = Field(default=None, alias="deliveryId")
+    end_customer_id: str = Field(alias="endCustomerId")
+    event_id: str = Field(alias="eventId")
+    event_type: str = Field(alias="eventType")
+    channel: str
+    endpoint_id: str | None = Field(default=None, alias="endpointId")
+    attempt: int
+    status: str
+    skip_reason: str | None = Field(default=None, alias="skipReason")
+    error: str | None = None
+    response_status: int | None = Field(default=None, alias="responseStatus")
+    response_body: str | None = Field(default=None, alias="responseBody")
+    duration_ms: float | None = Field(default=None, alias="durationMs")
+    created_at: Timestamp = Field(alias="createdAt")
+    next_attempt_at: Timestamp | None = Field(default=None, alias="nextAttemptAt")
+
+
+class DeliveryLogPage(ResponseBody):
+    items: list[DeliveryLogView]
+    next_cursor: str | None = Field(alias="nextCursor", description="Pass as `cursor` for the next page.")
+
+
+def log_row_view(document: Mapping[str, Any]) -> DeliveryLogView:
+    return DeliveryLogView.model_validate(
+        {key: value for key, value in document.items() if key not in ("_id", "envelope", "tenantId")}
+    )

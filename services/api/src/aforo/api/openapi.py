@@ -1,0 +1,394 @@
+"""The OpenAPI 3.1 document served at `/openapi.json`, generated from the models at the boundary.
+
+Bodies, queries and responses are the pydantic models the routes validate and answer with (JSON
+Schema 2020-12, which OpenAPI 3.1 uses as is); this module adds only what models cannot say: paths,
+methods, roles, status codes and headers. A unit test keeps `OPERATIONS` equal to the routes the
+service registers, and the integration test runs schemathesis against the running API with it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any, Final, Literal
+
+from pydantic import BaseModel
+from pydantic.json_schema import JsonSchemaMode, models_json_schema
+
+from aforo.api.auth import TENANT_HEADER
+from aforo.api.definitions import (
+    EventDefinitionCreate,
+    EventDefinitionList,
+    EventDefinitionUpdate,
+    EventDefinitionView,
+)
+from aforo.api.delivery_logs import DeliveryLogPage, DeliveryLogQuery
+from aforo.api.emit import EmitRequest
+from aforo.api.endpoints import (
+    EndpointList,
+    EndpointListQuery,
+    EndpointRegistration,
+    EndpointUpdate,
+    EndpointView,
+)
+from aforo.api.preferences import PreferenceList, PreferenceUpdate, PreferenceView
+from aforo.api.redelivery import RecoverQuery, RecoveryAccepted
+from aforo.api.routes import (
+    delivery_logs,
+    emit,
+    event_definitions,
+    notification_preferences,
+    webhook_endpoints,
+)
+from aforo.api.wire import ResponseBody
+
+OPENAPI_PATH: Final = "/openapi.json"
+EVENT_ID_HEADER: Final = emit.EVENT_ID_HEADER
+
+Role = Literal["admin", "customer"]
+
+
+class ErrorDetail(ResponseBody):
+    code: str
+    message: str
+    field: str | None = None
+
+
+class ErrorBody(ResponseBody):
+    """Every error: `{"error": {"code", "message", "field"?}}`."""
+
+    error: ErrorDetail
+
+
+@dataclass(frozen=True)
+class Answer:
+    description: str
+    model: type[BaseModel] | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Operation:
+    method: str
+    path: str
+    operation_id: str
+    summary: str
+    role: Role
+    answers: Mapping[int, Answer]
+    body: type[BaseModel] | None = None
+    query: type[BaseModel] | None = None
+
+    @property
+    def path_parameters(self) -> list[str]:
+        return [part[1:-1] for part in self.path.split("/") if part.startswith("{")]
+
+
+_BODY_ERRORS: Final = {
+    413: Answer("The body is over the size limit."),
+    422: Answer("The body is of the wrong shape or breaks a rule; `field` names where."),
+}
+_QUERY_ERRORS: Final = {422: Answer("A query parameter is missing or invalid; `field` names it.")}
+_ACCEPTED_EVENT: Final = Answer(
+    "Acknowledged by the broker; no body.", headers={EVENT_ID_HEADER: "The eventId that was sent."}
+)
+_DEFINITION_NOT_FOUND: Final = {404: Answer("No CUSTOM definition of this type for this tenant.")}
+_ENDPOINT_NOT_FOUND: Final = {404: Answer("No such endpoint for this tenant.")}
+
+OPERATIONS: Final[tuple[Operation, ...]] = (
+    Operation(
+        "get",
+        event_definitions.COLLECTION_PATH,
+        "listEventDefinitions",
+        "The tenant's catalog: every SYSTEM event and the tenant's CUSTOM definitions.",
+        "admin",
+        {200: Answer("The catalog.", EventDefinitionList)},
+    ),
+    Operation(
+        "post",
+        event_definitions.COLLECTION_PATH,
+        "createEventDefinition",
+        "Define a CUSTOM event type, optionally with a trigger rule.",
+        "admin",
+        {
+            201: Answer("Defined.", EventDefinitionView, {"Location": "The definition's path."}),
+            409: Answer("The type exists (SYSTEM names and webhook.test included)."),
+            **_BODY_ERRORS,
+        },
+        body=EventDefinitionCreate,
+    ),
+    Operation(
+        "patch",
+        event_definitions.ITEM_PATH,
+        "updateEventDefinition",
+        "Change a CUSTOM definition; SYSTEM rows are read-only.",
+        "admin",
+        {
+            200: Answer("Changed.", EventDefinitionView),
+            **_DEFINITION_NOT_FOUND,
+            409: Answer("A SYSTEM or reserved type."),
+            **_BODY_ERRORS,
+        },
+        body=EventDefinitionUpdate,
+    ),
+    Operation(
+        "delete",
+        event_definitions.ITEM_PATH,
+        "deleteEventDefinition",
+        "Remove a CUSTOM definition; SYSTEM rows are read-only.",
+        "admin",
+        {
+            204: Answer("Removed."),
+            **_DEFINITION_NOT_FOUND,
+            409: Answer("A SYSTEM or reserved type."),
+        },
+    ),
+    Operation(
+        "post",
+        emit.EMIT_PATH,
+        "emitCustomEvent",
+        "Emit a CUSTOM event for one customer; dispatched like a triggered one.",
+        "admin",
+        {202: _ACCEPTED_EVENT, **_DEFINITION_NOT_FOUND, **_BODY_ERRORS},
+        body=EmitRequest,
+    ),
+    Operation(
+        "post",
+        webhook_endpoints.COLLECTION_PATH,
+        "registerWebhookEndpoint",
+        "Register a customer's webhook endpoint; the secret is stored encrypted and never returned.",
+        "admin",
+        {
+            201: Answer("Registered.", EndpointView, {"Location": "The endpoint's path."}),
+            409: Answer("The customer already has an endpoint with this URL."),
+            **_BODY_ERRORS,
+        },
+        body=EndpointRegistration,
+    ),
+    Operation(
+        "get",
+        webhook_endpoints.COLLECTION_PATH,
+        "listWebhookEndpoints",
+        "One customer's endpoints (without secrets).",
+        "admin",
+        {200: Answer("The endpoints, oldest first.", EndpointList), **_QUERY_ERRORS},
+        query=EndpointListQuery,
+    ),
+    Operation(
+        "patch",
+        webhook_endpoints.ITEM_PATH,
+        "updateWebhookEndpoint",
+        "Change the active flag, events or retry policy; a new secret is a rotation.",
+        "admin",
+        {
+            200: Answer("Changed.", EndpointView),
+            **_ENDPOINT_NOT_FOUND,
+            409: Answer("Changed concurrently too often; retry."),
+            **_BODY_ERRORS,
+        },
+        body=EndpointUpdate,
+    ),
+    Operation(
+        "delete",
+        webhook_endpoints.ITEM_PATH,
+        "deleteWebhookEndpoint",
+        "Remove an endpoint permanently.",
+        "admin",
+        {204: Answer("Removed."), **_ENDPOINT_NOT_FOUND},
+    ),
+    Operation(
+        "post",
+        webhook_endpoints.TEST_PATH,
+        "testWebhookEndpoint",
+        "Send the webhook.test event to this endpoint (whatever its event filter).",
+        "admin",
+        {202: _ACCEPTED_EVENT, **_ENDPOINT_NOT_FOUND},
+    ),
+    Operation(
+        "post",
+        webhook_endpoints.RECOVER_PATH,
+        "recoverWebhookEndpoint",
+        "Re-dispatch every failed delivery of this endpoint in a time window (same eventIds).",
+        "admin",
+        {
+            202: Answer("Handed to the dispatcher.", RecoveryAccepted),
+            **_ENDPOINT_NOT_FOUND,
+            **_QUERY_ERRORS,
+        },
+        query=RecoverQuery,
+    ),
+    Operation(
+        "get",
+        notification_preferences.PATH,
+        "listNotificationPreferences",
+        "The calling customer's preferences (role CUSTOMER; the customer comes from the token).",
+        "customer",
+        {200: Answer("The stored preferences.", PreferenceList)},
+    ),
+    Operation(
+        "put",
+        notification_preferences.PATH,
+        "putNotificationPreference",
+        "Save the calling customer's preference for one event type.",
+        "customer",
+        {
+            200: Answer("Saved.", PreferenceView),
+            404: Answer("No such event type for this tenant."),
+            **_BODY_ERRORS,
+        },
+        body=PreferenceUpdate,
+    ),
+    Operation(
+        "get",
+        delivery_logs.BY_CUSTOMER_PATH,
+        "listDeliveryLogsByCustomer",
+        "A customer's dispatch audit trail, newest first, cursor-paginated.",
+        "admin",
+        {200: Answer("One page.", DeliveryLogPage), **_QUERY_ERRORS},
+        query=DeliveryLogQuery,
+    ),
+    Operation(
+        "post",
+        delivery_logs.REPLAY_PATH,
+        "replayDelivery",
+        "Re-dispatch one FAILED or SKIPPED webhook delivery (same eventId, new attempts).",
+        "admin",
+        {
+            202: _ACCEPTED_EVENT,
+            404: Answer("No such delivery for this tenant."),
+            409: Answer("Not replayable (its status or channel), or its endpoint was deleted."),
+        },
+    ),
+)
+
+_COMMON_ERRORS: Final = {
+    400: Answer("The X-Tenant-Id header is missing, or the body is not JSON."),
+    401: Answer("No valid bearer token.", headers={"WWW-Authenticate": "The bearer challenge (RFC 6750)."}),
+    403: Answer("The token is for another tenant, or lacks the route's role."),
+    503: Answer("The signing keys or the event broker are unavailable; retry."),
+}
+
+
+ModelRefs = Mapping[tuple[type[BaseModel], JsonSchemaMode], Mapping[str, Any]]
+
+
+def _model_refs(operations: tuple[Operation, ...]) -> tuple[ModelRefs, dict[str, Any]]:
+    """`$ref`s to every body, query and response model, and the component schemas they point at."""
+    models: list[tuple[type[BaseModel], JsonSchemaMode]] = [(ErrorBody, "serialization")]
+    for operation in operations:
+        for model in (operation.body, operation.query):
+            if model is not None:
+                models.append((model, "validation"))
+        models += [(answer.model, "serialization") for answer in operation.answers.values() if answer.model]
+    refs, top = models_json_schema(
+        list(dict.fromkeys(models)), by_alias=True, ref_template="#/components/schemas/{model}"
+    )
+    references: dict[tuple[type[BaseModel], JsonSchemaMode], Mapping[str, Any]] = {}
+    for (schema_model, mode), reference in refs.items():
+        if issubclass(schema_model, BaseModel):
+            references[(schema_model, mode)] = reference
+    return references, top.get("$defs", {})
+
+
+def _without_null(schema: Mapping[str, Any]) -> dict[str, Any]:
+    """A query parameter is absent or a value, never JSON null."""
+    result = {key: value for key, value in schema.items() if key not in ("title", "default")}
+    options = result.pop("anyOf", None)
+    if options is not None:
+        kept = [option for option in options if option.get("type") != "null"]
+        if len(kept) == 1:
+            result.update(kept[0])
+        else:
+            result["anyOf"] = kept
+    return result
+
+
+def _query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
+    schema = model.model_json_schema(by_alias=True, ref_template="#/components/schemas/{model}")
+    required = set(schema.get("required", []))
+    return [
+        {
+            "name": name,
+            "in": "query",
+            "required": name in required,
+            "schema": _without_null(property_schema),
+            **({"description": property_schema["description"]} if "description" in property_schema else {}),
+        }
+        for name, property_schema in schema.get("properties", {}).items()
+    ]
+
+
+def _response(answer: Answer, refs: ModelRefs) -> dict[str, Any]:
+    response: dict[str, Any] = {"description": answer.description}
+    if answer.model is not None:
+        response["content"] = {"application/json": {"schema": refs[(answer.model, "serialization")]}}
+    if answer.headers:
+        response["headers"] = {
+            name: {"description": description, "required": False, "schema": {"type": "string"}}
+            for name, description in answer.headers.items()
+        }
+    return response
+
+
+def _operation(operation: Operation, refs: ModelRefs) -> dict[str, Any]:
+    parameters: list[dict[str, Any]] = [
+        {"name": name, "in": "path", "required": True, "schema": {"type": "string", "minLength": 1}}
+        for name in operation.path_parameters
+    ]
+    if operation.query is not None:
+        parameters += _query_parameters(operation.query)
+    answers: dict[int, Answer] = dict(operation.answers)
+    for status, answer in _COMMON_ERRORS.items():
+        answers.setdefault(status, answer)
+    roles = (
+        "OWNER, ADMIN or BILLING_ADMIN"
+        if operation.role == "admin"
+        else "CUSTOMER (with a customer_id claim)"
+    )
+    document: dict[str, Any] = {
+        "operationId": operation.operation_id,
+        "summary": operation.summary,
+        "description": f"Role: {roles}.",
+        "tags": [operation.role],
+        "parameters": parameters,
+        "responses": {
+            str(status): _response(
+                answer if status < 400 else Answer(answer.description, ErrorBody, answer.headers), refs
+            )
+            for status, answer in sorted(answers.items())
+        },
+    }
+    if operation.body is not None:
+        document["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": refs[(operation.body, "validation")]}},
+        }
+    return document
+
+
+@cache
+def openapi_document() -> dict[str, Any]:
+    """The whole document (built once; it depends on code only)."""
+    refs, components = _model_refs(OPERATIONS)
+    paths: dict[str, dict[str, Any]] = {}
+    for operation in OPERATIONS:
+        paths.setdefault(operation.path, {})[operation.method] = _operation(operation, refs)
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "aforo-notify API",
+            "version": "1.0.0",
+            "description": "Event definitions, webhook endpoints, notification preferences, delivery logs. "
+            f"Every operation needs `Authorization: Bearer <JWT>` and `{TENANT_HEADER}`; "
+            'errors are `{"error": {"code", "message", "field"?}}`.',
+        },
+        "paths": paths,
+        "components": {
+            "schemas": components,
+            "securitySchemes": {
+                "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+                "tenantHeader": {"type": "apiKey", "in": "header", "name": TENANT_HEADER},
+            },
+        },
+        "security": [{"bearerAuth": [], "tenantHeader": []}],
+    }

@@ -1,0 +1,90 @@
+"""The dispatcher's delivery log, read: the by-customer audit trail and the replay of one delivery."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Final
+
+from aiohttp import web
+from bson import ObjectId
+
+from aforo.api.auth import require_admin
+from aforo.api.boundary import read_query
+from aforo.api.delivery_logs import (
+    NEWEST_FIRST,
+    DeliveryLogPage,
+    DeliveryLogQuery,
+    decode_cursor,
+    encode_cursor,
+    log_filter,
+    log_row_view,
+)
+from aforo.api.problems import ConflictError, NotFoundError
+from aforo.api.redelivery import replay_request
+from aforo.api.routes.context import ApiContext
+from aforo.api.routes.emit import accepted
+from aforo.shared.http import json_response
+from aforo.shared.logging import bind_event_context, get_logger
+
+log = get_logger(__name__)
+
+BY_CUSTOMER_PATH: Final = "/internal/v1/delivery-logs/by-customer"
+REPLAY_PATH: Final = "/api/v1/deliveries/{deliveryId}/replay"
+# The audit trail leaves out the stored envelope (the payload); a replay reads it here, server-side.
+LISTED_FIELDS: Final = {"envelope": 0, "tenantId": 0}
+
+
+class DeliveryLogRoutes:
+    def __init__(self, context: ApiContext) -> None:
+        self.context = context
+
+    def routes(self) -> list[web.RouteDef]:
+        return [web.get(BY_CUSTOMER_PATH, self.by_customer), web.post(REPLAY_PATH, self.replay)]
+
+    async def by_customer(self, request: web.Request) -> web.Response:
+        """Another tenant's customer id has no rows here: an empty page, like any unknown id."""
+        principal = require_admin(request)
+        query = read_query(request, DeliveryLogQuery)
+        after: tuple[datetime, object] | None = None
+        if query.cursor is not None:
+            position = decode_cursor(query.cursor)
+            row_id = ObjectId(position.row_id) if position.row_id_is_object_id else position.row_id
+            after = (position.created_at, row_id)
+        rows = await (
+            self.context.delivery_logs.find(log_filter(principal.tenant_id, query, after), LISTED_FIELDS)
+            .sort(list(NEWEST_FIRST))
+            .limit(query.limit + 1)
+            .to_list()
+        )
+        next_cursor = None
+        if len(rows) > query.limit:
+            rows = rows[: query.limit]
+            last = rows[-1]
+            next_cursor = encode_cursor(
+                last["createdAt"], str(last["_id"]), row_id_is_object_id=isinstance(last["_id"], ObjectId)
+            )
+        page = DeliveryLogPage(items=[log_row_view(row) for row in rows], next_cursor=next_cursor)
+        return json_response(page.to_wire())
+
+    async def replay(self, request: web.Request) -> web.Response:
+        principal = require_admin(request)
+        delivery_id = request.match_info["deliveryId"]
+        row = await self.context.delivery_logs.find_one(
+            {"tenantId": principal.tenant_id, "deliveryId": delivery_id}, {"_id": 0}, sort=[("createdAt", -1)]
+        )
+        if row is None:
+            raise NotFoundError("delivery_not_found", f"no delivery {delivery_id}", "deliveryId")
+        replay = replay_request(row, now=self.context.clock())
+        endpoint = await self.context.endpoints.find_one(
+            {"tenantId": principal.tenant_id, "endpointId": replay.endpoint_id}, {"_id": 1}
+        )
+        if endpoint is None:
+            raise ConflictError(
+                "endpoint_missing",
+                f"endpoint {replay.endpoint_id} of this delivery was deleted",
+                "endpointId",
+            )
+        await self.context.publisher.dispatch_requests([replay])
+        with bind_event_context(event_id=replay.envelope.event_id):
+            log.info("delivery_replay_requested", delivery_id=delivery_id, endpoint_id=replay.endpoint_id)
+        return accepted(replay.envelope.event_id)

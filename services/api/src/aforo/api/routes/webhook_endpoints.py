@@ -1,0 +1,229 @@
+"""`/api/v1/webhook-endpoints`: register, list, change, remove, probe and recover webhook endpoints.
+
+Secrets are encrypted before they are stored and left out of every response, config change and log
+line. An endpoint's `version` is its own counter (`$inc`): its id is a fresh uuid4, never reused
+after a delete, so no counter has to outlive the document.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Any, Final
+
+from aiohttp import web
+from pymongo import ReturnDocument
+from pymongo.errors import DuplicateKeyError
+
+from aforo.api import changes
+from aforo.api.auth import require_admin
+from aforo.api.boundary import read_body, read_query
+from aforo.api.endpoints import (
+    EndpointList,
+    EndpointListQuery,
+    EndpointRegistration,
+    EndpointUpdate,
+    endpoint_changes,
+    endpoint_view,
+    new_endpoint_document,
+)
+from aforo.api.problems import ConflictError, InvalidRequestError, NotFoundError
+from aforo.api.redelivery import (
+    RecoverQuery,
+    RecoveryAccepted,
+    recovery_rows,
+    replay_request,
+    webhook_test_request,
+)
+from aforo.api.routes.context import ApiContext
+from aforo.api.routes.emit import accepted
+from aforo.shared.config_changes import ConfigKind
+from aforo.shared.http import json_response
+from aforo.shared.logging import bind_event_context, get_logger
+from aforo.shared.mongo import Document
+
+log = get_logger(__name__)
+
+COLLECTION_PATH: Final = "/api/v1/webhook-endpoints"
+ITEM_PATH: Final = "/api/v1/webhook-endpoints/{endpointId}"
+TEST_PATH: Final = "/api/v1/webhook-endpoints/{endpointId}/test"
+RECOVER_PATH: Final = "/api/v1/webhook-endpoints/{endpointId}/recover"
+KIND: Final = ConfigKind.WEBHOOK_ENDPOINT
+MAX_VERSION_RACES: Final = 5
+# Secrets stay in MongoDB unless a write needs them (the rotation reads them back).
+WITHOUT_CIPHERTEXTS: Final = {"_id": 0, "secrets.ciphertext": 0}
+
+
+def not_found(endpoint_id: str) -> NotFoundError:
+    return NotFoundError("endpoint_not_found", f"no webhook endpoint {endpoint_id}", "endpointId")
+
+
+class WebhookEndpointRoutes:
+    def __init__(self, context: ApiContext) -> None:
+        self.context = context
+
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.post(COLLECTION_PATH, self.register),
+            web.get(COLLECTION_PATH, self.list_for_customer),
+            web.patch(ITEM_PATH, self.update),
+            web.delete(ITEM_PATH, self.delete),
+            web.post(TEST_PATH, self.test),
+            web.post(RECOVER_PATH, self.recover),
+        ]
+
+    async def _find(self, tenant_id: str, endpoint_id: str, projection: Mapping[str, int]) -> Document:
+        document = await self.context.endpoints.find_one(
+            {"tenantId": tenant_id, "endpointId": endpoint_id}, dict(projection)
+        )
+        if document is None:
+            raise not_found(endpoint_id)
+        return document
+
+    async def register(self, request: web.Request) -> web.Response:
+        principal = require_admin(request)
+        body = await read_body(request, EndpointRegistration, self.context.body_limit)
+        ciphertext = self.context.secret_box.encrypt(body.secret.get_secret_value())
+        now = self.context.clock()
+        document = new_endpoint_document(
+            principal.tenant_id, body, endpoint_id=str(uuid.uuid4()), ciphertext=ciphertext, now=now
+        )
+        try:
+            await self.context.endpoints.insert_one(document)
+        except DuplicateKeyError:
+            raise ConflictError(
+                "endpoint_url_exists", "this customer already has an endpoint with this URL", "url"
+            ) from None
+        endpoint_id = str(document["endpointId"])
+        log.info("webhook_endpoint_registered", endpoint_id=endpoint_id, end_customer_id=body.end_customer_id)
+        await self.context.publisher.config_change(changes.upserted(KIND, endpoint_id, document, now=now))
+        response = json_response(endpoint_view(document).to_wire(), status=201)
+        response.headers["Location"] = ITEM_PATH.format(endpointId=endpoint_id)
+        return response
+
+    async def list_for_customer(self, request: web.Request) -> web.Response:
+        """Another tenant's customer id simply has no endpoints here: an empty list, like any unknown id."""
+        principal = require_admin(request)
+        query = read_query(request, EndpointListQuery)
+        cursor = self.context.endpoints.find(
+            {"tenantId": principal.tenant_id, "endCustomerId": query.end_customer_id}, WITHOUT_CIPHERTEXTS
+        ).sort([("createdAt", 1), ("endpointId", 1)])
+        items = [endpoint_view(document) async for document in cursor]
+        return json_response(EndpointList(items=items).to_wire())
+
+    async def update(self, request: web.Request) -> web.Response:
+        principal = require_admin(request)
+        endpoint_id = request.match_info["endpointId"]
+        body = await read_body(request, EndpointUpdate, self.context.body_limit)
+        new_ciphertext = (
+            None if body.secret is None else self.context.secret_box.encrypt(body.secret.get_secret_value())
+        )
+        overlap = timedelta(seconds=self.context.settings.secret_rotation_overlap_seconds)
+        for _ in range(MAX_VERSION_RACES):
+            current = await self._find(principal.tenant_id, endpoint_id, {"_id": 0})
+            now = self.context.clock()
+            fields = endpoint_changes(current, body, new_ciphertext=new_ciphertext, now=now, overlap=overlap)
+            # Conditional on the version read: a rotation computed from stale secrets is never written.
+            document = await self.context.endpoints.find_one_and_update(
+                {
+                    "tenantId": principal.tenant_id,
+                    "endpointId": endpoint_id,
+                    "version": current.get("version"),
+                },
+                {"$set": {**fields, "updatedAt": now}, "$inc": {"version": 1}},
+                projection=WITHOUT_CIPHERTEXTS,
+                return_document=ReturnDocument.AFTER,
+            )
+            if document is not None:
+                break
+        else:
+            raise ConflictError(
+                "concurrent_update", f"endpoint {endpoint_id} is being changed concurrently; retry"
+            )
+        log.info(
+            "webhook_endpoint_updated",
+            endpoint_id=endpoint_id,
+            version=document["version"],
+            secret_rotated=new_ciphertext is not None,
+        )
+        await self.context.publisher.config_change(changes.upserted(KIND, endpoint_id, document, now=now))
+        return json_response(endpoint_view(document).to_wire())
+
+    async def delete(self, request: web.Request) -> web.Response:
+        principal = require_admin(request)
+        endpoint_id = request.match_info["endpointId"]
+        removed = await self.context.endpoints.find_one_and_delete(
+            {"tenantId": principal.tenant_id, "endpointId": endpoint_id}, projection={"version": 1}
+        )
+        if removed is None:
+            raise not_found(endpoint_id)
+        version = int(removed.get("version", 0)) + 1
+        log.info("webhook_endpoint_deleted", endpoint_id=endpoint_id, version=version)
+        change = changes.deleted(
+            KIND, principal.tenant_id, endpoint_id, version=version, now=self.context.clock()
+        )
+        await self.context.publisher.config_change(change)
+        return web.Response(status=204)
+
+    async def test(self, request: web.Request) -> web.Response:
+        """The `webhook.test` probe; inactive endpoints too (testing before re-enabling is the point)."""
+        principal = require_admin(request)
+        endpoint = await self._find(
+            principal.tenant_id, request.match_info["endpointId"], WITHOUT_CIPHERTEXTS
+        )
+        probe = webhook_test_request(endpoint, event_id=str(uuid.uuid4()), now=self.context.clock())
+        await self.context.publisher.dispatch_requests([probe])
+        with bind_event_context(event_id=probe.envelope.event_id):
+            log.info("webhook_test_requested", endpoint_id=probe.endpoint_id)
+        return accepted(probe.envelope.event_id)
+
+    async def recover(self, request: web.Request) -> web.Response:
+        principal = require_admin(request)
+        endpoint_id = request.match_info["endpointId"]
+        await self._find(principal.tenant_id, endpoint_id, {"_id": 1})
+        query = read_query(request, RecoverQuery)
+        window: dict[str, Any] = {"$gte": query.since}
+        if query.until is not None:
+            window["$lt"] = query.until
+        limit = self.context.settings.recover_max_deliveries
+        failed = await (
+            self.context.delivery_logs.find(
+                {
+                    "tenantId": principal.tenant_id,
+                    "endpointId": endpoint_id,
+                    "status": "FAILED",
+                    "createdAt": window,
+                },
+                {"_id": 0},
+            )
+            .sort("createdAt", 1)
+            .limit(limit + 1)
+            .to_list()
+        )
+        if len(failed) > limit:
+            raise InvalidRequestError(
+                "too_many_deliveries",
+                f"more than {limit} failed deliveries in this window; recover it in parts with `until`",
+                "since",
+            )
+        event_ids = sorted({str(row.get("eventId")) for row in failed})
+        delivered = await self.context.delivery_logs.distinct(
+            "eventId",
+            {
+                "tenantId": principal.tenant_id,
+                "endpointId": endpoint_id,
+                "status": "DELIVERED",
+                "eventId": {"$in": event_ids},
+            },
+        )
+        now = self.context.clock()
+        requests = []
+        for row in recovery_rows(failed, frozenset(str(event_id) for event_id in delivered)):
+            try:
+                requests.append(replay_request(row, now=now))
+            except ConflictError as refusal:
+                log.warning("recovery_row_skipped", delivery_id=row.get("deliveryId"), reason=refusal.message)
+        await self.context.publisher.dispatch_requests(requests)
+        log.info("webhook_endpoint_recovery_requested", endpoint_id=endpoint_id, requested=len(requests))
+        return json_response(RecoveryAccepted(requested=len(requests)).to_wire(), status=202)

@@ -1,0 +1,103 @@
+"""Wire building blocks every API body shares: strict models, channels, timestamps, event type names.
+
+Bodies are validated strictly (a JSON `"true"` is not a boolean, `"3"` is not a number); enums accept
+their wire spelling. Timestamps leave the API as ISO-8601 UTC with milliseconds and a `Z`, like the
+envelope's `occurredAt`.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any, Final, TypeVar
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, Strict
+
+from aforo.shared.envelope import EventCategory, Severity, format_utc
+
+
+# Same values as `aforo.dispatcher.preferences.Channel` (a unit test keeps them equal); it belongs in
+# `aforo.shared` once both services import it.
+class Channel(StrEnum):
+    """A way to reach an end customer."""
+
+    EMAIL = "EMAIL"
+    WEBHOOK = "WEBHOOK"
+    SMS = "SMS"
+    PAGERDUTY = "PAGERDUTY"
+
+
+EVENT_TYPE_PATTERN: Final = r"^[A-Za-z][A-Za-z0-9_.\-]{0,127}$"
+"""Event type names: a letter, then letters, digits, `_`, `.`, `-`; at most 128 (the envelope's limit).
+No `:` (it separates the parts of Kafka keys and config-change ids) and no `/` (it is a path segment)."""
+
+EventTypeName = Annotated[str, Field(pattern=EVENT_TYPE_PATTERN, min_length=1, max_length=128)]
+CustomerId = Annotated[str, Field(min_length=1, max_length=128)]
+WireChannel = Annotated[Channel, Strict(False)]
+WireCategory = Annotated[EventCategory, Strict(False)]
+WireSeverity = Annotated[Severity, Strict(False)]
+Timestamp = Annotated[datetime, PlainSerializer(format_utc, return_type=str, when_used="always")]
+
+
+class RequestBody(BaseModel):
+    """A request body or query: strict types, unknown fields refused, camelCase names on the wire."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", populate_by_name=True, frozen=True)
+
+
+class QueryParameters(RequestBody):
+    """A query string: values arrive as text, so numbers are parsed; unknown parameters are ignored."""
+
+    model_config = ConfigDict(strict=False, extra="ignore")
+
+
+def parse_query_time(value: Any) -> datetime:
+    """ISO-8601 with an offset or `Z`; a time without a zone is ambiguous, so refused."""
+    if isinstance(value, datetime):
+        moment = value
+    elif isinstance(value, str):
+        text = value.strip()
+        try:
+            moment = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text)
+        except ValueError:
+            raise ValueError("expected an ISO-8601 timestamp, e.g. 2026-01-31T09:00:00Z") from None
+    else:
+        raise ValueError("expected an ISO-8601 timestamp")
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError("the timestamp needs a timezone (an offset or Z)")
+    return moment.astimezone(UTC)
+
+
+QueryTime = Annotated[datetime, BeforeValidator(parse_query_time)]
+
+
+class ResponseBody(BaseModel):
+    """A response: camelCase on the wire, built from trusted data."""
+
+    model_config = ConfigDict(populate_by_name=True, frozen=True, serialize_by_alias=True)
+
+    def to_wire(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True)
+
+
+T = TypeVar("T")
+
+
+def unique_in_order(values: list[T]) -> list[T]:
+    """Duplicates dropped, first occurrence kept: `["EMAIL", "EMAIL"]` means `["EMAIL"]`."""
+    return list(dict.fromkeys(values))
+
+
+def refuse_explicit_null(schema: dict[str, Any], fields: tuple[str, ...]) -> None:
+    """JSON-schema fixer for PATCH bodies: these optional fields may be absent but never `null`."""
+    properties = schema.get("properties", {})
+    for name in fields:
+        prop = properties.get(name)
+        if prop is None or "anyOf" not in prop:
+            continue
+        options = [option for option in prop.pop("anyOf") if option.get("type") != "null"]
+        prop.pop("default", None)
+        if len(options) == 1:
+            prop.update(options[0])
+        else:
+            prop["anyOf"] = options
