@@ -21,9 +21,8 @@ from aforo.api.definitions import (
     system_definition_views,
 )
 from aforo.api.problems import ConflictError, InvalidRequestError, invalid_request_from
-from aforo.api.wire import Channel
-from aforo.dispatcher import preferences as dispatcher_preferences
 from aforo.shared.catalog import MANDATORY_EVENTS, SYSTEM_EVENTS, WEBHOOK_TEST_EVENT
+from aforo.shared.delivery import Channel
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 RULE: dict[str, Any] = {
@@ -45,15 +44,10 @@ def create(**overrides: Any) -> EventDefinitionCreate:
     return EventDefinitionCreate.model_validate(body)
 
 
-def test_the_threshold_table_and_channels_are_the_dispatchers() -> None:
-    metrics = dispatcher_preferences.SYSTEM_THRESHOLD_METRICS
-    assert {
-        event_type: None if metric is None else metric.field_path for event_type, metric in metrics.items()
-    } == SYSTEM_THRESHOLD_FIELDS
-    assert [channel.value for channel in Channel] == [
-        channel.value for channel in dispatcher_preferences.Channel
-    ]
+def test_every_system_event_has_a_threshold_entry() -> None:
     assert set(SYSTEM_THRESHOLD_FIELDS) == set(SYSTEM_EVENTS)
+    assert SYSTEM_THRESHOLD_FIELDS["INVOICE_GENERATED"] == "amountDue"
+    assert SYSTEM_THRESHOLD_FIELDS["TRIAL_EXPIRED"] is None
 
 
 def test_system_rows_follow_the_catalog() -> None:

@@ -8,28 +8,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from aforo.api.delivery_logs import (
-    DeliveryLogQuery,
-    DeliveryStatus,
-    decode_cursor,
-    encode_cursor,
-    log_filter,
-    log_row_view,
-)
+from aforo.api.delivery_logs import DeliveryLogQuery, decode_cursor, encode_cursor, log_filter, log_row_view
 from aforo.api.problems import InvalidRequestError, invalid_request_from
-from aforo.dispatcher.delivery_log import DeliveryStatus as DispatcherDeliveryStatus
+from aforo.shared.delivery import DeliveryStatus
 
 NOW = datetime(2026, 11, 23, 9, 0, 0, 123000, tzinfo=UTC)
 
 
 def query(**params: str) -> DeliveryLogQuery:
     return DeliveryLogQuery.model_validate({"endCustomerId": "c1", **params})
-
-
-def test_statuses_are_the_dispatchers() -> None:
-    assert [status.value for status in DeliveryStatus] == [
-        status.value for status in DispatcherDeliveryStatus
-    ]
 
 
 @given(

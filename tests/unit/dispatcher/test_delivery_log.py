@@ -12,15 +12,14 @@ from aforo.dispatcher.delivery_log import (
     AttemptVerdict,
     DeadLetterReason,
     DeliveryLogRow,
-    DeliveryStatus,
     Outcome,
     classify_response,
     judge_attempt,
     response_body_excerpt,
 )
 from aforo.dispatcher.outbound import OutboundAddressRefused
-from aforo.dispatcher.preferences import Channel, SkipReason
 from aforo.dispatcher.retry_schedule import RetryConfig, RetryPlan
+from aforo.shared.delivery import Channel, DeliveryStatus, SkipReason
 from aforo.shared.envelope import EventEnvelope
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)

@@ -13,16 +13,11 @@ from hypothesis import strategies as st
 from aforo.dispatcher.preferences import (
     COOLDOWN_COLLECTION,
     SYSTEM_DEFAULT_CHANNELS,
-    SYSTEM_THRESHOLD_METRICS,
-    Channel,
     ChannelSkip,
     CooldownClaim,
     EventDefinitionView,
-    MetricDirection,
     PreferenceDecision,
     PreferenceView,
-    SkipReason,
-    ThresholdMetric,
     cooldown_blocks,
     custom_event_definition,
     decide_preferences,
@@ -31,6 +26,13 @@ from aforo.dispatcher.preferences import (
     threshold_failure,
 )
 from aforo.shared.catalog import MANDATORY_EVENTS, SYSTEM_EVENTS, WEBHOOK_TEST_EVENT
+from aforo.shared.delivery import (
+    SYSTEM_THRESHOLD_METRICS,
+    Channel,
+    MetricDirection,
+    SkipReason,
+    ThresholdMetric,
+)
 from aforo.shared.envelope import EventEnvelope
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)

@@ -7,7 +7,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from aforo.dispatcher.preferences import SkipReason
 from aforo.dispatcher.retry_schedule import RetryConfig
 from aforo.dispatcher.selection import (
     EndpointSelection,
@@ -16,6 +15,7 @@ from aforo.dispatcher.selection import (
     webhook_test_target,
 )
 from aforo.shared.catalog import WEBHOOK_TEST_EVENT
+from aforo.shared.delivery import SkipReason
 from aforo.shared.envelope import EventEnvelope
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)

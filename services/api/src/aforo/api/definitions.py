@@ -17,7 +17,6 @@ from pydantic import ConfigDict, Field, field_validator
 
 from aforo.api.problems import ConflictError, InvalidRequestError
 from aforo.api.wire import (
-    Channel,
     EventTypeName,
     RequestBody,
     ResponseBody,
@@ -29,6 +28,7 @@ from aforo.api.wire import (
     unique_in_order,
 )
 from aforo.shared.catalog import SYSTEM_EVENTS, WEBHOOK_TEST_EVENT
+from aforo.shared.delivery import SYSTEM_THRESHOLD_METRICS, Channel
 from aforo.shared.envelope import EventCategory, Severity
 from aforo.shared.rules import parse_field_path, validate_trigger_rule
 
@@ -36,24 +36,10 @@ SYSTEM_DEFAULT_CHANNELS: Final = (Channel.WEBHOOK,)
 """Where a SYSTEM event goes for a customer without a preference row (the dispatcher's default)."""
 
 SYSTEM_THRESHOLD_FIELDS: Final[Mapping[str, str | None]] = {
-    "INVOICE_GENERATED": "amountDue",
-    "PAYMENT_OVERDUE": "amountDue",
-    "WALLET_LOW_BALANCE": "balance",
-    "WALLET_BALANCE_DEPLETED": "balance",
-    "SUBSCRIPTION_ACTIVATED": None,
-    "SUBSCRIPTION_CANCELLED": None,
-    "TRIAL_EXPIRED": None,
-    "TRIAL_EXPIRING_SOON": "daysRemaining",
-    "USAGE_LIMIT_EXCEEDED": "usagePercent",
-    "USAGE_THRESHOLD_REACHED": "usagePercent",
-    "PACING_ALERT_PROJECTED": "projectedUsagePercent",
-    "WEEKLY_DROP_DETECTED": "dropPercent",
-    "CREDENTIAL_DRIFT_DETECTED": None,
-    "PROVISIONING_EXHAUSTED": None,
-    "SERVICE_DEGRADATION": "uptimePercent",
+    event_type: None if metric is None else metric.field_path
+    for event_type, metric in SYSTEM_THRESHOLD_METRICS.items()
 }
-"""The payload field a preference threshold compares, per SYSTEM event; None for state changes.
-The same table as the dispatcher's `SYSTEM_THRESHOLD_METRICS` (a unit test keeps them equal)."""
+"""The payload field a preference threshold compares, per SYSTEM event; None for state changes."""
 
 RESERVED_EVENT_TYPES: Final = frozenset(SYSTEM_EVENTS) | {WEBHOOK_TEST_EVENT}
 

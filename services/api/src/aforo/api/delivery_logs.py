@@ -15,26 +15,17 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from enum import StrEnum
 from typing import Any, Final
 
 from pydantic import ConfigDict, Field
 
 from aforo.api.problems import InvalidRequestError
 from aforo.api.wire import CustomerId, QueryParameters, QueryTime, ResponseBody, Timestamp
+from aforo.shared.delivery import DeliveryStatus
 
 DEFAULT_PAGE_SIZE: Final = 50
 EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 MAX_PAGE_SIZE: Final = 200
-
-
-# Same values as the dispatcher's `DeliveryStatus` (a unit test keeps them equal).
-class DeliveryStatus(StrEnum):
-    DELIVERED = "DELIVERED"
-    FAILED = "FAILED"
-    PENDING = "PENDING"
-    RETRYING = "RETRYING"
-    SKIPPED = "SKIPPED"
 
 
 REPLAYABLE_STATUSES: Final = frozenset({DeliveryStatus.FAILED, DeliveryStatus.SKIPPED})

@@ -18,16 +18,9 @@ from pydantic import Field, StrictBool, field_validator
 
 from aforo.api.definitions import SYSTEM_THRESHOLD_FIELDS
 from aforo.api.problems import InvalidRequestError
-from aforo.api.wire import (
-    Channel,
-    EventTypeName,
-    RequestBody,
-    ResponseBody,
-    Timestamp,
-    WireChannel,
-    unique_in_order,
-)
+from aforo.api.wire import EventTypeName, RequestBody, ResponseBody, Timestamp, WireChannel, unique_in_order
 from aforo.shared.catalog import MANDATORY_EVENTS, SYSTEM_EVENTS
+from aforo.shared.delivery import Channel
 
 MAX_COOLDOWN_MINUTES: Final = 525_600  # a year
 

@@ -18,10 +18,11 @@ from typing import Any, Final, Self
 
 from pydantic import Field, ValidationError, model_validator
 
-from aforo.api.delivery_logs import REPLAYABLE_STATUSES, DeliveryStatus
+from aforo.api.delivery_logs import REPLAYABLE_STATUSES
 from aforo.api.problems import ConflictError
-from aforo.api.wire import Channel, QueryParameters, QueryTime, ResponseBody
+from aforo.api.wire import QueryParameters, QueryTime, ResponseBody
 from aforo.shared.catalog import WEBHOOK_TEST_EVENT
+from aforo.shared.delivery import Channel, DeliveryStatus
 from aforo.shared.dispatch_requests import DispatchRequest, DispatchRequestKind
 from aforo.shared.envelope import EventCategory, EventEnvelope, Severity
 

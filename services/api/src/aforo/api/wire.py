@@ -8,24 +8,12 @@ envelope's `occurredAt`.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import Annotated, Any, Final, TypeVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, Strict
 
+from aforo.shared.delivery import Channel
 from aforo.shared.envelope import EventCategory, Severity, format_utc
-
-
-# Same values as `aforo.dispatcher.preferences.Channel` (a unit test keeps them equal); it belongs in
-# `aforo.shared` once both services import it.
-class Channel(StrEnum):
-    """A way to reach an end customer."""
-
-    EMAIL = "EMAIL"
-    WEBHOOK = "WEBHOOK"
-    SMS = "SMS"
-    PAGERDUTY = "PAGERDUTY"
-
 
 EVENT_TYPE_PATTERN: Final = r"^[A-Za-z][A-Za-z0-9_.\-]{0,127}$"
 """Event type names: a letter, then letters, digits, `_`, `.`, `-`; at most 128 (the envelope's limit).

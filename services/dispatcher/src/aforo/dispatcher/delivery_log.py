@@ -16,8 +16,8 @@ from typing import Any, Final, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from aforo.dispatcher.preferences import Channel, SkipReason
 from aforo.dispatcher.retry_schedule import RetryConfig, RetryPlan, due_at, next_attempt
+from aforo.shared.delivery import Channel, DeliveryStatus, SkipReason
 from aforo.shared.envelope import EventEnvelope
 
 RESPONSE_BODY_LIMIT_BYTES: Final = 4096
@@ -28,14 +28,6 @@ OUTBOUND_REFUSAL_PREFIX: Final = "refused:"
 
 UNIQUE_KEY_FIELDS: Final = ("tenantId", "eventId", "channel", "endpointId", "attempt")
 """The `delivery_logs` unique index (`aforo.shared.collections.DELIVERY_LOGS`)."""
-
-
-class DeliveryStatus(StrEnum):
-    DELIVERED = "DELIVERED"
-    FAILED = "FAILED"
-    PENDING = "PENDING"
-    RETRYING = "RETRYING"
-    SKIPPED = "SKIPPED"
 
 
 class Outcome(StrEnum):

@@ -26,13 +26,12 @@ from aforo.dispatcher.delivery_log import (
     AttemptVerdict,
     DeadLetterReason,
     DeliveryLogRow,
-    DeliveryStatus,
     Outcome,
     classify_response,
     judge_attempt,
 )
 from aforo.dispatcher.log_writer import DeliveryLogWriter
-from aforo.dispatcher.preferences import Channel, decide_preferences
+from aforo.dispatcher.preferences import decide_preferences
 from aforo.dispatcher.repositories import (
     ClaimStatus,
     ConfigurationReader,
@@ -47,6 +46,7 @@ from aforo.dispatcher.settings import DispatcherSettings
 from aforo.dispatcher.webhook_sender import AttemptResult, send_webhook
 from aforo.shared.catalog import WEBHOOK_TEST_EVENT
 from aforo.shared.config_changes import ConfigChange, ConfigKind, ConfigOperation
+from aforo.shared.delivery import Channel, DeliveryStatus
 from aforo.shared.envelope import EventEnvelope
 from aforo.shared.kafka import TopicNames
 from aforo.shared.logging import bind_event_context, get_logger

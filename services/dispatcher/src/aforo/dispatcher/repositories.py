@@ -16,7 +16,6 @@ from pymongo import ReturnDocument, UpdateOne
 from pymongo.errors import DuplicateKeyError
 
 from aforo.dispatcher.preferences import (
-    Channel,
     CooldownClaim,
     EventDefinitionView,
     PreferenceView,
@@ -31,6 +30,7 @@ from aforo.shared.collections import (
     NOTIFICATION_PREFERENCES,
     WEBHOOK_ENDPOINTS,
 )
+from aforo.shared.delivery import Channel
 from aforo.shared.mongo import MongoStore
 from aforo.shared.secret_box import SecretBox
 

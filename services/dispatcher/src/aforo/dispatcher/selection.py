@@ -14,7 +14,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from aforo.dispatcher.preferences import SkipReason
 from aforo.dispatcher.retry_schedule import (
     DEFAULT_BACKOFF_MULTIPLIER,
     DEFAULT_INITIAL_BACKOFF_SECONDS,
@@ -22,6 +21,7 @@ from aforo.dispatcher.retry_schedule import (
     RetryConfig,
 )
 from aforo.shared.catalog import WEBHOOK_TEST_EVENT
+from aforo.shared.delivery import SkipReason
 from aforo.shared.envelope import EventEnvelope
 
 ALL_EVENTS: Final = "*"
