@@ -46,7 +46,7 @@ class TopicNames:
 
     @property
     def custom_events(self) -> str:
-        """Trigger and API manual emit → dispatcher: CUSTOM event envelopes (and `webhook.test`)."""
+        """Trigger and API manual emit → dispatcher: CUSTOM event envelopes."""
         return f"{self.prefix}events.custom"
 
     @property
