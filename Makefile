@@ -40,8 +40,11 @@ status:
 	@$(STACK) status
 
 # pytest exits 5 when it collected no tests: a suite that runs nothing is broken, not green.
+TEST_DEBIAN_PACKAGES := prometheus:prometheus promtool:prometheus
+
 test: install
 	@$(STACK) fetch-kafka
+	@deploy/local/ensure-debian-packages.sh $(TEST_DEBIAN_PACKAGES)
 	@$(PY) -m pytest; status=$$?; \
 	  if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; exit $$status
 
@@ -50,6 +53,7 @@ test-unit: install
 
 test-integration: install
 	@$(STACK) fetch-kafka
+	@deploy/local/ensure-debian-packages.sh $(TEST_DEBIAN_PACKAGES)
 	$(PY) -m pytest tests/integration
 
 lint: install

@@ -16,6 +16,7 @@ from pymongo.errors import DuplicateKeyError
 from aforo.shared.mongo import CollectionIndexes, MongoStore
 from tests.support.kafka import TopicReader, create_topics, produce, unique_prefix
 from tests.support.processes import ServiceProcess
+from tests.support.prometheus import PrometheusServer, promtool_problems
 from tests.support.stack import LocalStack, service_env
 
 SERVICES = [
@@ -56,6 +57,20 @@ async def test_five_services_become_ready_serve_metrics_and_stop_on_sigterm(
                     assert response.status == 200
                     assert "aforo_service_ready" in text
                     assert "python_info" in text
+                    assert promtool_problems(text) == "", process.module
+        # A real Prometheus scrapes all five: the format is what dashboards will read.
+        prometheus = PrometheusServer(
+            [f"127.0.0.1:{process.port}" for process in processes], service_log_dir / f"prometheus-{prefix}"
+        ).start()
+        try:
+            up = await prometheus.wait_all_up()
+            assert len(up) == len(SERVICES)
+            ready = await prometheus.query("aforo_service_ready")
+            assert sorted(sample["metric"]["service"] for sample in ready) == sorted(
+                ["bridge", "trigger", "dispatcher", "api", "sse_gateway"]
+            )
+        finally:
+            prometheus.stop()
     finally:
         codes = await asyncio.gather(*(asyncio.to_thread(process.terminate, 30) for process in processes))
     assert codes == [0] * len(SERVICES), {p.module: c for p, c in zip(processes, codes, strict=True)}
