@@ -115,6 +115,7 @@ async def test_a_registered_endpoint_gets_system_custom_manual_and_probe_events(
                 json={"secret": "whsec_e2e_second_secret"},
             )
             assert rotated.status == 200, rotated.body
+            await asyncio.sleep(CONFIG_BOUND_SECONDS)  # the dispatcher reuses configuration for up to 1 s
             await api.call("POST", f"/api/v1/webhook-endpoints/{endpoint_id}/test")
             [last] = (await receiver.wait_for("e2e", 5, timeout=30))[4:]
             header = last["headers"]["X-Aforo-Signature"]

@@ -67,7 +67,7 @@ class DispatcherService(ConnectedService):
             settings=settings,
             producer=self.producer,
             session=self.session,
-            config=ConfigurationReader(self.mongo, self.secret_box),
+            config=ConfigurationReader(self.mongo, self.secret_box, settings.config_cache_seconds),
             cooldowns=CooldownStore(self.mongo),
             state=DeliveryStateStore(self.mongo),
             log_writer=self.log_writer,

@@ -212,14 +212,16 @@ class Dispatcher:
         now = datetime.now(UTC)
         token = uuid.uuid4().hex
         lease_until = now + timedelta(seconds=self.settings.lease_seconds)
-        if job.replay:
-            claim = await self.state.claim_replay(
-                envelope.tenant_id, envelope.event_id, job.endpoint_id, token, now, lease_until
-            )
-        else:
-            claim = await self.state.claim(
-                envelope.tenant_id, envelope.event_id, job.endpoint_id, job.attempt, token, now, lease_until
-            )
+        claim = await self.state.claim(
+            envelope.tenant_id,
+            envelope.event_id,
+            job.endpoint_id,
+            job.attempt,
+            token,
+            now,
+            lease_until,
+            replay=job.replay,
+        )
         if claim.status is ClaimStatus.DONE:
             return
         if claim.status is ClaimStatus.BUSY:

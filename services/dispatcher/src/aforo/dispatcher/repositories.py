@@ -7,8 +7,10 @@ event (well inside the 2 s the design asks for), with no cache to invalidate.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -33,6 +35,7 @@ from aforo.shared.collections import (
 from aforo.shared.delivery import Channel
 from aforo.shared.mongo import MongoStore
 from aforo.shared.secret_box import SecretBox
+from aforo.shared.serde import dumps_json
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,18 +46,67 @@ class EndpointRecord:
     secrets: tuple[str, ...]
 
 
+class _TtlCache:
+    """Answers remembered for `ttl` seconds: bounds both MongoDB reads per event and staleness."""
+
+    def __init__(self, ttl: float, max_entries: int = 100_000) -> None:
+        self._ttl = ttl
+        self._max_entries = max_entries
+        self._entries: dict[tuple[str, ...], tuple[float, Any]] = {}
+
+    def get(self, key: tuple[str, ...]) -> tuple[bool, Any]:
+        entry = self._entries.get(key)
+        if entry is None or entry[0] < time.monotonic():
+            return False, None
+        return True, entry[1]
+
+    def put(self, key: tuple[str, ...], value: Any) -> None:
+        if len(self._entries) >= self._max_entries:
+            now = time.monotonic()
+            self._entries = {k: v for k, v in self._entries.items() if v[0] >= now}
+            if len(self._entries) >= self._max_entries:
+                self._entries.clear()
+        self._entries[key] = (time.monotonic() + self._ttl, value)
+
+    def drop(self, prefix: tuple[str, ...]) -> None:
+        """Forget every answer whose key starts with `prefix` (a change this process made itself)."""
+        for key in [key for key in self._entries if key[: len(prefix)] == prefix]:
+            del self._entries[key]
+
+
 class ConfigurationReader:
-    def __init__(self, mongo: MongoStore, secret_box: SecretBox) -> None:
+    """Configuration as the dispatcher reads it: MongoDB, remembered for `cache_seconds` (default 1 s).
+
+    The cache keeps an event's three lookups (definition, preference, endpoints) off MongoDB for
+    the customer's next events, and bounds staleness below the 2 s within which a change the API
+    writes must reach the pipeline. `cache_seconds=0` reads MongoDB for every event.
+    """
+
+    def __init__(self, mongo: MongoStore, secret_box: SecretBox, cache_seconds: float = 1.0) -> None:
         self._endpoints = mongo.collection(WEBHOOK_ENDPOINTS.collection)
         self._preferences = mongo.collection(NOTIFICATION_PREFERENCES.collection)
         self._definitions = mongo.collection(EVENT_DEFINITIONS.collection)
         self._secret_box = secret_box
+        self._cache = _TtlCache(cache_seconds)
+
+    async def _cached(self, key: tuple[str, ...], load: Callable[[], Awaitable[Any]]) -> Any:
+        hit, value = self._cache.get(key)
+        if not hit:
+            value = await load()
+            self._cache.put(key, value)
+        return value
 
     async def definition(self, tenant_id: str, event_type: str) -> EventDefinitionView | None:
         """SYSTEM and `webhook.test` from the catalog; CUSTOM from the tenant's definitions."""
         system = system_event_definition(event_type)
         if system is not None:
             return system
+        view: EventDefinitionView | None = await self._cached(
+            ("definition", tenant_id, event_type), lambda: self._load_definition(tenant_id, event_type)
+        )
+        return view
+
+    async def _load_definition(self, tenant_id: str, event_type: str) -> EventDefinitionView | None:
         document = await self._definitions.find_one({"tenantId": tenant_id, "eventType": event_type})
         if document is None:
             return None
@@ -62,17 +114,36 @@ class ConfigurationReader:
         return custom_event_definition(event_type, channels, threshold_field=document.get("thresholdField"))
 
     async def preference(self, tenant_id: str, customer_id: str, event_type: str) -> PreferenceView | None:
-        document = await self._preferences.find_one(
-            {"tenantId": tenant_id, "customerId": customer_id, "eventType": event_type}
+        async def load() -> PreferenceView | None:
+            document = await self._preferences.find_one(
+                {"tenantId": tenant_id, "customerId": customer_id, "eventType": event_type}
+            )
+            return None if document is None else PreferenceView.from_document(document)
+
+        view: PreferenceView | None = await self._cached(
+            ("preference", tenant_id, customer_id, event_type), load
         )
-        return None if document is None else PreferenceView.from_document(document)
+        return view
 
     async def endpoints(self, tenant_id: str, customer_id: str) -> list[EndpointView]:
-        cursor = self._endpoints.find({"tenantId": tenant_id, "endCustomerId": customer_id}, {"secrets": 0})
-        return [EndpointView.from_document(document) async for document in cursor]
+        async def load() -> list[EndpointView]:
+            cursor = self._endpoints.find(
+                {"tenantId": tenant_id, "endCustomerId": customer_id}, {"secrets": 0}
+            )
+            return [EndpointView.from_document(document) async for document in cursor]
+
+        views: list[EndpointView] = await self._cached(("endpoints", tenant_id, customer_id), load)
+        return views
 
     async def endpoint(self, tenant_id: str, endpoint_id: str, now: datetime) -> EndpointRecord | None:
         """The endpoint with the secrets valid now (newest first; a rotated one until it retires)."""
+        record: EndpointRecord | None = await self._cached(
+            ("endpoint", tenant_id, endpoint_id, now.isoformat(timespec="seconds")),
+            lambda: self._load_endpoint(tenant_id, endpoint_id, now),
+        )
+        return record
+
+    async def _load_endpoint(self, tenant_id: str, endpoint_id: str, now: datetime) -> EndpointRecord | None:
         document = await self._endpoints.find_one({"tenantId": tenant_id, "endpointId": endpoint_id})
         if document is None:
             return None
@@ -87,12 +158,16 @@ class ConfigurationReader:
         self, tenant_id: str, endpoint_id: str, reason: str, now: datetime
     ) -> dict[str, Any] | None:
         """A receiver answered 410 Gone: stop sending to it until its owner re-activates it."""
-        return await self._endpoints.find_one_and_update(
+        document = await self._endpoints.find_one_and_update(
             {"tenantId": tenant_id, "endpointId": endpoint_id, "active": True},
             {"$set": {"active": False, "disabledReason": reason, "updatedAt": now}, "$inc": {"version": 1}},
             projection={"secrets": 0, "_id": 0},
             return_document=ReturnDocument.AFTER,
         )
+        if document is not None:
+            self._cache.drop(("endpoints", tenant_id, str(document.get("endCustomerId"))))
+            self._cache.drop(("endpoint", tenant_id, endpoint_id))
+        return document
 
 
 class CooldownStore:
@@ -132,18 +207,23 @@ class Claim:
 class DeliveryStateStore:
     """The idempotency record per (event, channel, endpoint) and the atomic claim of each attempt.
 
-    An attempt is sent only by whoever claims it: a compare-and-set on the record's attempt counter.
-    A claim is a lease; if its owner dies mid-attempt, the attempt may be taken over once the lease
-    expires, so a crash delays an attempt but never loses it. `attempt_base` is where the current
-    retry budget started (a replay of a FAILED delivery gets a fresh budget, same eventId).
+    An attempt is sent only by whoever claims it, and a claim is a compare-and-set: read the record,
+    decide (`claim_decision`, pure), then write with a filter on the record's `_id` and its current
+    `token`, which every claim replaces, so of two contenders exactly one write matches. A claim is a
+    lease: if its owner dies mid-attempt, the attempt may be taken over once the lease has expired,
+    so a crash delays an attempt but never loses it. `attemptBase` is where the current retry budget
+    started (a replay of a FAILED delivery gets a fresh budget, same eventId).
+
+    Every write filters on `_id` (plus the token): a point lookup on any MongoDB-compatible server,
+    never a scan, however many deliveries the collection holds.
     """
 
     def __init__(self, mongo: MongoStore) -> None:
         self._state = mongo.collection(DELIVERY_STATE.collection)
 
     @staticmethod
-    def _key(tenant_id: str, event_id: str, endpoint_id: str) -> dict[str, Any]:
-        return {"tenantId": tenant_id, "eventId": event_id, "channel": "WEBHOOK", "endpointId": endpoint_id}
+    def record_id(tenant_id: str, event_id: str, endpoint_id: str) -> str:
+        return dumps_json([tenant_id, event_id, "WEBHOOK", endpoint_id]).decode()
 
     async def claim(
         self,
@@ -154,82 +234,48 @@ class DeliveryStateStore:
         token: str,
         now: datetime,
         lease_until: datetime,
+        *,
+        replay: bool = False,
     ) -> Claim:
-        key = self._key(tenant_id, event_id, endpoint_id)
-        taken = {
-            "status": StateStatus.IN_FLIGHT.value,
-            "token": token,
-            "leaseUntil": lease_until,
-            "updatedAt": now,
-        }
-        if attempt == 1:
-            try:
-                await self._state.insert_one(
-                    {**key, "attempt": 1, "attemptBase": 0, **taken, "createdAt": now}
-                )
-                return Claim(ClaimStatus.CLAIMED, 1, 0)
-            except DuplicateKeyError:
-                pass
-        expired = {"status": StateStatus.IN_FLIGHT.value, "leaseUntil": {"$lt": now}}
-        document = await self._state.find_one_and_update(
-            {
-                **key,
-                "$or": [
-                    {"attempt": attempt - 1, "status": StateStatus.RETRYING.value},
-                    {"attempt": attempt - 1, **expired},  # its owner died after scheduling this attempt
-                    {"attempt": attempt, **expired},  # this attempt's owner died mid-send: take it over
-                ],
-            },
-            {"$set": {**taken, "attempt": attempt}},
-            return_document=ReturnDocument.AFTER,
-        )
-        if document is not None:
-            return Claim(ClaimStatus.CLAIMED, attempt, int(document.get("attemptBase", 0)))
-        current = await self._state.find_one(key)
-        if (
-            current is not None
-            and current["status"] == StateStatus.IN_FLIGHT.value
-            and current["attempt"] in (attempt - 1, attempt)
-        ):
-            return Claim(ClaimStatus.BUSY, lease_until=current["leaseUntil"])
-        return Claim(ClaimStatus.DONE)
-
-    async def claim_replay(
-        self,
-        tenant_id: str,
-        event_id: str,
-        endpoint_id: str,
-        token: str,
-        now: datetime,
-        lease_until: datetime,
-    ) -> Claim:
-        """A replay of a FAILED (or never-attempted, SKIPPED) delivery: the next attempt, a fresh budget."""
-        key = self._key(tenant_id, event_id, endpoint_id)
-        taken = {
-            "status": StateStatus.IN_FLIGHT.value,
-            "token": token,
-            "leaseUntil": lease_until,
-            "updatedAt": now,
-        }
-        current = await self._state.find_one(key)
-        if current is None:
-            try:
-                await self._state.insert_one(
-                    {**key, "attempt": 1, "attemptBase": 0, **taken, "createdAt": now}
-                )
-            except DuplicateKeyError:
-                return Claim(ClaimStatus.DONE)
-            return Claim(ClaimStatus.CLAIMED, 1, 0)
-        if current["status"] != StateStatus.FAILED.value:
-            return Claim(ClaimStatus.DONE)
-        previous = int(current["attempt"])
-        document = await self._state.find_one_and_update(
-            {**key, "status": StateStatus.FAILED.value, "attempt": previous},
-            {"$set": {**taken, "attempt": previous + 1, "attemptBase": previous}},
-        )
-        if document is None:
-            return Claim(ClaimStatus.DONE)
-        return Claim(ClaimStatus.CLAIMED, previous + 1, previous)
+        """Claim `attempt` (or, for a replay, the next attempt of a FAILED delivery)."""
+        record_id = self.record_id(tenant_id, event_id, endpoint_id)
+        first_sight = attempt == 1 and not replay  # most attempts 1 meet no record: insert straight away
+        for _ in range(5):  # each loop is one lost race; contention on one delivery is rare
+            current = None if first_sight else await self._state.find_one({"_id": record_id})
+            first_sight = False
+            decision = claim_decision(current, attempt, now, replay=replay)
+            if decision.status is not ClaimStatus.CLAIMED:
+                return decision
+            fields = {
+                "status": StateStatus.IN_FLIGHT.value,
+                "attempt": decision.attempt,
+                "attemptBase": decision.attempt_base,
+                "token": token,
+                "leaseUntil": lease_until,
+                "updatedAt": now,
+            }
+            if current is None:
+                try:
+                    await self._state.insert_one(
+                        {
+                            "_id": record_id,
+                            "tenantId": tenant_id,
+                            "eventId": event_id,
+                            "channel": "WEBHOOK",
+                            "endpointId": endpoint_id,
+                            "createdAt": now,
+                            **fields,
+                        }
+                    )
+                except DuplicateKeyError:
+                    continue
+                return decision
+            result = await self._state.update_one(
+                {"_id": record_id, "token": current.get("token")}, {"$set": fields}
+            )
+            if result.modified_count == 1:
+                return decision
+        return Claim(ClaimStatus.BUSY, lease_until=lease_until)
 
     def settle(
         self,
@@ -246,6 +292,38 @@ class DeliveryStateStore:
         Returned, not run: the log writer applies it in the flush that writes the attempt's row.
         """
         return UpdateOne(
-            {**self._key(tenant_id, event_id, endpoint_id), "token": token},
+            {"_id": self.record_id(tenant_id, event_id, endpoint_id), "token": token},
             {"$set": {"status": status.value, "leaseUntil": None, "updatedAt": now, **fields}},
         )
+
+
+def claim_decision(
+    current: Mapping[str, Any] | None, attempt: int, now: datetime, *, replay: bool = False
+) -> Claim:
+    """Whether `attempt` may be claimed given the delivery's record. Pure.
+
+    CLAIMED carries the attempt number and budget base to write; BUSY the live lease to wait out;
+    DONE means nothing is left to do here (delivered, failed, or another owner carries the chain).
+    """
+    if replay:
+        if current is None:
+            return Claim(ClaimStatus.CLAIMED, 1, 0)
+        if current["status"] == StateStatus.FAILED.value:
+            previous = int(current["attempt"])
+            return Claim(ClaimStatus.CLAIMED, previous + 1, previous)
+        return Claim(ClaimStatus.DONE)
+    if current is None:
+        return Claim(ClaimStatus.CLAIMED, attempt, 0)
+    status, recorded = current["status"], int(current["attempt"])
+    base = int(current.get("attemptBase", 0))
+    if status == StateStatus.RETRYING.value and recorded == attempt - 1:
+        return Claim(ClaimStatus.CLAIMED, attempt, base)
+    if status == StateStatus.IN_FLIGHT.value and recorded in (attempt - 1, attempt):
+        lease_until = current.get("leaseUntil")
+        if lease_until is not None and lease_until.tzinfo is None:
+            lease_until = lease_until.replace(tzinfo=UTC)
+        if lease_until is None or lease_until < now:
+            # Its owner died after scheduling this attempt, or mid-send of it: take it over.
+            return Claim(ClaimStatus.CLAIMED, attempt, base)
+        return Claim(ClaimStatus.BUSY, lease_until=lease_until)
+    return Claim(ClaimStatus.DONE)

@@ -44,3 +44,8 @@ class DispatcherSettings(ServiceSettings):
     log_batch_size: int = Field(default=500, ge=1)
     log_flush_interval_seconds: float = Field(default=0.1, gt=0)
     commit_interval_seconds: float = Field(default=0.5, gt=0)
+    config_cache_seconds: float = Field(
+        default=1.0,
+        ge=0,
+        description="How long endpoints, preferences and definitions read from MongoDB are reused.",
+    )
