@@ -41,6 +41,7 @@ class Benchmark:
 # Adding a benchmark is adding a line; a script not written yet is reported as skipped.
 BENCHMARKS: tuple[Benchmark, ...] = (
     Benchmark("bridge", "bench_bridge.py", needs_stack=True),
+    Benchmark("dispatcher", "bench_dispatcher.py", needs_stack=True),
     Benchmark("rules", "bench_rules.py", needs_stack=False),
     Benchmark("api", "bench_api.py", needs_stack=True),
 )
