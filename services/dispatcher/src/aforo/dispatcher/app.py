@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import aiohttp
+from pymongo.errors import PyMongoError
 
 from aforo.dispatcher.consumers import EventConsumer, RetryConsumer
 from aforo.dispatcher.dispatch import Dispatcher
@@ -17,7 +18,10 @@ from aforo.shared.collections import ALL_COLLECTIONS
 from aforo.shared.config_changes import CONFIG_TOPIC_SETTINGS
 from aforo.shared.connected_service import ConnectedService
 from aforo.shared.kafka import create_consumer, ensure_topics, topic_specs
+from aforo.shared.logging import get_logger
 from aforo.shared.secret_box import SecretBox, SecretBoxError
+
+log = get_logger(__name__)
 
 
 class DispatcherService(ConnectedService):
@@ -105,6 +109,11 @@ class DispatcherService(ConnectedService):
         for loop in (self.events, self.retries):
             if loop is not None:
                 await loop.stop()
+        try:
+            # If the drain ran out of time, what was delivered still gets its rows (bounded wait).
+            await asyncio.wait_for(self.log_writer.flush(), 5.0)
+        except (TimeoutError, PyMongoError) as error:
+            log.error("delivery_log_final_flush_failed", error=repr(error))
         if self.session is not None:
             await self.session.close()
         await super().stop()

@@ -79,7 +79,9 @@ class DeliveryLogWriter:
                     )
                 if state_updates:
                     await self._state.bulk_write(state_updates, ordered=False)
-            except PyMongoError:
+            except BaseException:
+                # Not written (a database error, or cancelled by a drain deadline): keep it for the
+                # next flush; never drop rows whose deliveries already happened.
                 for key, document in batch.items():
                     self._pending.setdefault(key, document)
                 self._state_updates = state_updates + self._state_updates
