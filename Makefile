@@ -40,7 +40,7 @@ status:
 	@$(STACK) status
 
 # pytest exits 5 when it collected no tests: a suite that runs nothing is broken, not green.
-TEST_DEBIAN_PACKAGES := prometheus:prometheus promtool:prometheus
+TEST_DEBIAN_PACKAGES := prometheus:prometheus promtool:prometheus chromium:chromium
 
 test: install
 	@$(STACK) fetch-kafka
@@ -54,7 +54,7 @@ test-unit: install
 test-integration: install
 	@$(STACK) fetch-kafka
 	@deploy/local/ensure-debian-packages.sh $(TEST_DEBIAN_PACKAGES)
-	$(PY) -m pytest tests/integration
+	$(PY) -m pytest tests/integration tests/browser
 
 lint: install
 	$(VENV)/bin/ruff check .

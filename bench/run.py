@@ -44,6 +44,7 @@ BENCHMARKS: tuple[Benchmark, ...] = (
     Benchmark("dispatcher", "bench_dispatcher.py", needs_stack=True),
     Benchmark("rules", "bench_rules.py", needs_stack=False),
     Benchmark("api", "bench_api.py", needs_stack=True),
+    Benchmark("sse", "bench_sse.py", needs_stack=True),
 )
 
 RATIO = re.compile(r"\bratio\s*[:=]\s*([0-9]+(?:\.[0-9]+)?)")

@@ -113,6 +113,8 @@ start_services() {
   export AFORO_API_AUTH_MODE=${AFORO_API_AUTH_MODE:-hs256}
   export AFORO_API_JWT_HS256_SECRET=${AFORO_API_JWT_HS256_SECRET:-$(dev_secret jwt-secret "$PY" -c \
     'import secrets; print(secrets.token_urlsafe(48))')}
+  export AFORO_SSE_GATEWAY_SESSION_SECRET=${AFORO_SSE_GATEWAY_SESSION_SECRET:-$(dev_secret sse-session-secret "$PY" -c \
+    'import secrets; print(secrets.token_urlsafe(48))')}
   export AFORO_DISPATCHER_OUTBOUND_ALLOWLIST=${AFORO_DISPATCHER_OUTBOUND_ALLOWLIST:-127.0.0.1/32}
   export AFORO_KAFKA_BOOTSTRAP_SERVERS=${AFORO_KAFKA_BOOTSTRAP_SERVERS:-127.0.0.1:$KAFKA_PORT}
   export AFORO_MONGO_URI=${AFORO_MONGO_URI:-mongodb://127.0.0.1:$MONGO_PORT}

@@ -86,5 +86,6 @@ def service_env(stack: LocalStack, prefix: str, database: str, **extra: str) -> 
         "AFORO_API_AUTH_MODE": "hs256",
         "AFORO_API_JWT_HS256_SECRET": TEST_JWT_SECRET,
         "AFORO_DISPATCHER_OUTBOUND_ALLOWLIST": "127.0.0.1/32",
+        "AFORO_SSE_GATEWAY_SESSION_SECRET": "test-only-sse-session-secret-of-at-least-32-bytes",
         **extra,
     }

@@ -123,6 +123,44 @@ NOTIFICATION_COOLDOWNS = CollectionIndexes(
     ),
 )
 
+# Embed keys, auth-bridge signing keys and embed sessions (docs/sse.md): the API writes the keys,
+# the SSE gateway reads them and writes the sessions. The gateway resolves a browser's public key id
+# and a bridge token's `kid` together with the token's tenant, so these indexes start with tenantId
+# too; the exceptions are the two cross-tenant sweeps a gateway replica runs for all the streams it
+# holds, named below.
+EMBED_KEYS = CollectionIndexes(
+    "embed_keys",
+    (
+        IndexModel([("tenantId", ASCENDING), ("keyId", ASCENDING)], unique=True, name="tenant_key"),
+        IndexModel([("tenantId", ASCENDING), ("createdAt", ASCENDING)], name="tenant_created"),
+        # CORS preflights carry no credentials: "does any active key allow this origin?" (cross-tenant).
+        IndexModel([("allowedDomains", ASCENDING), ("status", ASCENDING)], name="allowed_domain_status"),
+        # The gateway's revocation sweep: keys revoked since its last look (cross-tenant).
+        IndexModel([("revokedAt", ASCENDING)], name="revoked_at"),
+    ),
+)
+
+BRIDGE_SIGNING_KEYS = CollectionIndexes(
+    "bridge_signing_keys",
+    (
+        IndexModel([("tenantId", ASCENDING), ("kid", ASCENDING)], unique=True, name="tenant_kid"),
+        IndexModel([("tenantId", ASCENDING), ("status", ASCENDING)], name="tenant_status"),
+    ),
+)
+
+EMBED_SESSIONS = CollectionIndexes(
+    "embed_sessions",
+    (
+        IndexModel([("tenantId", ASCENDING), ("sessionId", ASCENDING)], unique=True, name="tenant_session"),
+        # The API's "revoke every session of this customer".
+        IndexModel([("tenantId", ASCENDING), ("customerId", ASCENDING)], name="tenant_customer"),
+        # The gateway's revocation sweep: sessions revoked since its last look (cross-tenant).
+        IndexModel([("revokedAt", ASCENDING)], name="revoked_at"),
+        # Ended sessions are removed by MongoDB's TTL monitor once `purgeAt` passes.
+        IndexModel([("purgeAt", ASCENDING)], expireAfterSeconds=0, name="purge_at_ttl"),
+    ),
+)
+
 ALL_COLLECTIONS = (
     EVENT_DEFINITIONS,
     WEBHOOK_ENDPOINTS,
@@ -131,4 +169,7 @@ ALL_COLLECTIONS = (
     DELIVERY_STATE,
     NOTIFICATION_COOLDOWNS,
     CONFIG_VERSIONS,
+    EMBED_KEYS,
+    BRIDGE_SIGNING_KEYS,
+    EMBED_SESSIONS,
 )

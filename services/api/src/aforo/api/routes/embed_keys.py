@@ -1,0 +1,380 @@
+"""Admin routes for browser embeds: embed keys, auth-bridge signing keys, and revoking embed sessions.
+
+    POST   /api/v1/admin/embed-keys                          mint {allowedDomains} → 201
+    GET    /api/v1/admin/embed-keys                          list
+    PATCH  /api/v1/admin/embed-keys/{keyId}                  replace allowedDomains
+    DELETE /api/v1/admin/embed-keys/{keyId}                  revoke → 204 (idempotent)
+    POST   /api/v1/admin/bridge-signing-keys                 mint a NEXT key → 201, its secret shown once
+    GET    /api/v1/admin/bridge-signing-keys                 list (effective status, never secrets)
+    POST   /api/v1/admin/bridge-signing-keys/{kid}/promote   NEXT → ACTIVE; the previous ACTIVE retires
+                                                             after the overlap
+    DELETE /api/v1/admin/bridge-signing-keys/{kid}           revoke → 204 (idempotent)
+    POST   /api/v1/admin/embed-sessions/revoke               {customerId}: end that customer's sessions
+
+Roles OWNER, ADMIN or BILLING_ADMIN; everything is filtered by the caller's tenant, so another
+tenant's key is a 404. The SSE gateway reads these documents (shapes in `aforo.shared.embed`) and
+ends streams of revoked keys and sessions within its sweep interval. Signing secrets are encrypted
+with the SecretBox before they are stored; the mint response is the only place one ever appears.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import Any, Final
+
+from aiohttp import web
+from pydantic import Field
+from pymongo import ReturnDocument
+from pymongo.asynchronous.collection import AsyncCollection
+
+from aforo.api.auth import require_admin
+from aforo.api.boundary import read_body
+from aforo.api.problems import ConflictError, NotFoundError
+from aforo.api.routes.context import ApiContext
+from aforo.api.wire import CustomerId, RequestBody, ResponseBody, Timestamp
+from aforo.shared.collections import BRIDGE_SIGNING_KEYS, EMBED_KEYS, EMBED_SESSIONS
+from aforo.shared.embed import (
+    AllowedDomains,
+    EmbedKeyDocument,
+    EmbedKeyStatus,
+    SigningKeyDocument,
+    SigningKeyStatus,
+    new_embed_key_id,
+    new_signing_key_id,
+    new_signing_secret,
+)
+from aforo.shared.http import json_response
+from aforo.shared.logging import get_logger
+from aforo.shared.mongo import Document
+
+log = get_logger(__name__)
+
+EMBED_KEYS_PATH: Final = "/api/v1/admin/embed-keys"
+EMBED_KEY_PATH: Final = "/api/v1/admin/embed-keys/{keyId}"
+SIGNING_KEYS_PATH: Final = "/api/v1/admin/bridge-signing-keys"
+SIGNING_KEY_PATH: Final = "/api/v1/admin/bridge-signing-keys/{kid}"
+PROMOTE_PATH: Final = "/api/v1/admin/bridge-signing-keys/{kid}/promote"
+REVOKE_SESSIONS_PATH: Final = "/api/v1/admin/embed-sessions/revoke"
+LIST_LIMIT: Final = 1000
+NO_ID: Final = {"_id": 0}
+
+
+# --------------------------------------------------------------------------- wire models
+
+
+class EmbedKeyCreate(RequestBody):
+    """`POST /api/v1/admin/embed-keys`: the exact origins (`https://app.acme.com`) that may embed."""
+
+    allowed_domains: AllowedDomains = Field(alias="allowedDomains")
+
+
+class EmbedKeyUpdate(RequestBody):
+    """`PATCH /api/v1/admin/embed-keys/{keyId}`: the new list replaces the old one."""
+
+    allowed_domains: AllowedDomains = Field(alias="allowedDomains")
+
+
+class EmbedSessionRevocation(RequestBody):
+    """`POST /api/v1/admin/embed-sessions/revoke`: every live embed session of one customer."""
+
+    customer_id: CustomerId = Field(alias="customerId")
+
+
+class EmbedKeyView(ResponseBody):
+    key_id: str = Field(alias="keyId")
+    allowed_domains: list[str] = Field(alias="allowedDomains")
+    status: EmbedKeyStatus
+    created_at: Timestamp = Field(alias="createdAt")
+    updated_at: Timestamp = Field(alias="updatedAt")
+    revoked_at: Timestamp | None = Field(alias="revokedAt")
+
+
+class EmbedKeyList(ResponseBody):
+    items: list[EmbedKeyView]
+
+
+class SigningKeyView(ResponseBody):
+    """A signing key as admins see it: its effective status, never its secret."""
+
+    kid: str
+    status: SigningKeyStatus
+    created_at: Timestamp = Field(alias="createdAt")
+    promoted_at: Timestamp | None = Field(alias="promotedAt")
+    retires_at: Timestamp | None = Field(alias="retiresAt")
+    revoked_at: Timestamp | None = Field(alias="revokedAt")
+
+
+class MintedSigningKey(SigningKeyView):
+    """The mint response: the one time the secret is shown. Store it in the integrator's server."""
+
+    secret: str
+
+
+class SigningKeyList(ResponseBody):
+    items: list[SigningKeyView]
+
+
+class SessionsRevoked(ResponseBody):
+    revoked: int
+
+
+# --------------------------------------------------------------------------- pure decisions
+
+
+def embed_key_view(document: Mapping[str, Any]) -> EmbedKeyView:
+    key = EmbedKeyDocument.model_validate(document)
+    return EmbedKeyView(
+        key_id=key.key_id,
+        allowed_domains=key.allowed_domains,
+        status=key.status,
+        created_at=key.created_at,
+        updated_at=key.updated_at,
+        revoked_at=key.revoked_at,
+    )
+
+
+def signing_key_view(document: Mapping[str, Any], now: datetime) -> SigningKeyView:
+    """Lists read keys without their ciphertext, which a view never shows anyway."""
+    key = SigningKeyDocument.model_validate({"secretCiphertext": "", **document})
+    return SigningKeyView(
+        kid=key.kid,
+        status=key.effective_status(now),
+        created_at=key.created_at,
+        promoted_at=key.promoted_at,
+        retires_at=key.retires_at,
+        revoked_at=key.revoked_at,
+    )
+
+
+def new_embed_key(tenant_id: str, body: EmbedKeyCreate, *, key_id: str, now: datetime) -> EmbedKeyDocument:
+    return EmbedKeyDocument(
+        tenant_id=tenant_id,
+        key_id=key_id,
+        allowed_domains=body.allowed_domains,
+        status=EmbedKeyStatus.ACTIVE,
+        created_at=now,
+        updated_at=now,
+    )
+
+
+def new_signing_key(tenant_id: str, *, kid: str, ciphertext: str, now: datetime) -> SigningKeyDocument:
+    """A minted key starts NEXT: it verifies at once, so the integrator can deploy it before the promote."""
+    return SigningKeyDocument(
+        tenant_id=tenant_id,
+        kid=kid,
+        status=SigningKeyStatus.NEXT,
+        secret_ciphertext=ciphertext,
+        created_at=now,
+    )
+
+
+def promotion_refusal(document: Mapping[str, Any], now: datetime) -> ConflictError | None:
+    """Only a NEXT key can be promoted; anything else says what it is."""
+    status = SigningKeyDocument.model_validate(document).effective_status(now)
+    if status is SigningKeyStatus.NEXT:
+        return None
+    return ConflictError(
+        "signing_key_not_next", f"only a NEXT key can be promoted; this key is {status.value}", "kid"
+    )
+
+
+def retirement(now: datetime, overlap: timedelta) -> dict[str, Any]:
+    """The update for the ACTIVE key(s) a promote supersedes: they keep verifying until `retiresAt`."""
+    return {"$set": {"retiresAt": now + overlap}}
+
+
+# --------------------------------------------------------------------------- routes
+
+
+def embed_key_not_found(key_id: str) -> NotFoundError:
+    return NotFoundError("embed_key_not_found", f"no embed key {key_id}", "keyId")
+
+
+def signing_key_not_found(kid: str) -> NotFoundError:
+    return NotFoundError("signing_key_not_found", f"no bridge signing key {kid}", "kid")
+
+
+class EmbedKeyRoutes:
+    """`overlap`: how long a superseded ACTIVE signing key keeps verifying after a promote; by default
+    the API's `secret_rotation_overlap_seconds` (the webhook secrets' overlap)."""
+
+    def __init__(self, context: ApiContext, overlap: timedelta | None = None) -> None:
+        self.context = context
+        self.overlap = (
+            overlap
+            if overlap is not None
+            else timedelta(seconds=context.settings.secret_rotation_overlap_seconds)
+        )
+
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.post(EMBED_KEYS_PATH, self.create_embed_key),
+            web.get(EMBED_KEYS_PATH, self.list_embed_keys),
+            web.patch(EMBED_KEY_PATH, self.update_embed_key),
+            web.delete(EMBED_KEY_PATH, self.revoke_embed_key),
+            web.post(SIGNING_KEYS_PATH, self.mint_signing_key),
+            web.get(SIGNING_KEYS_PATH, self.list_signing_keys),
+            web.post(PROMOTE_PATH, self.promote_signing_key),
+            web.delete(SIGNING_KEY_PATH, self.revoke_signing_key),
+            web.post(REVOKE_SESSIONS_PATH, self.revoke_sessions),
+        ]
+
+    @property
+    def _embed_keys(self) -> AsyncCollection[Document]:
+        return self.context.mongo.collection(EMBED_KEYS.collection)
+
+    @property
+    def _signing_keys(self) -> AsyncCollection[Document]:
+        return self.context.mongo.collection(BRIDGE_SIGNING_KEYS.collection)
+
+    @property
+    def _sessions(self) -> AsyncCollection[Document]:
+        return self.context.mongo.collection(EMBED_SESSIONS.collection)
+
+    # ---------------------------------------------------------------- embed keys
+
+    async def create_embed_key(self, request: web.Request) -> web.Response:
+        principal = require_admin(request)
+        body = await read_body(request, EmbedKeyCreate, self.context.body_limit)
+        key = new_embed_key(principal.tenant_id, body, key_id=new_embed_key_id(), now=self.context.clock())
+        await self._embed_keys.insert_one(key.to_document())
+        log.info("embed_key_created", key_id=key.key_id, allowed_domains=len(key.allowed_domains))
+        response = json_response(embed_key_view(key.to_document()).to_wire(), status=201)
+        response.headers["Location"] = EMBED_KEY_PATH.format(keyId=key.key_id)
+        return response
+
+    async def list_embed_keys(self, request: web.Request) -> web.Response:
+        principal = require_admin(request)
+        cursor = (
+            self._embed_keys.find({"tenantId": principal.tenant_id}, NO_ID)
+            .sort([("createdAt", 1), ("keyId", 1)])
+            .limit(LIST_LIMIT)
+        )
+        items = [embed_key_view(document) async for document in cursor]
+        return json_response(EmbedKeyList(items=items).to_wire())
+
+    async def update_embed_key(self, request: web.Request) -> web.Response:
+        principal = require_admin(request)
+        key_id = request.match_info["keyId"]
+        body = await read_body(request, EmbedKeyUpdate, self.context.body_limit)
+        document = await self._embed_keys.find_one_and_update(
+            {"tenantId": principal.tenant_id, "keyId": key_id, "status": EmbedKeyStatus.ACTIVE.value},
+            {"$set": {"allowedDomains": body.allowed_domains, "updatedAt": self.context.clock()}},
+            projection=NO_ID,
+            return_document=ReturnDocument.AFTER,
+        )
+        if document is None:
+            if await self._embed_keys.find_one({"tenantId": principal.tenant_id, "keyId": key_id}) is None:
+                raise embed_key_not_found(key_id)
+            raise ConflictError("embed_key_revoked", f"embed key {key_id} is revoked", "keyId")
+        log.info("embed_key_updated", key_id=key_id, allowed_domains=len(body.allowed_domains))
+        return json_response(embed_key_view(document).to_wire())
+
+    async def revoke_embed_key(self, request: web.Request) -> web.Response:
+        principal = require_admin(request)
+        key_id = request.match_info["keyId"]
+        now = self.context.clock()
+        revoked = await self._embed_keys.update_one(
+            {"tenantId": principal.tenant_id, "keyId": key_id, "status": EmbedKeyStatus.ACTIVE.value},
+            {"$set": {"status": EmbedKeyStatus.REVOKED.value, "revokedAt": now, "updatedAt": now}},
+        )
+        if revoked.matched_count == 0 and (
+            await self._embed_keys.find_one({"tenantId": principal.tenant_id, "keyId": key_id}) is None
+        ):
+            raise embed_key_not_found(key_id)
+        log.info("embed_key_revoked", key_id=key_id, already=revoked.matched_count == 0)
+        return web.Response(status=204)
+
+    # ---------------------------------------------------------------- signing keys
+
+    async def mint_signing_key(self, request: web.Request) -> web.Response:
+        principal = require_admin(request)
+        secret = new_signing_secret()
+        now = self.context.clock()
+        key = new_signing_key(
+            principal.tenant_id,
+            kid=new_signing_key_id(),
+            ciphertext=self.context.secret_box.encrypt(secret),
+            now=now,
+        )
+        await self._signing_keys.insert_one(key.to_document())
+        log.info("bridge_signing_key_minted", kid=key.kid)
+        view = signing_key_view(key.to_document(), now)
+        minted = MintedSigningKey(**view.model_dump(), secret=secret)
+        response = json_response(minted.to_wire(), status=201)
+        response.headers["Location"] = SIGNING_KEY_PATH.format(kid=key.kid)
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
+    async def list_signing_keys(self, request: web.Request) -> web.Response:
+        principal = require_admin(request)
+        now = self.context.clock()
+        cursor = (
+            self._signing_keys.find({"tenantId": principal.tenant_id}, {"_id": 0, "secretCiphertext": 0})
+            .sort([("createdAt", 1), ("kid", 1)])
+            .limit(LIST_LIMIT)
+        )
+        items = [signing_key_view(document, now) async for document in cursor]
+        return json_response(SigningKeyList(items=items).to_wire())
+
+    async def promote_signing_key(self, request: web.Request) -> web.Response:
+        """NEXT → ACTIVE; every other ACTIVE key of the tenant gets `retiresAt = now + overlap`."""
+        principal = require_admin(request)
+        kid = request.match_info["kid"]
+        tenant = {"tenantId": principal.tenant_id}
+        current = await self._signing_keys.find_one({**tenant, "kid": kid}, NO_ID)
+        if current is None:
+            raise signing_key_not_found(kid)
+        now = self.context.clock()
+        refusal = promotion_refusal(current, now)
+        if refusal is not None:
+            raise refusal
+        # Conditional on NEXT: of two concurrent promotes of one key, one wins and the other gets 409.
+        promoted = await self._signing_keys.find_one_and_update(
+            {**tenant, "kid": kid, "status": SigningKeyStatus.NEXT.value},
+            {"$set": {"status": SigningKeyStatus.ACTIVE.value, "promotedAt": now}},
+            projection=NO_ID,
+            return_document=ReturnDocument.AFTER,
+        )
+        if promoted is None:
+            raise ConflictError("signing_key_not_next", "the key changed concurrently; list the keys", "kid")
+        # The new key verifies before the old ones start retiring, so no moment has none.
+        retired = await self._signing_keys.update_many(
+            {**tenant, "kid": {"$ne": kid}, "status": SigningKeyStatus.ACTIVE.value, "retiresAt": None},
+            retirement(now, self.overlap),
+        )
+        log.info("bridge_signing_key_promoted", kid=kid, retiring=retired.modified_count)
+        return json_response(signing_key_view(promoted, now).to_wire())
+
+    async def revoke_signing_key(self, request: web.Request) -> web.Response:
+        principal = require_admin(request)
+        kid = request.match_info["kid"]
+        now = self.context.clock()
+        revoked = await self._signing_keys.update_one(
+            {
+                "tenantId": principal.tenant_id,
+                "kid": kid,
+                "status": {"$ne": SigningKeyStatus.REVOKED.value},
+            },
+            {"$set": {"status": SigningKeyStatus.REVOKED.value, "revokedAt": now}},
+        )
+        if revoked.matched_count == 0 and (
+            await self._signing_keys.find_one({"tenantId": principal.tenant_id, "kid": kid}) is None
+        ):
+            raise signing_key_not_found(kid)
+        log.info("bridge_signing_key_revoked", kid=kid, already=revoked.matched_count == 0)
+        return web.Response(status=204)
+
+    # ---------------------------------------------------------------- sessions
+
+    async def revoke_sessions(self, request: web.Request) -> web.Response:
+        """A customer's browser sessions end on every gateway replica within its sweep interval."""
+        principal = require_admin(request)
+        body = await read_body(request, EmbedSessionRevocation, self.context.body_limit)
+        result = await self._sessions.update_many(
+            {"tenantId": principal.tenant_id, "customerId": body.customer_id, "revokedAt": None},
+            {"$set": {"revokedAt": self.context.clock()}},
+        )
+        log.info("embed_sessions_revoked", end_customer_id=body.customer_id, sessions=result.modified_count)
+        return json_response(SessionsRevoked(revoked=result.modified_count).to_wire())

@@ -1,0 +1,124 @@
+"""The gateway's HTTP boundary: request bodies, bearer tokens, and every failure answered as JSON.
+
+Errors are the suite's `{"error": {"code", "message", "field"?}}` (`aforo.shared.http.error_response`).
+Embed routes add CORS headers to an error only when the caller's origin is allowed by some active
+embed key, so the SDK can read why it was refused while other origins learn nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Final, TypeVar
+
+from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
+from pydantic import BaseModel, ValidationError
+from pymongo.errors import PyMongoError
+
+from aforo.shared.embed import normalise_origin
+from aforo.shared.http import error_response
+from aforo.shared.logging import get_logger
+from aforo.shared.serde import loads_json
+from aforo.sse_gateway.cors import cors_headers
+from aforo.sse_gateway.embed_store import EmbedStore
+from aforo.sse_gateway.embed_tokens import EmbedAuthError
+
+log = get_logger(__name__)
+
+Model = TypeVar("Model", bound=BaseModel)
+
+EMBED_PATH_PREFIX: Final = "/v1/embed/"
+MAX_BODY_BYTES: Final = 16 * 1024
+ORIGIN_NOT_ALLOWED: Final = "origin_not_allowed"
+_CODE_FOR_STATUS: Final = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
+
+
+async def read_body(request: web.Request, model: type[Model]) -> Model:
+    """The JSON body validated into `model`: 413 over the limit, 400 not JSON, 422 the wrong shape."""
+    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+        raise EmbedAuthError(413, "payload_too_large", f"the request body is over {MAX_BODY_BYTES} bytes")
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise EmbedAuthError(
+            413, "payload_too_large", f"the request body is over {MAX_BODY_BYTES} bytes"
+        ) from None
+    try:
+        data = loads_json(raw) if raw.strip() else None
+    except ValueError:
+        raise EmbedAuthError(400, "malformed_json", "the request body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise EmbedAuthError(400, "malformed_json", "the request body must be a JSON object")
+    try:
+        return model.model_validate(data)
+    except ValidationError as error:
+        first = error.errors(include_url=False, include_input=False)[0]
+        field = ".".join(str(part) for part in first["loc"]) or None
+        message = "unknown field" if first["type"] == "extra_forbidden" else first["msg"]
+        raise EmbedAuthError(422, "validation_error", message, field) from None
+
+
+def bearer_token(request: web.Request, query_parameter: str | None = None) -> str:
+    """`Authorization: Bearer <token>`, or (EventSource cannot set headers) the query parameter."""
+    authorization = request.headers.get("Authorization")
+    if authorization is not None and authorization.strip():
+        scheme, _, token = authorization.strip().partition(" ")
+        if scheme.lower() == "bearer" and token.strip() and " " not in token.strip():
+            return token.strip()
+        raise EmbedAuthError(401, "missing_token", "the Authorization header must be 'Bearer <token>'")
+    if query_parameter is not None:
+        token = request.query.get(query_parameter, "").strip()
+        if token:
+            return token
+    raise EmbedAuthError(401, "missing_token", "a session token is required")
+
+
+def normalised_origin(request: web.Request) -> str | None:
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return None
+    try:
+        return normalise_origin(origin)
+    except ValueError:
+        return None
+
+
+def error_middleware(store: EmbedStore) -> Middleware:
+    """Outermost: EmbedAuthError, aiohttp's 404/405 and anything unexpected leave as JSON."""
+
+    async def with_cors(request: web.Request, response: web.Response, code: str) -> web.Response:
+        origin = normalised_origin(request)
+        if origin is not None and request.path.startswith(EMBED_PATH_PREFIX) and code != ORIGIN_NOT_ALLOWED:
+            try:
+                allowed = await store.origin_has_active_key(origin)
+            except PyMongoError:  # the refusal itself matters more than its CORS headers
+                allowed = False
+            response.headers.update(cors_headers(origin, allowed))
+        else:
+            response.headers["Vary"] = "Origin"
+        return response
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except EmbedAuthError as refusal:
+            response = error_response(refusal.status, refusal.code, refusal.message, refusal.field)
+            if refusal.status == 401:
+                response.headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
+            if refusal.status in (429, 503):
+                response.headers["Retry-After"] = "2"
+            return await with_cors(request, response, refusal.code)
+        except web.HTTPException as exception:
+            if exception.status < 400:
+                raise
+            code = _CODE_FOR_STATUS.get(exception.status, "http_error")
+            response = error_response(exception.status, code, exception.reason)
+            if "Allow" in exception.headers:
+                response.headers["Allow"] = exception.headers["Allow"]
+            return await with_cors(request, response, code)
+        except Exception:
+            # Method and path only: a body or a query may carry a token.
+            log.exception("request_failed", method=request.method, path=request.path)
+            return error_response(500, "internal_error", "the request failed; it has been logged")
+
+    return middleware

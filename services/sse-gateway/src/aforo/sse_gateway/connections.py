@@ -1,0 +1,211 @@
+"""Open streams of this process, each with a bounded queue, and the fan-out into them.
+
+Bounded memory is the rule: `publish` never waits for a client. Each stream holds at most
+`queue_frames` frames; a client too slow to drain them is cut off at once (its transport aborted, so
+a write stuck on a full socket ends too) and resumes with Last-Event-ID elsewhere or later. One
+process therefore holds at most `max_connections * queue_frames` frames plus the sockets' buffers,
+however slow its clients are.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from aforo.sse_gateway.history import StreamKey
+from aforo.sse_gateway.metrics import (
+    DISCONNECTS,
+    EVENTS_FANNED_OUT,
+    OPEN_CONNECTIONS,
+    SLOW_CONSUMER_DISCONNECTS,
+)
+
+HEARTBEAT_SHARDS = 10
+HEARTBEAT = b": heartbeat\n\n"
+"""An SSE comment: keeps idle streams alive through proxies' idle timeouts; clients ignore it."""
+
+
+class CloseReason(StrEnum):
+    """Why a stream ended (a metric label; the SDK reconnects after every one of them)."""
+
+    CLIENT_GONE = "client_gone"
+    SLOW_CONSUMER = "slow_consumer"
+    REVOKED = "revoked"
+    SESSION_ENDED = "session_ended"
+    DRAINING = "draining"
+
+
+@dataclass(frozen=True, slots=True)
+class StreamGrant:
+    """What authorised one open stream: checked again by every revocation sweep."""
+
+    tenant_id: str
+    customer_id: str
+    session_id: str
+    embed_key_id: str
+    session_ends_at: datetime
+
+    @property
+    def key(self) -> StreamKey:
+        return (self.tenant_id, self.customer_id)
+
+
+class Connection:
+    """One browser stream: what authorised it, its queue of frames, and how to cut it off."""
+
+    __slots__ = (
+        "_abort",
+        "_frames",
+        "_heartbeat_due",
+        "_limit",
+        "_sent_since_tick",
+        "_wakeup",
+        "closed",
+        "grant",
+        "key",
+        "shard",
+    )
+
+    def __init__(self, grant: StreamGrant, *, queue_frames: int, abort: Callable[[], None]) -> None:
+        self.grant = grant
+        self.key = grant.key
+        self.closed: CloseReason | None = None
+        self._frames: deque[bytes] = deque()
+        self._limit = queue_frames
+        self._wakeup = asyncio.Event()
+        self._abort = abort
+        self._heartbeat_due = False
+        self._sent_since_tick = True  # the stream's first bytes go out as it opens
+        self.shard = 0  # which heartbeat shard ticks it (set by the registry)
+
+    @property
+    def queued(self) -> int:
+        return len(self._frames)
+
+    def offer(self, frame: bytes) -> bool:
+        """Queue a frame; a full queue closes the stream as a slow consumer and returns False."""
+        if self.closed is not None:
+            return False
+        if len(self._frames) >= self._limit:
+            self.close(CloseReason.SLOW_CONSUMER)
+            return False
+        self._frames.append(frame)
+        self._wakeup.set()
+        return True
+
+    def tick(self) -> None:
+        """One heartbeat interval passed: a stream that sent nothing during it sends a heartbeat."""
+        if not self._sent_since_tick and self.closed is None:
+            self._heartbeat_due = True
+            self._wakeup.set()
+        self._sent_since_tick = False
+
+    async def take(self) -> bytes:
+        """Every queued frame as one chunk, or `HEARTBEAT` when one is due; b"" once closed.
+
+        Heartbeats come from one ticker for all streams (`ConnectionRegistry.tick`) rather than a
+        timeout per wait: with thousands of streams, a timer per stream per event is garbage the
+        collector has to walk.
+        """
+        while not self._frames and not self._heartbeat_due and self.closed is None:
+            self._wakeup.clear()
+            await self._wakeup.wait()
+        if self.closed is not None:
+            return b""
+        self._sent_since_tick = True
+        self._heartbeat_due = False
+        if not self._frames:
+            return HEARTBEAT
+        chunk = b"".join(self._frames)
+        self._frames.clear()
+        return chunk
+
+    def close(self, reason: CloseReason) -> None:
+        """End the stream; the first reason counts. A slow consumer's transport is aborted at once."""
+        if self.closed is not None:
+            return
+        self.closed = reason
+        self._frames.clear()
+        self._wakeup.set()
+        if reason is CloseReason.SLOW_CONSUMER:
+            SLOW_CONSUMER_DISCONNECTS.inc()
+            self._abort()
+
+
+class ConnectionRegistry:
+    """Streams by (tenant, customer); `publish` routes one event's frame to that key's streams only."""
+
+    def __init__(self) -> None:
+        self._by_key: dict[StreamKey, set[Connection]] = {}
+        self._count = 0
+        self._added = 0
+        self._empty = asyncio.Event()
+        self._empty.set()
+
+    def __len__(self) -> int:
+        return self._count
+
+    def count_for(self, key: StreamKey) -> int:
+        return len(self._by_key.get(key, ()))
+
+    def __iter__(self) -> Iterator[Connection]:
+        for connections in list(self._by_key.values()):
+            yield from list(connections)
+
+    def add(self, connection: Connection) -> None:
+        connection.shard = self._added % HEARTBEAT_SHARDS
+        self._added += 1
+        self._by_key.setdefault(connection.key, set()).add(connection)
+        self._count += 1
+        self._empty.clear()
+        OPEN_CONNECTIONS.set(self._count)
+
+    def remove(self, connection: Connection) -> None:
+        """Forget a stream (its handler has returned); the close reason is counted here, once."""
+        connections = self._by_key.get(connection.key)
+        if connections is None or connection not in connections:
+            return
+        connections.discard(connection)
+        if not connections:
+            del self._by_key[connection.key]
+        self._count -= 1
+        OPEN_CONNECTIONS.set(self._count)
+        DISCONNECTS.labels((connection.closed or CloseReason.CLIENT_GONE).value).inc()
+        if self._count == 0:
+            self._empty.set()
+
+    def publish(self, key: StreamKey, event_type: str, frame: bytes) -> int:
+        """Queue `frame` to every stream of `key`; returns how many took it (slow ones are cut off)."""
+        connections = self._by_key.get(key)
+        if not connections:
+            return 0
+        delivered = sum(1 for connection in list(connections) if connection.offer(frame))
+        if delivered:
+            EVENTS_FANNED_OUT.labels(event_type).inc(delivered)
+        return delivered
+
+    def tick(self, shard: int | None = None) -> None:
+        """Tick one heartbeat shard (every stream when `shard` is None).
+
+        The service ticks the shards in turn, each once per heartbeat interval, so the streams'
+        heartbeats are spread over the interval: waking thousands of streams at once leaves a burst
+        of live objects that the garbage collector promotes, and later walks in a long full pass.
+        """
+        for connections in self._by_key.values():
+            for connection in connections:
+                if shard is None or connection.shard == shard:
+                    connection.tick()
+
+    def close_all(self, reason: CloseReason) -> int:
+        closing = [connection for connection in self if connection.closed is None]
+        for connection in closing:
+            connection.close(reason)
+        return len(closing)
+
+    async def wait_empty(self) -> None:
+        """Until every stream's handler has returned (after `close_all`, during drain)."""
+        await self._empty.wait()

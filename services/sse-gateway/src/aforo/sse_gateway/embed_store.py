@@ -1,0 +1,140 @@
+"""The gateway's MongoDB adapter for embed keys, signing keys and sessions (shapes in aforo.shared.embed).
+
+Thin on purpose: lookups, the session writes and the revocation sweep's two queries. Embed keys are
+cached per replica for `embed_key_cache_seconds`, since every stream connect and CORS preflight
+needs one; a revoked key still ends open streams at the next sweep.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from pymongo.asynchronous.collection import AsyncCollection
+
+from aforo.shared.collections import BRIDGE_SIGNING_KEYS, EMBED_KEYS, EMBED_SESSIONS
+from aforo.shared.embed import (
+    EmbedKeyDocument,
+    EmbedKeyStatus,
+    EmbedSessionDocument,
+    SigningKeyDocument,
+)
+from aforo.shared.mongo import Document, MongoStore
+from aforo.shared.secret_box import SecretBox
+from aforo.sse_gateway.embed_tokens import SigningKey
+
+_CACHE_LIMIT = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class Revocations:
+    """(tenant id, id) pairs revoked since a sweep's `since`."""
+
+    sessions: frozenset[tuple[str, str]]
+    embed_keys: frozenset[tuple[str, str]]
+
+
+class EmbedStore:
+    def __init__(
+        self,
+        mongo: MongoStore,
+        secret_box: SecretBox,
+        *,
+        cache_seconds: float,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._mongo = mongo
+        self._secret_box = secret_box
+        self._cache_seconds = cache_seconds
+        self._monotonic = monotonic
+        self._embed_keys: dict[tuple[str, str], tuple[float, EmbedKeyDocument | None]] = {}
+        self._origins: dict[str, tuple[float, bool]] = {}
+
+    @property
+    def _keys(self) -> AsyncCollection[Document]:
+        return self._mongo.collection(EMBED_KEYS.collection)
+
+    @property
+    def _signing_keys(self) -> AsyncCollection[Document]:
+        return self._mongo.collection(BRIDGE_SIGNING_KEYS.collection)
+
+    @property
+    def _sessions(self) -> AsyncCollection[Document]:
+        return self._mongo.collection(EMBED_SESSIONS.collection)
+
+    def _fresh(self, cached_at: float) -> bool:
+        return self._monotonic() - cached_at < self._cache_seconds
+
+    async def embed_key(self, tenant_id: str, key_id: str) -> EmbedKeyDocument | None:
+        cache_key = (tenant_id, key_id)
+        cached = self._embed_keys.get(cache_key)
+        if cached is not None and self._fresh(cached[0]):
+            return cached[1]
+        document = await self._keys.find_one({"tenantId": tenant_id, "keyId": key_id}, {"_id": 0})
+        key = None if document is None else EmbedKeyDocument.model_validate(document)
+        if len(self._embed_keys) >= _CACHE_LIMIT:
+            self._embed_keys.clear()
+        self._embed_keys[cache_key] = (self._monotonic(), key)
+        return key
+
+    async def origin_has_active_key(self, origin: str) -> bool:
+        """For CORS preflights, which carry no credentials: does any active embed key allow `origin`?"""
+        cached = self._origins.get(origin)
+        if cached is not None and self._fresh(cached[0]):
+            return cached[1]
+        found = await self._keys.find_one(
+            {"allowedDomains": origin, "status": EmbedKeyStatus.ACTIVE.value}, {"_id": 1}
+        )
+        if len(self._origins) >= _CACHE_LIMIT:
+            self._origins.clear()
+        self._origins[origin] = (self._monotonic(), found is not None)
+        return found is not None
+
+    async def signing_key(self, tenant_id: str, kid: str) -> SigningKey | None:
+        document = await self._signing_keys.find_one({"tenantId": tenant_id, "kid": kid}, {"_id": 0})
+        if document is None:
+            return None
+        stored = SigningKeyDocument.model_validate(document)
+        return SigningKey(
+            tenant_id=stored.tenant_id,
+            kid=stored.kid,
+            secret=self._secret_box.decrypt(stored.secret_ciphertext),
+            status=stored.status,
+            retires_at=stored.retires_at,
+        )
+
+    async def create_session(self, session: EmbedSessionDocument) -> None:
+        await self._sessions.insert_one(session.to_document())
+
+    async def session(self, tenant_id: str, session_id: str) -> EmbedSessionDocument | None:
+        document = await self._sessions.find_one({"tenantId": tenant_id, "sessionId": session_id}, {"_id": 0})
+        return None if document is None else EmbedSessionDocument.model_validate(document)
+
+    async def extend_session(self, tenant_id: str, session_id: str, expires_at: datetime) -> bool:
+        """Record a refresh; False when the session was revoked meanwhile."""
+        result = await self._sessions.update_one(
+            {"tenantId": tenant_id, "sessionId": session_id, "revokedAt": None},
+            {"$set": {"expiresAt": expires_at}},
+        )
+        return result.matched_count == 1
+
+    async def revoke_session(self, tenant_id: str, session_id: str, now: datetime) -> None:
+        await self._sessions.update_one(
+            {"tenantId": tenant_id, "sessionId": session_id, "revokedAt": None}, {"$set": {"revokedAt": now}}
+        )
+
+    async def revoked_since(self, since: datetime) -> Revocations:
+        """Sessions and embed keys revoked at or after `since`, across tenants (the sweep's two queries)."""
+        window: dict[str, Any] = {"revokedAt": {"$gte": since}}
+        sessions = {
+            (str(document["tenantId"]), str(document["sessionId"]))
+            async for document in self._sessions.find(window, {"_id": 0, "tenantId": 1, "sessionId": 1})
+        }
+        keys = {
+            (str(document["tenantId"]), str(document["keyId"]))
+            async for document in self._keys.find(window, {"_id": 0, "tenantId": 1, "keyId": 1})
+        }
+        return Revocations(sessions=frozenset(sessions), embed_keys=frozenset(keys))

@@ -1,0 +1,268 @@
+"""The embed SDK in real headless Chromium, against a real gateway process on the real stack.
+
+Pages are served on 127.0.0.1 by a test integrator site on several ports (several origins): the
+widget page mounts widgets with the SDK loaded from the gateway; the host page embeds it in an
+iframe. Counts of bridge exchanges and streams are read from the gateway (its /metrics) and from
+the integrator's token endpoint, not from the page.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+import aiohttp
+import pytest_asyncio
+
+from aforo.shared.collections import EMBED_SESSIONS
+from tests.browser.cdp import Chromium, Page
+from tests.browser.site import IntegratorSite
+from tests.integration.test_sse_harness import GatewayUnderTest, gateway_under_test, metric, widget_envelope
+from tests.support.kafka import produce, unique_prefix
+from tests.support.processes import ServiceProcess
+from tests.support.stack import LocalStack
+
+STREAMING = "AforoEmbed.state().then((tenants) => Boolean(tenants.t1 && tenants.t1.streaming))"
+
+
+@dataclass
+class Embed:
+    harness: GatewayUnderTest
+    gateway: ServiceProcess
+    site: IntegratorSite
+    browser: Chromium
+    http: aiohttp.ClientSession
+    host_origin: str
+    widget_origin: str
+    foreign_origin: str
+
+    async def metric(self, name: str, **labels: str) -> float:
+        return await metric(self.http, self.gateway.url, name, **labels)
+
+    async def exchanges(self) -> float:
+        return await self.metric("aforo_sse_session_exchanges_total", outcome="issued")
+
+    async def wait_open_connections(self, count: int, timeout: float = 10.0) -> float:
+        began = time.monotonic()
+        while await self.metric("aforo_sse_open_connections") != count:
+            if time.monotonic() - began > timeout:
+                raise AssertionError(f"open connections never became {count}")
+            await asyncio.sleep(0.05)
+        return time.monotonic() - began
+
+    async def publish(self, event_id: str, customer: str) -> None:
+        envelope = widget_envelope(
+            event_id, "t1", customer, invoiceId=event_id, amountDue=4200, email="a@b.co"
+        )
+        await produce(
+            self.harness.stack.kafka_bootstrap,
+            self.harness.widget_topic,
+            [envelope],
+            key=f"t1:{customer}".encode(),
+        )
+
+    def widget_url(self, customer: str, origin: str | None = None, **query: str | int) -> str:
+        extra = "".join(f"&{name}={value}" for name, value in query.items())
+        return f"{origin or self.widget_origin}/widget.html?customer={customer}{extra}"
+
+
+@pytest_asyncio.fixture(scope="module")
+async def embed(local_stack: LocalStack, service_log_dir: Path) -> AsyncIterator[Embed]:
+    async with gateway_under_test(local_stack, service_log_dir, unique_prefix()) as harness:
+        gateway = await harness.start_gateway()
+        site = IntegratorSite(gateway.url)
+        host_origin, widget_origin, foreign_origin = (
+            await site.serve(),
+            await site.serve(),
+            await site.serve(),
+        )
+        site.tenant = await harness.seed("t1", origins=(host_origin, widget_origin))
+        browser = await Chromium.launch()
+        try:
+            async with aiohttp.ClientSession() as http:
+                yield Embed(harness, gateway, site, browser, http, host_origin, widget_origin, foreign_origin)
+        finally:
+            await browser.close()
+            await site.close()
+
+
+async def test_two_widgets_on_one_page_share_one_bridge_exchange_and_one_stream(embed: Embed) -> None:
+    exchanges, opened = await embed.exchanges(), await embed.metric("aforo_sse_connections_opened_total")
+
+    page = await embed.browser.open(embed.widget_url("c-two", widgets=2))
+    try:
+        assert await page.wait_for("window.ready") is True
+        await page.wait_for(STREAMING)
+        assert await page.evaluate("received.length") == 2
+        assert await embed.exchanges() - exchanges == 1
+        assert await embed.metric("aforo_sse_connections_opened_total") - opened == 1
+        assert embed.site.bridge_tokens["c-two"] == 1
+
+        await embed.publish("two-1", "c-two")
+
+        await page.wait_for("received[0].length === 1 && received[1].length === 1")
+        first, second = await page.evaluate("received")
+        assert first == second
+        assert first[0]["type"] == "aforo.invoice.created"
+        assert first[0]["payload"] == {"invoiceId": "two-1", "amountDue": 4200}
+        assert first[0]["version"] == "1"
+    finally:
+        await page.close()
+
+
+async def frame_page(embed: Embed, host_origin: str, customer: str) -> Page:
+    page = await embed.browser.open(
+        f"{host_origin}/host.html?widget={quote(embed.widget_url(customer), safe='')}"
+    )
+    await page.wait_for_frame(embed.widget_origin)
+    assert await page.wait_for("window.ready", origin=embed.widget_origin) is True
+    await page.wait_for(STREAMING, origin=embed.widget_origin)
+    return page
+
+
+async def test_host_messages_pass_the_allowlist_the_origin_check_and_the_100_ms_dedup(embed: Embed) -> None:
+    widget = embed.widget_origin
+    host = await frame_page(embed, embed.host_origin, "c-frames")
+    foreign = await frame_page(embed, embed.foreign_origin, "c-foreign-host")
+    try:
+        checkout = "{type: 'aforo:checkout-completed', payload: {checkoutId: 'co-1'}}"
+        await host.evaluate(
+            f"postToWidget({checkout}); postToWidget({checkout});"  # the same message twice at once
+            "postToWidget({type: 'aforo:not-on-the-list', payload: {}});"
+            "postToWidget({type: 'aforo.invoice.created', payload: {}});"
+            "postToWidget('aforo:invoice-paid');"
+            "postToWidget({type: 'aforo:invoice-paid', payload: {invoiceId: 'inv-9'}}); true"
+        )
+        await foreign.evaluate(f"postToWidget({checkout}); true")  # the foreign host is not an allowed domain
+        await host.wait_for("inbound.length >= 2", origin=widget)
+        await asyncio.sleep(0.3)  # anything else posted above has long arrived by now
+        inbound = await host.evaluate("inbound", origin=widget)
+        assert [(message["type"], message["payload"]) for message in inbound] == [
+            ("aforo:checkout-completed", {"checkoutId": "co-1"}),
+            ("aforo:invoice-paid", {"invoiceId": "inv-9"}),
+        ]
+        assert {message["origin"] for message in inbound} == {embed.host_origin}
+        assert await foreign.evaluate("inbound.length", origin=widget) == 0
+
+        # More than 100 ms later the same message is news again.
+        await host.evaluate(
+            f"new Promise((done) => setTimeout(() => {{ postToWidget({checkout}); done(true); }}, 150))"
+        )
+        await host.wait_for("inbound.length === 3", origin=widget)
+
+        # Outbound: the widget's events reach its allowed host, the raw listener and AforoEmbed.on alike.
+        await embed.publish("frames-1", "c-frames")
+        await embed.publish("foreign-1", "c-foreign-host")
+        await host.wait_for("raw.length === 1 && viaSdk.length === 1")
+        raw, via_sdk = await host.evaluate("[raw[0], viaSdk[0]]")
+        assert raw == via_sdk
+        assert set(raw) == {"type", "payload", "version", "emittedAt", "source"}
+        assert (raw["type"], raw["payload"]) == (
+            "aforo.invoice.created",
+            {"invoiceId": "frames-1", "amountDue": 4200},
+        )
+        await foreign.wait_for("received[0].length === 1", origin=widget)  # the widget itself got it ...
+        assert await foreign.evaluate("raw.length + viaSdk.length") == 0  # ... but never posts to that host
+    finally:
+        await host.close()
+        await foreign.close()
+
+
+async def test_a_page_on_an_origin_the_embed_key_does_not_allow_gets_no_session(embed: Embed) -> None:
+    exchanges = await embed.exchanges()
+
+    page = await embed.browser.open(embed.widget_url("c-not-allowed", origin=embed.foreign_origin))
+    try:
+        assert await page.wait_for("window.ready.then(() => mountError)")
+        assert await page.evaluate("AforoEmbed.state()") == {}
+        assert await embed.exchanges() == exchanges
+        sessions = embed.harness.mongo.collection(EMBED_SESSIONS.collection)
+        assert await sessions.count_documents({"customerId": "c-not-allowed"}) == 0
+    finally:
+        await page.close()
+
+
+async def test_the_last_unmount_lingers_then_closes_the_stream_and_revokes_the_session(embed: Embed) -> None:
+    await embed.wait_open_connections(0)
+    exchanges, opened = await embed.exchanges(), await embed.metric("aforo_sse_connections_opened_total")
+    page = await embed.browser.open(embed.widget_url("c-linger", linger=1500))
+    try:
+        assert await page.wait_for("window.ready") is True
+        await page.wait_for(STREAMING)
+        await embed.wait_open_connections(1)
+
+        await page.evaluate("widgets[0].unmount(), true")
+        assert await page.evaluate("AforoEmbed.state().then((tenants) => tenants.t1.lingering)") is True
+        await asyncio.sleep(0.5)
+        assert await embed.metric("aforo_sse_open_connections") == 1  # still lingering
+
+        # A widget mounted during the linger takes the same stream: no new exchange, no new stream.
+        assert await page.evaluate("mountWidget()") == 1
+        assert await page.evaluate("AforoEmbed.state().then((tenants) => tenants.t1)") == {
+            "widgets": 1,
+            "streaming": True,
+            "lastEventId": None,
+            "lingering": False,
+        }
+        assert await embed.exchanges() - exchanges == 1
+        assert await embed.metric("aforo_sse_connections_opened_total") - opened == 1
+
+        await page.evaluate("widgets[1].unmount(), true")
+        unmounted = time.monotonic()
+        await embed.wait_open_connections(0)
+        assert time.monotonic() - unmounted >= 1.5
+        assert await page.evaluate("AforoEmbed.state()") == {}
+        sessions = embed.harness.mongo.collection(EMBED_SESSIONS.collection)
+        session = await sessions.find_one({"customerId": "c-linger"})
+        assert session is not None
+        assert session["revokedAt"] is not None  # destroy() revoked it at the gateway
+    finally:
+        await page.close()
+
+
+async def test_the_stream_recovers_after_a_gateway_restart(
+    embed: Embed, local_stack: LocalStack, service_log_dir: Path
+) -> None:
+    async with gateway_under_test(local_stack, service_log_dir, unique_prefix()) as harness:
+        gateway = await harness.start_gateway()
+        site = IntegratorSite(gateway.url)
+        widget_origin = await site.serve()
+        site.tenant = await harness.seed("t1", origins=(widget_origin,))
+        restarted_embed = Embed(
+            harness,
+            gateway,
+            site,
+            embed.browser,
+            embed.http,
+            widget_origin,
+            widget_origin,
+            embed.foreign_origin,
+        )
+        page = await embed.browser.open(restarted_embed.widget_url("c-restart"))
+        try:
+            assert await page.wait_for("window.ready") is True
+            await page.wait_for(STREAMING)
+            await restarted_embed.publish("r1", "c-restart")
+            await page.wait_for("received[0].length === 1")
+
+            assert await asyncio.to_thread(gateway.terminate, 30) == 0
+            await page.wait_for(f"{STREAMING}.then((streaming) => !streaming)")
+            await restarted_embed.publish("r2", "c-restart")  # while no gateway is up
+
+            restarted = await harness.start_gateway(port=gateway.port)
+            restarted_embed.gateway = restarted
+            await page.wait_for(STREAMING, timeout=20)
+            await restarted_embed.publish("r3", "c-restart")
+            await page.wait_for("received[0].length >= 3")
+            await asyncio.sleep(0.3)
+            ids = await page.evaluate("received[0].map((message) => message.payload.invoiceId)")
+            assert ids == ["r1", "r2", "r3"]  # r2 replayed from the new replica's history, once
+            assert await restarted_embed.exchanges() == 0  # the session outlived the replica
+            assert site.bridge_tokens["c-restart"] == 1
+        finally:
+            await page.close()
+            await site.close()
