@@ -79,6 +79,7 @@ start_kafka() {
   sed -e "s#@KAFKA_PORT@#$KAFKA_PORT#g" -e "s#@CONTROLLER_PORT@#$CONTROLLER_PORT#g" \
     -e "s#@DATA_DIR@#$data#g" "$HERE/kafka/server.properties.template" >"$props"
   if running kafka; then say "kafka already running"; return 0; fi
+  if port_open "$KAFKA_PORT"; then say "port $KAFKA_PORT is taken by another process; set AFORO_KAFKA_PORT"; return 1; fi
   if [[ ! -f $data/logs/meta.properties ]]; then
     local cluster_id
     cluster_id=$(java -cp "$KAFKA_LIBS/*" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -n 1)
@@ -94,6 +95,10 @@ start_kafka() {
 
 start_mongo() {
   mkdir -p "$LOCAL/secantus"
+  if ! running mongodb && port_open "$MONGO_PORT"; then
+    say "port $MONGO_PORT is taken by another process; set AFORO_MONGO_PORT"
+    return 1
+  fi
   launch mongodb "$LOGS/mongodb.log" "$PY" -m secantus --host 127.0.0.1 --port "$MONGO_PORT" \
     --storage-path "$LOCAL/secantus" --log-level WARNING
   wait_port mongodb "$MONGO_PORT" 60
