@@ -24,6 +24,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 from pydantic import SecretStr, ValidationError
 
+from aforo.api.problems import ApiError
 from aforo.api.settings import ApiSettings
 from aforo.shared.http import error_response
 from aforo.shared.logging import bind_event_context, get_logger
@@ -152,16 +153,10 @@ class AuthConfig:
 # --------------------------------------------------------------------------- errors
 
 
-class AuthError(Exception):
-    """An expected refusal: the HTTP status and the JSON error (code, message, field) the client sees."""
+class AuthError(ApiError):
+    """An expected refusal of credentials or role; the API's one error shape (`ApiError`)."""
 
     status: ClassVar[int] = 401
-
-    def __init__(self, code: str, message: str, field: str | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.field = field
 
 
 class UnauthenticatedError(AuthError):
