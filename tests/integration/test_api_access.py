@@ -215,6 +215,61 @@ async def replay(api: ApiUnderTest, tenant: str) -> Call:
     return Call("POST", f"/api/v1/deliveries/{await failed_delivery(api, tenant)}/replay")
 
 
+EMBED_KEYS = "/api/v1/admin/embed-keys"
+SIGNING_KEYS = "/api/v1/admin/bridge-signing-keys"
+EMBED_ORIGINS = {"allowedDomains": ["https://app.acme.test"]}
+
+
+async def embed_key(api: ApiUnderTest, tenant: str) -> str:
+    key_id: str = (await owner(api, tenant, "POST", EMBED_KEYS, json=EMBED_ORIGINS))["keyId"]
+    return key_id
+
+
+async def signing_key(api: ApiUnderTest, tenant: str) -> str:
+    kid: str = (await owner(api, tenant, "POST", SIGNING_KEYS))["kid"]
+    return kid
+
+
+async def create_embed_key(api: ApiUnderTest, tenant: str) -> Call:
+    return Call("POST", EMBED_KEYS, json=EMBED_ORIGINS)
+
+
+async def list_embed_keys(api: ApiUnderTest, tenant: str) -> Call:
+    return Call("GET", EMBED_KEYS)
+
+
+async def update_embed_key(api: ApiUnderTest, tenant: str) -> Call:
+    return Call(
+        "PATCH",
+        f"{EMBED_KEYS}/{await embed_key(api, tenant)}",
+        json={"allowedDomains": ["https://other.acme.test"]},
+    )
+
+
+async def revoke_embed_key(api: ApiUnderTest, tenant: str) -> Call:
+    return Call("DELETE", f"{EMBED_KEYS}/{await embed_key(api, tenant)}")
+
+
+async def mint_signing_key(api: ApiUnderTest, tenant: str) -> Call:
+    return Call("POST", SIGNING_KEYS)
+
+
+async def list_signing_keys(api: ApiUnderTest, tenant: str) -> Call:
+    return Call("GET", SIGNING_KEYS)
+
+
+async def promote_signing_key(api: ApiUnderTest, tenant: str) -> Call:
+    return Call("POST", f"{SIGNING_KEYS}/{await signing_key(api, tenant)}/promote")
+
+
+async def revoke_signing_key(api: ApiUnderTest, tenant: str) -> Call:
+    return Call("DELETE", f"{SIGNING_KEYS}/{await signing_key(api, tenant)}")
+
+
+async def revoke_embed_sessions(api: ApiUnderTest, tenant: str) -> Call:
+    return Call("POST", "/api/v1/admin/embed-sessions/revoke", json={"customerId": CUSTOMER})
+
+
 DEFINITIONS = "/api/v1/admin/event-definitions"
 ENDPOINTS = "/api/v1/webhook-endpoints"
 ROUTES = [
@@ -233,6 +288,15 @@ ROUTES = [
     Route("PUT", "/api/v1/notification-preferences", True, put_preference),
     Route("GET", "/internal/v1/delivery-logs/by-customer", False, delivery_logs),
     Route("POST", "/api/v1/deliveries/{deliveryId}/replay", False, replay),
+    Route("POST", EMBED_KEYS, False, create_embed_key),
+    Route("GET", EMBED_KEYS, False, list_embed_keys),
+    Route("PATCH", f"{EMBED_KEYS}/{{keyId}}", False, update_embed_key),
+    Route("DELETE", f"{EMBED_KEYS}/{{keyId}}", False, revoke_embed_key),
+    Route("POST", SIGNING_KEYS, False, mint_signing_key),
+    Route("GET", SIGNING_KEYS, False, list_signing_keys),
+    Route("POST", f"{SIGNING_KEYS}/{{kid}}/promote", False, promote_signing_key),
+    Route("DELETE", f"{SIGNING_KEYS}/{{kid}}", False, revoke_signing_key),
+    Route("POST", "/api/v1/admin/embed-sessions/revoke", False, revoke_embed_sessions),
 ]
 
 
@@ -287,6 +351,8 @@ async def test_every_route_with_another_tenants_ids_is_404_and_changes_nothing(a
     event_type = await definition(api, home)
     endpoint_id = await endpoint(api, home)
     delivery_id = await failed_delivery(api, home)
+    key_id = await embed_key(api, home)
+    kid = await signing_key(api, home)
     preference = {"eventType": event_type, "enabled": True, "channels": ["SMS"]}
     assert (
         await api.portal("PUT", "/api/v1/notification-preferences", tenant=home, json=preference)
@@ -318,6 +384,10 @@ async def test_every_route_with_another_tenants_ids_is_404_and_changes_nothing(a
         ),
         await as_intruder("POST", f"/api/v1/deliveries/{delivery_id}/replay"),
         await api.portal("PUT", "/api/v1/notification-preferences", tenant=intruder, json=preference),
+        await as_intruder("PATCH", f"{EMBED_KEYS}/{key_id}", json={"allowedDomains": ["https://evil.test"]}),
+        await as_intruder("DELETE", f"{EMBED_KEYS}/{key_id}"),
+        await as_intruder("POST", f"{SIGNING_KEYS}/{kid}/promote"),
+        await as_intruder("DELETE", f"{SIGNING_KEYS}/{kid}"),
     ]
     assert [reply.status for reply in not_found] == [404] * len(not_found), [r.body for r in not_found]
 
@@ -331,6 +401,9 @@ async def test_every_route_with_another_tenants_ids_is_404_and_changes_nothing(a
     assert (logs.status, logs.json()) == (200, {"items": [], "nextCursor": None})
     preferences = await api.portal("GET", "/api/v1/notification-preferences", tenant=intruder)
     assert (preferences.status, preferences.json()) == (200, {"items": []})
+    for path in (EMBED_KEYS, SIGNING_KEYS):
+        keys = await as_intruder("GET", path)
+        assert (keys.status, keys.json()) == (200, {"items": []})
 
     # Nothing of the home tenant changed, and its unique URL does not leak through a 409.
     home_endpoints = await api.call(
@@ -350,3 +423,9 @@ async def test_every_route_with_another_tenants_ids_is_404_and_changes_nothing(a
     assert (mine["severity"], mine["version"]) == ("INFO", 1)
     home_preferences = await api.portal("GET", "/api/v1/notification-preferences", tenant=home)
     assert [item["channels"] for item in home_preferences.json()["items"]] == [["SMS"]]
+    home_keys = await api.call("GET", EMBED_KEYS, tenant=home)
+    assert [(k["keyId"], k["status"], k["allowedDomains"]) for k in home_keys.json()["items"]] == [
+        (key_id, "ACTIVE", EMBED_ORIGINS["allowedDomains"])
+    ]
+    home_signing = await api.call("GET", SIGNING_KEYS, tenant=home)
+    assert [(k["kid"], k["status"]) for k in home_signing.json()["items"]] == [(kid, "NEXT")]

@@ -21,14 +21,18 @@ from aforo.api.publishing import Publisher
 from aforo.api.request_gate import RequestGate
 from aforo.api.routes.context import ApiContext
 from aforo.api.routes.delivery_logs import DeliveryLogRoutes
+from aforo.api.routes.embed_keys import EmbedKeyRoutes
 from aforo.api.routes.emit import EmitRoutes
 from aforo.api.routes.event_definitions import EventDefinitionRoutes
 from aforo.api.routes.notification_preferences import PreferenceRoutes
 from aforo.api.routes.webhook_endpoints import WebhookEndpointRoutes
 from aforo.api.settings import ApiSettings
 from aforo.shared.collections import (
+    BRIDGE_SIGNING_KEYS,
     CONFIG_VERSIONS,
     DELIVERY_LOGS,
+    EMBED_KEYS,
+    EMBED_SESSIONS,
     EVENT_DEFINITIONS,
     NOTIFICATION_PREFERENCES,
     WEBHOOK_ENDPOINTS,
@@ -48,6 +52,9 @@ API_COLLECTIONS = (
     NOTIFICATION_PREFERENCES,
     DELIVERY_LOGS,
     CONFIG_VERSIONS,
+    EMBED_KEYS,
+    BRIDGE_SIGNING_KEYS,
+    EMBED_SESSIONS,
 )
 
 
@@ -109,6 +116,7 @@ class ApiService(ConnectedService):
             WebhookEndpointRoutes(self.context),
             PreferenceRoutes(self.context),
             DeliveryLogRoutes(self.context),
+            EmbedKeyRoutes(self.context),
         ):
             app.add_routes(routes.routes())
         app.router.add_get(OPENAPI_PATH, self._openapi)

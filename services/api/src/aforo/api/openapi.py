@@ -36,6 +36,7 @@ from aforo.api.preferences import PreferenceList, PreferenceUpdate, PreferenceVi
 from aforo.api.redelivery import RecoverQuery, RecoveryAccepted
 from aforo.api.routes import (
     delivery_logs,
+    embed_keys,
     emit,
     event_definitions,
     notification_preferences,
@@ -94,6 +95,8 @@ _ACCEPTED_EVENT: Final = Answer(
 )
 _DEFINITION_NOT_FOUND: Final = {404: Answer("No CUSTOM definition of this type for this tenant.")}
 _ENDPOINT_NOT_FOUND: Final = {404: Answer("No such endpoint for this tenant.")}
+_EMBED_KEY_NOT_FOUND: Final = {404: Answer("No such embed key for this tenant.")}
+_SIGNING_KEY_NOT_FOUND: Final = {404: Answer("No such bridge signing key for this tenant.")}
 
 OPERATIONS: Final[tuple[Operation, ...]] = (
     Operation(
@@ -258,6 +261,93 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
             404: Answer("No such delivery for this tenant."),
             409: Answer("Not replayable (its status or channel), or its endpoint was deleted."),
         },
+    ),
+    Operation(
+        "post",
+        embed_keys.EMBED_KEYS_PATH,
+        "createEmbedKey",
+        "Mint a public embed key for the origins (exact `https://host[:port]`) allowed to embed widgets.",
+        "admin",
+        {
+            201: Answer("Minted.", embed_keys.EmbedKeyView, {"Location": "The key's path."}),
+            **_BODY_ERRORS,
+        },
+        body=embed_keys.EmbedKeyCreate,
+    ),
+    Operation(
+        "get",
+        embed_keys.EMBED_KEYS_PATH,
+        "listEmbedKeys",
+        "The tenant's embed keys, revoked ones included, oldest first.",
+        "admin",
+        {200: Answer("The keys.", embed_keys.EmbedKeyList)},
+    ),
+    Operation(
+        "patch",
+        embed_keys.EMBED_KEY_PATH,
+        "updateEmbedKey",
+        "Replace an active embed key's allowed origins.",
+        "admin",
+        {
+            200: Answer("Changed.", embed_keys.EmbedKeyView),
+            **_EMBED_KEY_NOT_FOUND,
+            409: Answer("The key is revoked."),
+            **_BODY_ERRORS,
+        },
+        body=embed_keys.EmbedKeyUpdate,
+    ),
+    Operation(
+        "delete",
+        embed_keys.EMBED_KEY_PATH,
+        "revokeEmbedKey",
+        "Revoke an embed key (idempotent); gateways end its streams within their sweep interval.",
+        "admin",
+        {204: Answer("Revoked."), **_EMBED_KEY_NOT_FOUND},
+    ),
+    Operation(
+        "post",
+        embed_keys.SIGNING_KEYS_PATH,
+        "mintBridgeSigningKey",
+        "Mint an auth-bridge signing key as NEXT; its secret is in this answer and never again.",
+        "admin",
+        {201: Answer("Minted.", embed_keys.MintedSigningKey, {"Location": "The key's path."})},
+    ),
+    Operation(
+        "get",
+        embed_keys.SIGNING_KEYS_PATH,
+        "listBridgeSigningKeys",
+        "The tenant's bridge signing keys with their effective status, never their secrets.",
+        "admin",
+        {200: Answer("The keys.", embed_keys.SigningKeyList)},
+    ),
+    Operation(
+        "post",
+        embed_keys.PROMOTE_PATH,
+        "promoteBridgeSigningKey",
+        "NEXT → ACTIVE; the previous ACTIVE key keeps verifying for the overlap, then is RETIRED.",
+        "admin",
+        {
+            200: Answer("Promoted.", embed_keys.SigningKeyView),
+            **_SIGNING_KEY_NOT_FOUND,
+            409: Answer("The key is not NEXT."),
+        },
+    ),
+    Operation(
+        "delete",
+        embed_keys.SIGNING_KEY_PATH,
+        "revokeBridgeSigningKey",
+        "Revoke a bridge signing key (idempotent); tokens it signed stop verifying.",
+        "admin",
+        {204: Answer("Revoked."), **_SIGNING_KEY_NOT_FOUND},
+    ),
+    Operation(
+        "post",
+        embed_keys.REVOKE_SESSIONS_PATH,
+        "revokeEmbedSessions",
+        "End every live embed session of one customer on every gateway replica.",
+        "admin",
+        {200: Answer("How many sessions were revoked.", embed_keys.SessionsRevoked), **_BODY_ERRORS},
+        body=embed_keys.EmbedSessionRevocation,
     ),
 )
 
