@@ -580,7 +580,9 @@ class DispatcherRun:
 
 
 def with_query(uri: str, option: str) -> str:
-    """`uri` with one more connection-string option."""
+    """`uri` with one more connection-string option (unless it already sets that option)."""
+    if option.split("=", 1)[0] in uri:
+        return uri
     if "?" in uri:
         return f"{uri}&{option}"
     # The options follow the path, which may be empty: mongodb://host:port/?option

@@ -122,7 +122,9 @@ start_services() {
     'import secrets; print(secrets.token_urlsafe(48))')}
   export AFORO_DISPATCHER_OUTBOUND_ALLOWLIST=${AFORO_DISPATCHER_OUTBOUND_ALLOWLIST:-127.0.0.1/32}
   export AFORO_KAFKA_BOOTSTRAP_SERVERS=${AFORO_KAFKA_BOOTSTRAP_SERVERS:-127.0.0.1:$KAFKA_PORT}
-  export AFORO_MONGO_URI=${AFORO_MONGO_URI:-mongodb://127.0.0.1:$MONGO_PORT}
+  # retryWrites=false: a single local node has no failover to retry across, and SecantusDB slows down
+  # once it holds 10,000 retryable-write records (every write then scans them). Production keeps the default.
+  export AFORO_MONGO_URI=${AFORO_MONGO_URI:-mongodb://127.0.0.1:$MONGO_PORT/?retryWrites=false}
   local service
   for service in "${SERVICES[@]}"; do
     local upper=${service^^}

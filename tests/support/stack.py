@@ -52,7 +52,9 @@ class LocalStack:
             "AFORO_MONGO_PORT": str(mongo_port),
             "AFORO_KAFKA_HEAP": "768m",
         }
-        stack = cls(f"127.0.0.1:{kafka_port}", f"mongodb://127.0.0.1:{mongo_port}", env, directory)
+        # retryWrites=false as `make up` (deploy/local/stack.sh says why).
+        mongo_uri = f"mongodb://127.0.0.1:{mongo_port}/?retryWrites=false"
+        stack = cls(f"127.0.0.1:{kafka_port}", mongo_uri, env, directory)
         try:
             for command in ("start-kafka", "start-mongo"):
                 subprocess.run([str(STACK_SCRIPT), command], env=env, check=True, timeout=240)

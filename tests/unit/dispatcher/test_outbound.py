@@ -227,7 +227,7 @@ async def receiver() -> AsyncIterator[Receiver]:
 
 
 def session_for(allowlist: Sequence[IPNetwork]) -> aiohttp.ClientSession:
-    return build_outbound_session(allowlist, limit_per_host=2, total_timeout_seconds=5)
+    return build_outbound_session(allowlist, limit=4, limit_per_host=2, total_timeout_seconds=5)
 
 
 async def post_refused(session: aiohttp.ClientSession, url: str) -> OutboundAddressRefused:

@@ -64,6 +64,7 @@ class DispatcherService(ConnectedService):
         await super().start()
         self.session = build_outbound_session(
             self.allowlist,
+            limit=settings.max_in_flight,
             limit_per_host=settings.per_endpoint_concurrency,
             total_timeout_seconds=settings.attempt_timeout_seconds,
         )

@@ -7,14 +7,14 @@
   waits in process memory, so a crash loses no retry (the record is still on its topic).
 
 Records are worked on concurrently (one slow receiver must not hold up the others), so each loop
-commits only the contiguous prefix of finished records, after flushing their delivery-log rows.
+commits only the contiguous prefix of finished records, after flushing their delivery-log rows. The
+commit runs beside the fetch loop, not inside it: a slow flush must not stop records coming in.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from abc import ABC, abstractmethod
 from datetime import UTC, datetime
 from typing import Any
@@ -50,6 +50,13 @@ class _DrainOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
         return None
 
 
+async def _cancelled(task: asyncio.Task[None] | None) -> None:
+    if task is not None and not task.done():
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
 class ConsumerLoop(ABC):
     def __init__(
         self,
@@ -71,28 +78,31 @@ class ConsumerLoop(ABC):
         self._commit_interval = commit_interval_seconds
         self._stopping = False
         self._main: asyncio.Task[None] | None = None
-        self._last_commit = time.monotonic()
+        self._committer: asyncio.Task[None] | None = None
+        self._commit_lock = asyncio.Lock()
 
     async def start(self) -> None:
         self.consumer.subscribe(self.topics, listener=_DrainOnRevoke(self))
         await self.consumer.start()
         self._main = asyncio.create_task(self._run(), name=self.name)
+        self._committer = asyncio.create_task(self._commit_periodically(), name=f"{self.name}-commit")
 
     def is_alive(self) -> bool:
-        return self._main is None or not self._main.done() or self._stopping
+        if self._stopping:
+            return True
+        return all(task is None or not task.done() for task in (self._main, self._committer))
 
     async def drain(self) -> None:
         """Fetch nothing more; finish what is in flight; flush the log; commit."""
         self._stopping = True
         if self._main is not None:
             await self._main
+        await _cancelled(self._committer)
         await self.finish_in_flight()
 
     async def stop(self) -> None:
-        if self._main is not None and not self._main.done():
-            self._main.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._main
+        await _cancelled(self._main)
+        await _cancelled(self._committer)
         for task in list(self._tasks):
             task.cancel()
         await self.consumer.stop()
@@ -103,19 +113,36 @@ class ConsumerLoop(ABC):
         await self.commit()
 
     async def commit(self) -> None:
-        try:
-            await self.log_writer.flush()
-        except PyMongoError as error:
-            log.warning("commit_deferred_log_not_flushed", consumer=self.name, error=repr(error))
-            return
-        offsets = self.tracker.committable()
-        if not offsets:
-            return
-        try:
-            await self.consumer.commit(offsets)
-        except (CommitFailedError, KafkaError) as error:
-            # Not committed: those records are redelivered and their attempts found already claimed.
-            log.warning("commit_failed", consumer=self.name, error=repr(error))
+        """Flush the delivery log, then commit what has finished (one commit at a time)."""
+        async with self._commit_lock:
+            # Taken before the flush: every record finished by now has its rows in this flush.
+            offsets = self.tracker.committable()
+            try:
+                await self.log_writer.flush()
+            except PyMongoError as error:
+                log.warning("commit_deferred_log_not_flushed", consumer=self.name, error=repr(error))
+                return
+            if not offsets:
+                return
+            try:
+                await self.consumer.commit(offsets)
+            except (CommitFailedError, KafkaError) as error:
+                # Offered again next time; if the partitions moved, their records are redelivered and
+                # their attempts found already claimed.
+                log.warning("commit_failed", consumer=self.name, error=repr(error))
+                return
+            self.tracker.committed(offsets)
+
+    async def _commit_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(self._commit_interval)
+            try:
+                await self.commit()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # A bug here must not end committing for good: the next interval tries again.
+                log.exception("commit_crashed", consumer=self.name)
 
     async def _run(self) -> None:
         while not self._stopping:
@@ -127,9 +154,6 @@ class ConsumerLoop(ABC):
                     task = asyncio.create_task(self._handle_and_finish(partition, record))
                     self._tasks.add(task)
                     task.add_done_callback(self._tasks.discard)
-            if time.monotonic() - self._last_commit >= self._commit_interval:
-                self._last_commit = time.monotonic()
-                await self.commit()
 
     async def _handle_and_finish(self, partition: TopicPartition, record: ConsumerRecord[Any, Any]) -> None:
         try:

@@ -19,6 +19,7 @@ class _PartitionProgress:
     started: set[int] = field(default_factory=set)
     finished: set[int] = field(default_factory=set)
     committable: int | None = None  # the next offset to commit (last contiguous finished + 1)
+    committed: int | None = None  # the offset the last successful commit stored
 
 
 @dataclass
@@ -36,17 +37,26 @@ class OffsetTracker(Generic[Partition]):
         progress.finished.add(offset)
 
     def committable(self) -> dict[Partition, int]:
-        """Per partition, the offset to commit: just past every finished record with none pending before it."""
+        """Per partition, the offset to commit: just past every finished record with none pending
+        before it; partitions with nothing new since the last `committed` are left out. Until
+        `committed` confirms it, the same offset is offered again (a failed commit is retried)."""
         result: dict[Partition, int] = {}
         for partition, progress in self._partitions.items():
             lowest_pending = min(progress.started) if progress.started else None
             done = sorted(o for o in progress.finished if lowest_pending is None or o < lowest_pending)
-            if not done:
-                continue
-            progress.finished.difference_update(done)
-            progress.committable = done[-1] + 1
-            result[partition] = progress.committable
+            if done:
+                progress.finished.difference_update(done)
+                progress.committable = done[-1] + 1
+            if progress.committable is not None and progress.committable != progress.committed:
+                result[partition] = progress.committable
         return result
+
+    def committed(self, offsets: dict[Partition, int]) -> None:
+        """The broker stored these offsets: stop offering them."""
+        for partition, offset in offsets.items():
+            progress = self._partitions.get(partition)
+            if progress is not None:
+                progress.committed = offset
 
     def in_flight(self) -> int:
         return sum(len(progress.started) for progress in self._partitions.values())

@@ -245,17 +245,18 @@ def outbound_refusal_of(error: BaseException) -> OutboundAddressRefused | None:
 
 
 def build_outbound_session(
-    allowlist: Sequence[IPNetwork], *, limit_per_host: int, total_timeout_seconds: float
+    allowlist: Sequence[IPNetwork], *, limit: int, limit_per_host: int, total_timeout_seconds: float
 ) -> aiohttp.ClientSession:
     """The one HTTP session webhook deliveries go out through, with the SSRF policy built in.
 
     Callers must pass ``allow_redirects=False`` on every request (see the module docstring). The
     session ignores proxy environment variables (a proxy would resolve targets past the policy) and
     keeps no cookies, so one customer's receiver cannot plant state for another's delivery. Must be
-    called with a running event loop.
+    called with a running event loop. `limit` bounds the connections in all (aiohttp's default, 100,
+    would sit below the attempts the consumers run at once); `limit_per_host` those to one receiver.
     """
     return aiohttp.ClientSession(
-        connector=SafeConnector(allowlist, limit_per_host=limit_per_host),
+        connector=SafeConnector(allowlist, limit=limit, limit_per_host=limit_per_host),
         timeout=aiohttp.ClientTimeout(total=total_timeout_seconds),
         cookie_jar=aiohttp.DummyCookieJar(),
         trust_env=False,

@@ -33,7 +33,7 @@ from aforo.shared.collections import (
     WEBHOOK_ENDPOINTS,
 )
 from aforo.shared.delivery import Channel
-from aforo.shared.mongo import MongoStore
+from aforo.shared.mongo import InsertBatcher, MongoStore
 from aforo.shared.secret_box import SecretBox
 from aforo.shared.serde import dumps_json
 
@@ -215,11 +215,14 @@ class DeliveryStateStore:
     started (a replay of a FAILED delivery gets a fresh budget, same eventId).
 
     Every write filters on `_id` (plus the token): a point lookup on any MongoDB-compatible server,
-    never a scan, however many deliveries the collection holds.
+    never a scan, however many deliveries the collection holds. Most claims are a first attempt that
+    meets no record; their inserts are batched across concurrent attempts (`InsertBatcher`), and a
+    duplicate key sends that one claim down the read-and-compare path.
     """
 
     def __init__(self, mongo: MongoStore) -> None:
         self._state = mongo.collection(DELIVERY_STATE.collection)
+        self._inserts = InsertBatcher(self._state)
 
     @staticmethod
     def record_id(tenant_id: str, event_id: str, endpoint_id: str) -> str:
@@ -255,21 +258,20 @@ class DeliveryStateStore:
                 "updatedAt": now,
             }
             if current is None:
-                try:
-                    await self._state.insert_one(
-                        {
-                            "_id": record_id,
-                            "tenantId": tenant_id,
-                            "eventId": event_id,
-                            "channel": "WEBHOOK",
-                            "endpointId": endpoint_id,
-                            "createdAt": now,
-                            **fields,
-                        }
-                    )
-                except DuplicateKeyError:
-                    continue
-                return decision
+                inserted = await self._inserts.insert(
+                    {
+                        "_id": record_id,
+                        "tenantId": tenant_id,
+                        "eventId": event_id,
+                        "channel": "WEBHOOK",
+                        "endpointId": endpoint_id,
+                        "createdAt": now,
+                        **fields,
+                    }
+                )
+                if inserted:
+                    return decision
+                continue
             result = await self._state.update_one(
                 {"_id": record_id, "token": current.get("token")}, {"$set": fields}
             )

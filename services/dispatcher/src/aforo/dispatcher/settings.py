@@ -29,12 +29,17 @@ class DispatcherSettings(ServiceSettings):
     )
     per_endpoint_concurrency: int = Field(default=8, ge=1, description="Concurrent attempts per endpoint.")
     per_endpoint_backlog: int = Field(
-        default=64,
+        default=256,
         ge=1,
-        description="Attempts waiting on one endpoint before new ones are deferred to a delay topic.",
+        description=(
+            "Attempts waiting on one endpoint before new ones are deferred to a delay topic; keep it "
+            "well under max_in_flight, so a slow endpoint cannot hold every slot of the consumer."
+        ),
     )
     max_in_flight: int = Field(
-        default=1024, ge=1, description="Events being dispatched at once per consumer."
+        default=1024,
+        ge=1,
+        description="Events being dispatched at once per consumer; also the outbound connection pool's size.",
     )
     lease_seconds: float = Field(
         default=30.0,
