@@ -723,6 +723,7 @@ class ThroughputResult:
     seconds: float  # first receipt to last receipt
     cpu_share: float | None  # the sender's CPU time / wall time while deliveries arrived; None off Linux
     receiver_cpu_share: float | None
+    database_cpu_share: float | None = None  # the local SecantusDB's, when it runs on this machine
     notes: tuple[str, ...] = ()  # the dispatcher's counters that say the run was not a plain one
     problems: tuple[str, ...] = ()  # wrong behaviour other than the receipts (which is an error)
 
@@ -737,6 +738,8 @@ class ThroughputResult:
     def describe(self, round_number: int) -> str:
         cpu = f", {self.cpu_share:.0%} of a core" if self.cpu_share is not None else ""
         receiver = f", receiver {self.receiver_cpu_share:.0%}" if self.receiver_cpu_share is not None else ""
+        if self.database_cpu_share is not None:
+            receiver += f", database {self.database_cpu_share:.0%}"
         count = f"{self.delivered}" if self.complete else f"only {self.delivered} of {self.expected}"
         return (
             f"dispatcher: round {round_number} {self.side:<10} {self.per_second:,.0f} deliveries/s "
@@ -795,6 +798,21 @@ def cpu_seconds(pid: int) -> float | None:
     except (OSError, IndexError):
         return None
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def database_pid(mongo_uri: str) -> int | None:
+    """The local SecantusDB serving `mongo_uri`, found by its command line (Linux); None if not here."""
+    port = mongo_uri.split("://", 1)[-1].split("/", 1)[0].rsplit(":", 1)[-1]
+    for entry in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            arguments = entry.read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"secantus" in arguments and b"--port" in arguments:
+            index = arguments.index(b"--port")
+            if index + 1 < len(arguments) and arguments[index + 1] == port.encode():
+                return int(entry.parent.name)
+    return None
 
 
 class CpuMeter:
@@ -952,7 +970,8 @@ async def dispatcher_throughput(
         await produce_all(run, 0, events)
         await receiver.reset()
         process = await start_dispatcher(run, profile)
-        meter = CpuMeter(process.pid, receiver.pid)
+        database = database_pid(stack.mongo_uri)
+        meter = CpuMeter(process.pid, receiver.pid, *([] if database is None else [database]))
         deadline = time.monotonic() + max(30.0, events / THROUGHPUT_DEADLINE_RATE)
         await wait_for_receipts(receiver, events, process, meter, deadline)
         ended = time.time()
@@ -963,9 +982,17 @@ async def dispatcher_throughput(
         notes, problems = await stop_dispatcher(process, run, events, complete=not missing)
         # An unfinished run is timed up to its deadline: a dispatcher that stalls has not delivered faster.
         seconds = span_seconds(receipts, None if not missing else ended)
-        cpu_share, receiver_cpu_share = meter.shares
+        cpu_share, receiver_cpu_share, *database_share = meter.shares
         return ThroughputResult(
-            "dispatcher", events, len(receipts), seconds, cpu_share, receiver_cpu_share, notes, problems
+            "dispatcher",
+            events,
+            len(receipts),
+            seconds,
+            cpu_share,
+            receiver_cpu_share,
+            database_share[0] if database_share else None,
+            notes,
+            problems,
         )
     finally:
         if process is not None:

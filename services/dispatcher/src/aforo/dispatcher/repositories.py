@@ -1,12 +1,13 @@
 """Thin MongoDB adapters the dispatcher reads configuration from and keeps its state in.
 
 Every query names the tenant (isolation) and uses an index from `aforo.shared.collections`.
-Configuration is read per event rather than cached: a change the API writes is visible to the next
-event (well inside the 2 s the design asks for), with no cache to invalidate.
+Configuration is remembered for `config_cache_seconds` (1 s by default), so a change the API writes
+reaches the pipeline well inside the 2 s the design asks for.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -46,21 +47,40 @@ class EndpointRecord:
     secrets: tuple[str, ...]
 
 
-class _TtlCache:
-    """Answers remembered for `ttl` seconds: bounds both MongoDB reads per event and staleness."""
+class TtlCache:
+    """Answers remembered for `ttl` seconds: bounds both MongoDB reads per event and staleness.
+
+    Loads are single-flight: callers that miss while a key is being loaded await that one load, so
+    a burst of events for one customer (or every in-flight attempt at a TTL boundary) costs one
+    query, not one per event.
+    """
 
     def __init__(self, ttl: float, max_entries: int = 100_000) -> None:
         self._ttl = ttl
         self._max_entries = max_entries
         self._entries: dict[tuple[str, ...], tuple[float, Any]] = {}
+        self._loading: dict[tuple[str, ...], asyncio.Future[Any]] = {}
 
-    def get(self, key: tuple[str, ...]) -> tuple[bool, Any]:
+    async def get_or_load(self, key: tuple[str, ...], load: Callable[[], Awaitable[Any]]) -> Any:
         entry = self._entries.get(key)
-        if entry is None or entry[0] < time.monotonic():
-            return False, None
-        return True, entry[1]
+        if entry is not None and entry[0] >= time.monotonic():
+            return entry[1]
+        loading = self._loading.get(key)
+        if loading is None:
+            loading = asyncio.ensure_future(load())
+            self._loading[key] = loading
+            loading.add_done_callback(lambda done: self._loaded(key, done))
+        # Shielded: one caller's cancellation must not cancel the load the others wait on.
+        return await asyncio.shield(loading)
 
-    def put(self, key: tuple[str, ...], value: Any) -> None:
+    def _loaded(self, key: tuple[str, ...], done: asyncio.Future[Any]) -> None:
+        if self._loading.get(key) is not done:
+            return  # dropped while loading: its answer may predate the change
+        del self._loading[key]
+        if not done.cancelled() and done.exception() is None:
+            self._put(key, done.result())
+
+    def _put(self, key: tuple[str, ...], value: Any) -> None:
         if len(self._entries) >= self._max_entries:
             now = time.monotonic()
             self._entries = {k: v for k, v in self._entries.items() if v[0] >= now}
@@ -72,6 +92,8 @@ class _TtlCache:
         """Forget every answer whose key starts with `prefix` (a change this process made itself)."""
         for key in [key for key in self._entries if key[: len(prefix)] == prefix]:
             del self._entries[key]
+        for key in [key for key in self._loading if key[: len(prefix)] == prefix]:
+            del self._loading[key]
 
 
 class ConfigurationReader:
@@ -87,14 +109,10 @@ class ConfigurationReader:
         self._preferences = mongo.collection(NOTIFICATION_PREFERENCES.collection)
         self._definitions = mongo.collection(EVENT_DEFINITIONS.collection)
         self._secret_box = secret_box
-        self._cache = _TtlCache(cache_seconds)
+        self._cache = TtlCache(cache_seconds)
 
     async def _cached(self, key: tuple[str, ...], load: Callable[[], Awaitable[Any]]) -> Any:
-        hit, value = self._cache.get(key)
-        if not hit:
-            value = await load()
-            self._cache.put(key, value)
-        return value
+        return await self._cache.get_or_load(key, load)
 
     async def definition(self, tenant_id: str, event_type: str) -> EventDefinitionView | None:
         """SYSTEM and `webhook.test` from the catalog; CUSTOM from the tenant's definitions."""
