@@ -179,7 +179,7 @@ aforo-notify is up.
   bridge        http://127.0.0.1:${SERVICE_PORT[bridge]}/readyz   /metrics
   trigger       http://127.0.0.1:${SERVICE_PORT[trigger]}/readyz   /metrics
   dispatcher    http://127.0.0.1:${SERVICE_PORT[dispatcher]}/readyz   /metrics
-  Kafka         127.0.0.1:$KAFKA_PORT      MongoDB (SecantusDB)  mongodb://127.0.0.1:$MONGO_PORT
+  Kafka         127.0.0.1:$KAFKA_PORT      MongoDB  ${AFORO_MONGO_URI:-mongodb://127.0.0.1:$MONGO_PORT}
   Logs          $LOGS/<name>.log
   Stop          make down
 TXT
