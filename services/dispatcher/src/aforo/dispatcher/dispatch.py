@@ -79,6 +79,7 @@ _UNDELIVERABLE = AttemptVerdict(Outcome.REFUSED, DeliveryStatus.FAILED)
 class _EndpointLimiter:
     semaphore: asyncio.Semaphore
     waiting: int = 0
+    running: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,10 +203,21 @@ class Dispatcher:
             async with limiter.semaphore:
                 limiter.waiting -= 1
                 entered = True
-                await self._claimed_attempt(job)
+                limiter.running += 1
+                try:
+                    await self._claimed_attempt(job)
+                finally:
+                    limiter.running -= 1
         finally:
             if not entered:
                 limiter.waiting -= 1
+            if (
+                limiter.waiting == 0
+                and limiter.running == 0
+                and self._limiters.get(job.endpoint_id) is limiter
+            ):
+                # Idle: forget it, so the map holds only endpoints with attempts under way.
+                del self._limiters[job.endpoint_id]
 
     async def _claimed_attempt(self, job: AttemptJob) -> None:
         envelope = job.envelope
