@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
-import subprocess
 import sys
 import time
 import uuid
@@ -53,7 +52,9 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from tests.support.processes import ServiceProcess  # noqa: E402
-from tests.support.stack import LocalStack, free_port  # noqa: E402
+from tests.support.stack import LocalStack  # noqa: E402
+
+from bench.common import BaselineServer, percentile  # noqa: E402
 
 NAME = "api"
 TARGET_RATIO = 0.50
@@ -77,8 +78,7 @@ class Latencies:
     seconds: float
 
     def percentile(self, fraction: float) -> float:
-        ordered = sorted(self.milliseconds)
-        return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+        return percentile(self.milliseconds, fraction)
 
     @property
     def p50(self) -> float:
@@ -178,51 +178,12 @@ def baseline_worker(argv: list[str]) -> int:
     return 0
 
 
-class BaselineProcess:
-    def __init__(self, stack: LocalStack, database: str, topic: str) -> None:
-        LOG_DIR.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
-        self.log_path = LOG_DIR / f"api-baseline-{self.port}.log"
-        self._log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                str(Path(__file__).resolve()),
-                "baseline-worker",
-                *("--port", str(self.port), "--bootstrap", stack.kafka_bootstrap),
-                *("--mongo-uri", stack.mongo_uri, "--database", database, "--topic", topic),
-            ],
-            cwd=ROOT,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    async def wait_ready(self, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        async with aiohttp.ClientSession() as session:
-            while time.monotonic() < deadline:
-                if self.process.poll() is not None:
-                    raise RuntimeError(f"baseline exited: {self.log_path.read_text()[-4000:]}")
-                try:
-                    async with session.get(f"{self.url}/readyz") as response:
-                        if response.status == 200:
-                            return
-                except aiohttp.ClientError:
-                    pass
-                await asyncio.sleep(0.2)
-        raise RuntimeError("baseline not ready")
-
-    def terminate(self) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(30)
-        finally:
-            self._log.close()
+def baseline_process(stack: LocalStack, database: str, topic: str) -> BaselineServer:
+    """The bare aiohttp handler doing the same MongoDB query (and publish), in its own process."""
+    arguments = ("--bootstrap", stack.kafka_bootstrap, "--mongo-uri", stack.mongo_uri)
+    return BaselineServer(
+        Path(__file__).resolve(), "api", LOG_DIR, (*arguments, "--database", database, "--topic", topic)
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -325,7 +286,7 @@ async def bench(
         "AFORO_SHUTDOWN_GRACE_SECONDS": "10",
     }
     api = ServiceProcess("aforo.api", "AFORO_API_", env, LOG_DIR).start()
-    baseline = BaselineProcess(stack, database, f"{prefix}config.changes")
+    baseline = baseline_process(stack, database, f"{prefix}config.changes")
     token = mint_dev_token(
         AuthConfig(mode="hs256", hs256_secret=JWT_SECRET), tenant_id=TENANT, roles=["ADMIN"]
     )

@@ -45,8 +45,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from tests.support.processes import ServiceProcess  # noqa: E402
 from tests.support.stack import LocalStack  # noqa: E402
+
+from bench.common import ProfiledServiceProcess, cpu_seconds  # noqa: E402
 
 NAME = "bridge"
 TARGET_RATIO = 0.70
@@ -288,40 +289,11 @@ class BaselineProcess:
             self._log.close()
 
 
-class BridgeProcess(ServiceProcess):
-    """The real bridge process (`python -m aforo.bridge`), optionally under `python -m cProfile`.
-
-    cProfile writes its stats when main() returns, which the bridge does on SIGTERM after draining.
-    """
+class BridgeProcess(ProfiledServiceProcess):
+    """The real bridge process (`python -m aforo.bridge`), optionally under cProfile."""
 
     def __init__(self, env: dict[str, str], profile: Path | None) -> None:
-        super().__init__("aforo.bridge", "AFORO_BRIDGE_", env, LOG_DIR)
-        self.profile_path = profile
-
-    def start(self) -> BridgeProcess:
-        if self.profile_path is None:
-            super().start()
-            return self
-        self._log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "cProfile", "-o", str(self.profile_path), "-m", self.module],
-            env=self.env,
-            cwd=ROOT,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
-        return self
-
-    @property
-    def pid(self) -> int:
-        assert self.process is not None
-        return self.process.pid
-
-    def failure(self) -> str | None:
-        assert self.process is not None
-        if self.process.poll() is None:
-            return None
-        return f"bridge exited with {self.process.returncode}:\n{self.log_text()[-4000:]}"
+        super().__init__("aforo.bridge", "AFORO_BRIDGE_", env, LOG_DIR, profile)
 
 
 class MeasuredProcess(Protocol):
@@ -350,15 +322,6 @@ async def create_output_topics(bootstrap: str, topics: list[str]) -> None:
         TopicSpec(name, SOURCE_PARTITIONS, 1, {"message.timestamp.type": "LogAppendTime"}) for name in topics
     ]
     await ensure_topics(bootstrap, specs, client_id="aforo-bench")
-
-
-def cpu_seconds(pid: int) -> float | None:
-    """User + system CPU time of a process so far, from /proc (Linux); None elsewhere."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def wait_until_committed(workload: Workload, group: str, process: MeasuredProcess) -> float | None:

@@ -39,7 +39,6 @@ import argparse
 import asyncio
 import contextlib
 import cProfile
-import math
 import os
 import pstats
 import random
@@ -78,8 +77,9 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from tests.support.dispatch_fixtures import DispatchWorld  # noqa: E402
-from tests.support.processes import ServiceProcess  # noqa: E402
 from tests.support.stack import LocalStack, free_port, service_env  # noqa: E402
+
+from bench.common import ProfiledServiceProcess, cpu_seconds, percentile  # noqa: E402
 
 NAME = "dispatcher"
 TARGET_RATIO = 0.50
@@ -488,37 +488,11 @@ class BaselineProcess:
 # The dispatcher: the real process, one database and topic prefix per run.
 
 
-class DispatcherProcess(ServiceProcess):
-    """`python -m aforo.dispatcher`, optionally under `python -m cProfile` (stats written on SIGTERM)."""
+class DispatcherProcess(ProfiledServiceProcess):
+    """`python -m aforo.dispatcher`, optionally under cProfile (stats written on SIGTERM)."""
 
     def __init__(self, env: dict[str, str], profile: Path | None) -> None:
-        super().__init__("aforo.dispatcher", "AFORO_DISPATCHER_", env, LOG_DIR)
-        self.profile_path = profile
-
-    def start(self) -> DispatcherProcess:
-        if self.profile_path is None:
-            super().start()
-            return self
-        self._log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "cProfile", "-o", str(self.profile_path), "-m", self.module],
-            env=self.env,
-            cwd=ROOT,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
-        return self
-
-    @property
-    def pid(self) -> int:
-        assert self.process is not None
-        return self.process.pid
-
-    def failure(self) -> str | None:
-        assert self.process is not None
-        if self.process.poll() is None:
-            return None
-        return f"dispatcher exited with {self.process.returncode}:\n{self.log_text()[-4000:]}"
+        super().__init__("aforo.dispatcher", "AFORO_DISPATCHER_", env, LOG_DIR, profile)
 
     async def counters(self) -> dict[str, float]:
         """The dispatcher's own counters that say a run was not a plain one: deferrals, retries, DLQ."""
@@ -791,15 +765,6 @@ def remarks(notes: Sequence[str], problems: Sequence[str]) -> str:
     )
 
 
-def cpu_seconds(pid: int) -> float | None:
-    """User + system CPU time of a process so far, from /proc (Linux); None elsewhere."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def database_pid(mongo_uri: str) -> int | None:
     """The local SecantusDB serving `mongo_uri`, found by its command line (Linux); None if not here."""
     port = mongo_uri.split("://", 1)[-1].split("/", 1)[0].rsplit(":", 1)[-1]
@@ -878,12 +843,6 @@ def checked(side: str, receipts: list[Receipt], expected_ids: set[str], *, all_r
             f"{unsigned} without a valid signature for their endpoint"
         )
     return missing
-
-
-def percentile(sorted_values: Sequence[float], fraction: float) -> float:
-    """Nearest-rank percentile of an ascending list."""
-    rank = max(1, math.ceil(fraction * len(sorted_values)))
-    return sorted_values[rank - 1]
 
 
 def latency_result(

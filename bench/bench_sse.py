@@ -33,7 +33,6 @@ import gc
 import random
 import resource
 import signal
-import subprocess
 import sys
 import time
 import uuid
@@ -62,7 +61,9 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from tests.support.processes import ServiceProcess  # noqa: E402
-from tests.support.stack import LocalStack, free_port  # noqa: E402
+from tests.support.stack import LocalStack  # noqa: E402
+
+from bench.common import BaselineServer, percentile  # noqa: E402
 
 NAME = "sse"
 TARGET_RATIO = 0.50
@@ -169,50 +170,10 @@ def baseline_worker(argv: list[str]) -> int:
     return 0
 
 
-class BaselineProcess:
-    def __init__(self, bootstrap: str, topic: str) -> None:
-        LOG_DIR.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
-        self.log_path = LOG_DIR / f"sse-baseline-{self.port}.log"
-        self._log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                str(Path(__file__).resolve()),
-                "baseline-worker",
-                *("--port", str(self.port), "--bootstrap", bootstrap, "--topic", topic),
-            ],
-            cwd=ROOT,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    async def wait_ready(self, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        async with aiohttp.ClientSession() as session:
-            while time.monotonic() < deadline:
-                if self.process.poll() is not None:
-                    raise RuntimeError(f"baseline exited: {self.log_path.read_text()[-4000:]}")
-                try:
-                    async with session.get(f"{self.url}/readyz") as response:
-                        if response.status == 200:
-                            return
-                except aiohttp.ClientError:
-                    pass
-                await asyncio.sleep(0.2)
-        raise RuntimeError("baseline not ready")
-
-    def terminate(self) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(30)
-        finally:
-            self._log.close()
+def baseline_process(bootstrap: str, topic: str) -> BaselineServer:
+    """The bare aiohttp SSE handler broadcasting from an asyncio queue, in its own process."""
+    arguments = ("--bootstrap", bootstrap, "--topic", topic)
+    return BaselineServer(Path(__file__).resolve(), "sse", LOG_DIR, arguments)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -235,11 +196,6 @@ class Figures:
     max_ms: float
     bytes_per_connection: float
     connect_seconds: float
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
 async def open_streams(
@@ -424,7 +380,7 @@ async def bench(stack: LocalStack, streams: int, rate: float, seconds: float) ->
         stack.kafka_bootstrap, [TopicSpec(baseline_topic, 3), TopicSpec(f"{gateway_prefix}events.widget", 3)]
     )
 
-    baseline = BaselineProcess(stack.kafka_bootstrap, baseline_topic)
+    baseline = baseline_process(stack.kafka_bootstrap, baseline_topic)
     try:
         await baseline.wait_ready()
         print(f"{NAME}: baseline  connecting {streams} streams ...", flush=True)
