@@ -7,6 +7,7 @@ stops reading is cut off while the gateway's memory stays flat."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 import time
@@ -17,6 +18,7 @@ import aiohttp
 
 from aforo.shared.collections import EMBED_SESSIONS
 from aforo.sse_gateway.embed_tokens import issue_session_token
+from aforo.sse_gateway.widget_messages import MAX_PAYLOAD_STRING_LENGTH, WIDGET_PAYLOAD_FIELDS
 from tests.integration.test_sse_harness import (
     FOREIGN_ORIGIN,
     ORIGIN,
@@ -30,6 +32,13 @@ from tests.integration.test_sse_harness import (
 from tests.support.kafka import create_topics, produce, unique_prefix
 from tests.support.processes import ServiceProcess
 from tests.support.stack import LocalStack
+
+# Every string field of an invoice.created at the longest a widget payload string may be: ~3.3 KB
+# frames (longer strings are dropped from widget payloads, so frames cannot be made larger).
+LARGEST_PAYLOAD = dict.fromkeys(
+    WIDGET_PAYLOAD_FIELDS["aforo.invoice.created"], "x" * MAX_PAYLOAD_STRING_LENGTH
+)
+FRAME_BYTES = len(json.dumps(LARGEST_PAYLOAD))
 
 
 async def test_an_invoice_through_the_real_bridge_reaches_only_its_customers_stream(
@@ -100,8 +109,8 @@ async def test_an_invoice_through_the_real_bridge_reaches_only_its_customers_str
                     "currency": "EUR",
                     "customerEmail": "ana@example.com",
                 }
+                produced_at = time.monotonic()  # before the produce call: its own time counts too
                 await produce(bootstrap, source_topic, [json.dumps(payload).encode()], key=b"t1:c1")
-                produced_at = time.monotonic()
 
                 (event,) = await c1.until(1)
                 assert event.received_at - produced_at < 1.0
@@ -228,12 +237,11 @@ async def test_a_client_that_stops_reading_is_cut_off_while_memory_stays_flat(
                 async with open_stream(session, gateway.url, token) as healthy:
                     await asyncio.sleep(0.5)
                     rss_before = process_rss_bytes(gateway.process.pid)
-                    filler = "x" * 5000  # an allowed field, so every frame is ~5 KB
-                    events = 8_000  # ~40 MB for the stalled client, if the gateway kept it all
+                    events = 8_000  # ~26 MB for the stalled client, if the gateway kept it all
                     await produce(
                         local_stack.kafka_bootstrap,
                         harness.widget_topic,
-                        [widget_envelope(f"big-{n}", invoiceNumber=filler) for n in range(events)],
+                        [widget_envelope(f"big-{n}", **LARGEST_PAYLOAD) for n in range(events)],
                         key=b"t1:c1",
                     )
                     await healthy.until(events, timeout=60)
@@ -249,6 +257,88 @@ async def test_a_client_that_stops_reading_is_cut_off_while_memory_stays_flat(
                 received = 0
                 while chunk := stalled.recv(65536):
                     received += len(chunk)
-                assert received < events * 5000 // 4
+                assert received < events * FRAME_BYTES // 4
+            finally:
+                stalled.close()
+
+
+async def test_closed_clients_free_their_slots_at_once_not_at_a_heartbeat(
+    local_stack: LocalStack, service_log_dir: Path
+) -> None:
+    async with gateway_under_test(local_stack, service_log_dir, unique_prefix()) as harness:
+        tenant = await harness.seed("t1")
+        # Heartbeats 30 s apart: a slot freed within two seconds was not freed by a failed heartbeat.
+        gateway = await harness.start_gateway(
+            AFORO_SSE_GATEWAY_HEARTBEAT_SECONDS="30", AFORO_SSE_GATEWAY_MAX_CONNECTIONS_PER_STREAM="3"
+        )
+        async with aiohttp.ClientSession() as session:
+            token = await exchange(session, gateway.url, tenant, "c1")
+            async with contextlib.AsyncExitStack() as tabs:
+                streams = [
+                    await tabs.enter_async_context(open_stream(session, gateway.url, token)) for _ in range(3)
+                ]
+                assert await metric(session, gateway.url, "aforo_sse_open_connections") == 3
+                async with session.get(
+                    f"{gateway.url}/v1/embed/stream",
+                    params={"access_token": token},
+                    headers={"Origin": ORIGIN},
+                ) as refused:
+                    assert refused.status == 429
+                for stream in streams:  # the tabs close
+                    await stream.close()
+
+            deadline = time.monotonic() + 2.0
+            while await metric(session, gateway.url, "aforo_sse_open_connections") > 0:
+                assert time.monotonic() < deadline, "closed streams still registered after 2 s"
+                await asyncio.sleep(0.05)
+            async with open_stream(session, gateway.url, token) as admitted:
+                assert not admitted.ended.is_set()
+            assert (
+                await metric(session, gateway.url, "aforo_sse_disconnects_total", reason="client_gone") >= 3
+            )
+
+
+async def test_sigterm_ends_within_the_grace_even_with_a_stream_stuck_on_a_stalled_client(
+    local_stack: LocalStack, service_log_dir: Path
+) -> None:
+    grace = 5.0
+    async with gateway_under_test(local_stack, service_log_dir, unique_prefix()) as harness:
+        tenant = await harness.seed("t1")
+        # Queues that never cut the stalled client off: its handler stays blocked in a write.
+        gateway = await harness.start_gateway(
+            AFORO_SSE_GATEWAY_SHUTDOWN_GRACE_SECONDS=str(grace),
+            AFORO_SSE_GATEWAY_CONNECTION_QUEUE_FRAMES="1000000",
+            AFORO_SSE_GATEWAY_CONNECTION_QUEUE_BYTES="1000000000",
+        )
+        async with aiohttp.ClientSession() as session:
+            token = await exchange(session, gateway.url, tenant, "c1")
+            stalled = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            stalled.connect(("127.0.0.1", gateway.port))
+            stalled.sendall(
+                f"GET /v1/embed/stream?access_token={token} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                f"Origin: {ORIGIN}\r\nAccept: text/event-stream\r\n\r\n".encode()
+            )
+            assert b" 200 " in stalled.recv(512)
+            try:
+                async with open_stream(session, gateway.url, token) as healthy:
+                    events = 3_000  # ~10 MB: more than any socket buffer between the two holds
+                    await produce(
+                        local_stack.kafka_bootstrap,
+                        harness.widget_topic,
+                        [widget_envelope(f"big-{n}", **LARGEST_PAYLOAD) for n in range(events)],
+                        key=b"t1:c1",
+                    )
+                    await healthy.until(events, timeout=60)
+                    assert (
+                        await metric(session, gateway.url, "aforo_sse_slow_consumer_disconnects_total") == 0
+                    )
+
+                    began = time.monotonic()
+                    code = await asyncio.to_thread(gateway.terminate, grace + 30)
+                    took = time.monotonic() - began
+                    await healthy.wait_ended(timeout=1)
+                assert code == 0
+                assert took < grace, f"SIGTERM took {took:.1f} s, over the {grace} s grace"
             finally:
                 stalled.close()

@@ -109,7 +109,15 @@ async def test_keys_from_the_api_drive_the_gateway_through_a_full_rotation(
             )
 
         # A NEXT key already verifies: the integrator deploys it, then the admin promotes it.
-        assert (await exchange_status(session, gateway.url, bridge_token(first), key_id))[0] == 201
+        once = bridge_token(first)
+        assert (await exchange_status(session, gateway.url, once, key_id))[0] == 201
+        # A bridge token is exchanged once: a replay (a leaked token, within its 5 minutes) is refused.
+        status, refused = await exchange_status(session, gateway.url, once, key_id)
+        assert (status, refused["error"]["code"], refused["error"]["field"]) == (
+            401,
+            "bridge_token_replayed",
+            "jti",
+        )
         status, promoted = await api.call("POST", f"/api/v1/admin/bridge-signing-keys/{first['kid']}/promote")
         assert (status, promoted["status"], promoted["retiresAt"]) == (200, "ACTIVE", None)
         assert (await api.call("POST", f"/api/v1/admin/bridge-signing-keys/{first['kid']}/promote"))[0] == 409
@@ -136,11 +144,45 @@ async def test_keys_from_the_api_drive_the_gateway_through_a_full_rotation(
         }
         assert (await exchange_status(session, gateway.url, bridge_token(second), key_id))[0] == 201
 
-        # Revoking the active key stops it at once.
-        assert (await api.call("DELETE", f"/api/v1/admin/bridge-signing-keys/{second['kid']}"))[0] == 204
-        assert (await api.call("DELETE", f"/api/v1/admin/bridge-signing-keys/{second['kid']}"))[0] == 204
+        # Revoking the active key stops it at once, and ends the sessions it minted (on every
+        # gateway within a sweep); a session minted by another key stays.
+        status, third = await api.call("POST", "/api/v1/admin/bridge-signing-keys")
+        _, by_second = await exchange_status(session, gateway.url, bridge_token(second), key_id)
+        _, by_third = await exchange_status(session, gateway.url, bridge_token(third), key_id)
+        async with (
+            open_stream(session, gateway.url, by_second["sessionToken"]) as minted_by_revoked,
+            open_stream(session, gateway.url, by_third["sessionToken"]) as minted_by_other,
+        ):
+            assert (await api.call("DELETE", f"/api/v1/admin/bridge-signing-keys/{second['kid']}"))[0] == 204
+            assert (await api.call("DELETE", f"/api/v1/admin/bridge-signing-keys/{second['kid']}"))[0] == 204
+            await minted_by_revoked.wait_ended(timeout=10)
+            assert not minted_by_other.ended.is_set()
         status, refused = await exchange_status(session, gateway.url, bridge_token(second), key_id)
         assert (status, refused["error"]["code"]) == (401, "signing_key_not_usable")
+        async with session.post(
+            f"{gateway.url}/v1/embed/session/refresh",
+            headers={"Origin": ORIGIN, "Authorization": f"Bearer {by_second['sessionToken']}"},
+        ) as refresh:
+            assert refresh.status == 401
+            assert (await refresh.json())["error"]["code"] == "session_revoked"
+
+        # Two promotes at once (the third key and a fourth) leave exactly one key ACTIVE and not
+        # retiring: neither retires the other, leaving the tenant without a key.
+        status, fourth = await api.call("POST", "/api/v1/admin/bridge-signing-keys")
+        promotes = await asyncio.gather(
+            *(
+                api.call("POST", f"/api/v1/admin/bridge-signing-keys/{key['kid']}/promote")
+                for key in (third, fourth)
+            )
+        )
+        assert [status for status, _ in promotes] == [200, 200]
+        status, listing = await api.call("GET", "/api/v1/admin/bridge-signing-keys")
+        staying = [
+            item["kid"]
+            for item in listing["items"]
+            if item["status"] == "ACTIVE" and item["retiresAt"] is None
+        ]
+        assert len(staying) == 1, listing["items"]
 
 
 async def test_domain_changes_and_revocations_reach_the_gateway(

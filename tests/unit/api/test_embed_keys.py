@@ -30,8 +30,8 @@ from aforo.api.routes.embed_keys import (
     new_embed_key,
     new_signing_key,
     promotion_refusal,
-    retirement,
     signing_key_view,
+    superseded_signing_keys,
 )
 from aforo.api.settings import ApiSettings
 from aforo.shared.embed import SigningKeyStatus
@@ -155,8 +155,61 @@ def test_only_a_next_key_can_be_promoted(
         assert refusal is None
 
 
-def test_a_promote_retires_the_previous_active_key_after_the_overlap() -> None:
-    assert retirement(NOW, timedelta(hours=24)) == {"$set": {"retiresAt": NOW + timedelta(hours=24)}}
+def active(kid: str, promoted_at: datetime | None) -> dict[str, Any]:
+    return {"kid": kid, "createdAt": NOW - HOUR, "promotedAt": promoted_at}
+
+
+@pytest.mark.parametrize(
+    ("keys", "superseded"),
+    [
+        ([], []),
+        ([active("bsk_a", NOW)], []),
+        # A promote retires the key promoted before it, never the other way round...
+        ([active("bsk_old", NOW - HOUR), active("bsk_new", NOW)], ["bsk_old"]),
+        ([active("bsk_new", NOW), active("bsk_old", NOW - HOUR)], ["bsk_old"]),
+        # ...also when its own key lost a race to a newer one (it then retires itself),
+        ([active("bsk_b", NOW + timedelta(milliseconds=1)), active("bsk_a", NOW)], ["bsk_a"]),
+        # and two promotes in the same millisecond agree on one winner: the greater kid.
+        ([active("bsk_b", NOW), active("bsk_a", NOW)], ["bsk_a"]),
+        # A key promoted before `promotedAt` existed counts from its creation.
+        ([active("bsk_legacy", None), active("bsk_a", NOW)], ["bsk_legacy"]),
+        # Naive datetimes (a client that is not tz-aware) compare as UTC.
+        ([active("bsk_naive", (NOW + HOUR).replace(tzinfo=None)), active("bsk_a", NOW)], ["bsk_a"]),
+    ],
+)
+def test_a_promote_keeps_only_the_newest_active_key(
+    keys: list[dict[str, Any]], superseded: list[str]
+) -> None:
+    assert superseded_signing_keys(keys) == superseded
+
+
+def test_concurrent_promotes_in_any_interleaving_leave_exactly_one_key_not_retiring() -> None:
+    """Each promote sets its key ACTIVE, then retires what it reads as superseded; whatever each read
+    saw (its own key and maybe the other's), one key is left ACTIVE without `retiresAt`."""
+    a, b = active("bsk_a", NOW), active("bsk_b", NOW + timedelta(milliseconds=3))
+    old = active("bsk_old", NOW - HOUR)
+    for a_sees_b in (False, True):
+        for b_sees_a in (False, True):
+            if not (a_sees_b or b_sees_a):
+                continue  # the later of the two reads follows both writes, so it sees both keys
+            retired = set(superseded_signing_keys([old, a, *([b] if a_sees_b else [])]))
+            retired |= set(superseded_signing_keys([old, b, *([a] if b_sees_a else [])]))
+            assert {"bsk_old", "bsk_a", "bsk_b"} - retired == {"bsk_b"}, (a_sees_b, b_sees_a)
+
+
+def test_an_internationalised_domain_must_be_given_in_punycode() -> None:
+    with pytest.raises(ValidationError) as refused:
+        EmbedKeyCreate.model_validate({"allowedDomains": ["https://faß.de"]})
+    problem = invalid_request_from(refused.value)
+
+    assert problem.status == 422
+    assert problem.field is not None
+    assert problem.field.startswith("allowedDomains")
+    assert "punycode" in problem.message
+    assert "xn--" in problem.message
+    assert EmbedKeyCreate.model_validate({"allowedDomains": ["https://xn--fa-hia.de"]}).allowed_domains == [
+        "https://xn--fa-hia.de"
+    ]
 
 
 def api_settings(**overrides: Any) -> ApiSettings:

@@ -52,7 +52,13 @@ def token(
     headers: dict[str, Any] | None = None,
     algorithm: str = "HS256",
 ) -> str:
-    body: dict[str, Any] = {"tenant_id": "t1", "customer_id": "c1", "iat": int(T), "exp": int(T) + 120}
+    body: dict[str, Any] = {
+        "tenant_id": "t1",
+        "customer_id": "c1",
+        "jti": "jti-1",
+        "iat": int(T),
+        "exp": int(T) + 120,
+    }
     body.update(claims or {})
     body = {name: value for name, value in body.items() if value is not None}
     return jwt.encode(body, secret, algorithm=algorithm, headers={"kid": KID, **(headers or {})})
@@ -71,6 +77,12 @@ def test_a_bridge_token_from_the_reference_signer_verifies() -> None:
     claims = verify_bridge_token(minted, key(), now=NOW, leeway_seconds=LEEWAY)
 
     assert (claims.tenant_id, claims.customer_id, claims.kid) == ("t1", "c1", KID)
+    # Each minted token has its own jti (the gateway exchanges a jti once), remembered until the
+    # token could no longer verify: exp plus the leeway.
+    again = mint_bridge_token(kid=KID, secret=SECRET, tenant_id="t1", customer_id="c1", issued_at=T)
+    assert claims.jti != verify_bridge_token(again, key(), now=NOW, leeway_seconds=LEEWAY).jti
+    assert len(claims.jti) >= 16
+    assert claims.expires_at == datetime.fromtimestamp(int(T) + 120 + LEEWAY, tz=UTC)
     assert bridge_token_header(minted).kid == KID
     assert bridge_token_header(minted).claimed_tenant_id == "t1"
 
@@ -108,8 +120,18 @@ BAD_BRIDGE_TOKENS: list[tuple[str, Callable[[], str], SigningKey | None, str]] =
     ("alg none", lambda: unsigned({"alg": "none", "kid": KID}, {"tenant_id": "t1"}), key(), "invalid_token"),
     ("HS512", lambda: token(secret=SECRET * 2, algorithm="HS512"), key(), "invalid_token"),
     ("no kid", lambda: jwt.encode({"tenant_id": "t1"}, SECRET, algorithm="HS256"), key(), "invalid_token"),
-    ("unknown kid", lambda: token(), None, "unknown_signing_key"),
-    ("another kid", lambda: token(headers={"kid": "bsk_other"}), key(), "unknown_signing_key"),
+    ("unknown kid", lambda: token(), None, "invalid_token"),
+    ("another kid", lambda: token(headers={"kid": "bsk_other"}), key(), "invalid_token"),
+    (
+        "revoked key, wrong secret",
+        lambda: token(secret=OTHER_SECRET),
+        key(SigningKeyStatus.REVOKED),
+        "invalid_token",
+    ),
+    ("no jti", _tok(jti=None), key(), "invalid_token"),
+    ("empty jti", _tok(jti=""), key(), "invalid_token"),
+    ("numeric jti", _tok(jti=7), key(), "invalid_token"),
+    ("long jti", _tok(jti="j" * 129), key(), "invalid_token"),
     ("wrong secret", lambda: token(secret=OTHER_SECRET), key(), "invalid_token"),
     ("another tenant's key", lambda: token(), key(tenant_id="t2"), "invalid_token"),
     ("no tenant_id", _tok(tenant_id=None), key(), "invalid_token"),
@@ -140,6 +162,36 @@ def test_bad_bridge_tokens_are_refused_with_a_reason(
 
     assert refused.value.status == 401
     assert refused.value.code == code
+
+
+def test_without_the_secret_an_unknown_kid_and_a_bad_signature_look_alike() -> None:
+    """The key's existence and status are told only to a caller that signed with its secret."""
+
+    def refusal(minted: str, signing_key: SigningKey | None) -> tuple[int, str, str, str | None]:
+        with pytest.raises(EmbedAuthError) as refused:
+            verify_bridge_token(minted, signing_key, now=NOW, leeway_seconds=LEEWAY)
+        return (refused.value.status, refused.value.code, refused.value.message, refused.value.field)
+
+    answers = {
+        refusal(token(), None),  # no such kid
+        refusal(token(secret=OTHER_SECRET), key()),  # an ACTIVE key, a wrong signature
+        refusal(token(secret=OTHER_SECRET), key(SigningKeyStatus.REVOKED)),
+        refusal(
+            token(secret=OTHER_SECRET), key(SigningKeyStatus.ACTIVE, retires_at=NOW - timedelta(hours=1))
+        ),
+    }
+
+    assert answers == {(401, "invalid_token", "the token signature does not verify", None)}
+    # With the secret, a retired or revoked key says what it is, so the integrator can fix it.
+    assert refusal(token(), key(SigningKeyStatus.REVOKED))[1] == "signing_key_not_usable"
+
+
+def test_a_missing_jti_is_named() -> None:
+    with pytest.raises(EmbedAuthError) as refused:
+        verify_bridge_token(token({"jti": None}), key(), now=NOW, leeway_seconds=LEEWAY)
+
+    assert (refused.value.code, refused.value.field) == ("invalid_token", "jti")
+    assert "jti" in refused.value.message
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,10 @@ the sweep and drain. The same paths run against the real stack in tests/integrat
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import socket
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -16,6 +19,7 @@ from aiohttp import ClientResponse, web
 from aiohttp.test_utils import TestClient, TestServer
 
 from aforo.shared.embed import (
+    BridgeTokenUseDocument,
     EmbedKeyDocument,
     EmbedKeyStatus,
     EmbedSessionDocument,
@@ -47,6 +51,7 @@ class MemoryEmbedStore(EmbedStore):
         self.embed_keys: dict[tuple[str, str], EmbedKeyDocument] = {}
         self.signing_keys: dict[tuple[str, str], SigningKey] = {}
         self.sessions: dict[tuple[str, str], EmbedSessionDocument] = {}
+        self.token_uses: dict[tuple[str, str], BridgeTokenUseDocument] = {}
 
     async def embed_key(self, tenant_id: str, key_id: str) -> EmbedKeyDocument | None:
         return self.embed_keys.get((tenant_id, key_id))
@@ -56,6 +61,12 @@ class MemoryEmbedStore(EmbedStore):
 
     async def signing_key(self, tenant_id: str, kid: str) -> SigningKey | None:
         return self.signing_keys.get((tenant_id, kid))
+
+    async def record_bridge_token_use(self, use: BridgeTokenUseDocument) -> bool:
+        if (use.tenant_id, use.jti) in self.token_uses:
+            return False
+        self.token_uses[(use.tenant_id, use.jti)] = use
+        return True
 
     async def create_session(self, session: EmbedSessionDocument) -> None:
         self.sessions[(session.tenant_id, session.session_id)] = session
@@ -187,9 +198,9 @@ class Gateway:
         return event
 
 
-@pytest_asyncio.fixture
-async def gateway() -> AsyncIterator[Gateway]:
-    service = SseGatewayService(settings())
+@contextlib.asynccontextmanager
+async def running_gateway(**overrides: Any) -> AsyncIterator[Gateway]:
+    service = SseGatewayService(settings(**overrides))
     store = MemoryEmbedStore()
     store.add_tenant("t1")
     store.add_tenant("t2")
@@ -199,6 +210,13 @@ async def gateway() -> AsyncIterator[Gateway]:
     async with TestClient(TestServer(app)) as client:
         yield Gateway(service, store, client)
         service.registry.close_all(CloseReason.DRAINING)
+        service.registry.abort_all()
+
+
+@pytest_asyncio.fixture
+async def gateway() -> AsyncIterator[Gateway]:
+    async with running_gateway() as running:
+        yield running
 
 
 async def read_events(response: ClientResponse, count: int, timeout: float = 3.0) -> list[dict[str, str]]:
@@ -346,7 +364,10 @@ async def test_stream_refusals(
 
     assert response.status == status
     assert (await response.json())["error"]["code"] == code
-    assert response.headers.get("Access-Control-Allow-Origin") in (None, ORIGIN)
+    if origin != ORIGIN:  # a foreign or missing origin learns nothing: the browser hides the answer
+        assert "Access-Control-Allow-Origin" not in response.headers
+    else:  # the allowed origin's SDK may read why it was refused
+        assert response.headers["Access-Control-Allow-Origin"] == ORIGIN
     assert len(gateway.service.registry) == 0
 
 
@@ -473,3 +494,81 @@ async def test_unknown_paths_answer_json(gateway: Gateway) -> None:
 
     assert response.status == 404
     assert (await response.json())["error"]["code"] == "not_found"
+
+
+async def test_a_bridge_token_is_exchanged_once(gateway: Gateway) -> None:
+    token = mint_bridge_token(kid="bsk_1", secret=BRIDGE_SECRET, tenant_id="t1", customer_id="c1")
+    body = {"bridgeToken": token, "embedKey": "ek_1"}
+
+    # A refused attempt (a foreign origin) does not use the token up; the first exchange does.
+    foreign = await gateway.client.post("/v1/embed/session", json=body, headers={"Origin": FOREIGN})
+    first = await gateway.client.post("/v1/embed/session", json=body, headers={"Origin": ORIGIN})
+    replayed = await gateway.client.post("/v1/embed/session", json=body, headers={"Origin": ORIGIN})
+
+    assert (foreign.status, first.status) == (403, 201)
+    assert replayed.status == 401
+    error = (await replayed.json())["error"]
+    assert (error["code"], error["field"]) == ("bridge_token_replayed", "jti")
+    assert replayed.headers["Access-Control-Allow-Origin"] == ORIGIN  # the SDK can read why
+    assert len(gateway.store.sessions) == 1
+    (use,) = gateway.store.token_uses.values()
+    assert use.expires_at > datetime.now(UTC)
+    # Another token of the same customer exchanges fine.
+    assert (await gateway.exchange()).status == 201
+
+
+async def wait_until(condition: Any, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "the condition did not hold in time"
+        await asyncio.sleep(0.02)
+
+
+async def test_a_client_that_went_away_frees_its_slot_at_the_next_tick(gateway: Gateway) -> None:
+    """Without handler cancellation (as under this test server) the heartbeat tick notices it."""
+    token = await gateway.session_token()
+    first, second = await gateway.open_stream(token), await gateway.open_stream(token)
+    assert (await gateway.open_stream(token)).status == 429  # the per-customer cap is 2
+
+    first.close()
+    second.close()
+
+    def ticked_empty() -> bool:
+        gateway.service.registry.tick()
+        return len(gateway.service.registry) == 0
+
+    await wait_until(ticked_empty)
+    assert (await gateway.open_stream(token)).status == 200
+
+
+async def test_drain_ends_a_stream_stuck_writing_to_a_client_that_stopped_reading() -> None:
+    async with running_gateway(
+        connection_queue_frames=100_000, connection_queue_bytes=10**9, shutdown_grace_seconds=2
+    ) as gateway:
+        token = await gateway.session_token()
+        # The stalled client: a tiny receive buffer, and nothing read after the response headers.
+        raw = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        raw.setblocking(False)
+        server = gateway.client.server
+        await asyncio.get_running_loop().sock_connect(raw, (server.host, server.port))
+        reader, writer = await asyncio.open_connection(sock=raw, limit=4096)
+        writer.write(
+            f"GET /v1/embed/stream?access_token={token} HTTP/1.1\r\nHost: x\r\nOrigin: {ORIGIN}\r\n\r\n".encode()
+        )
+        assert b" 200 " in await reader.readuntil(b"\r\n\r\n")
+        (connection,) = gateway.service.registry
+        frame = b"data: " + b"x" * 65536 + b"\n\n"
+
+        def stuck() -> bool:
+            """Frames stay queued: the handler is blocked in a write the client never reads."""
+            gateway.service.registry.publish(("t1", "c1"), "aforo.invoice.created", frame)
+            return connection.queued > 1
+
+        await wait_until(stuck, timeout=20)
+
+        await asyncio.wait_for(gateway.service.drain(), 5.0)
+
+        assert len(gateway.service.registry) == 0
+        assert connection.closed is CloseReason.DRAINING
+        writer.close()

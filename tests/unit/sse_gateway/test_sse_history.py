@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
+from aiokafka import ConsumerRecord
 from hypothesis import given
 from hypothesis import strategies as st
 
-from aforo.sse_gateway.history import HistoryEntry, HistoryStore
+from aforo.shared.serde import dumps_json
+from aforo.sse_gateway.connections import Connection, ConnectionRegistry, StreamGrant
+from aforo.sse_gateway.fanout import WidgetFeed
+from aforo.sse_gateway.history import (
+    LIVE_HORIZON_FLOOR_MS,
+    HistoryEntry,
+    HistoryStore,
+    too_old_to_deliver,
+)
+from aforo.sse_gateway.settings import SseGatewaySettings
 
 C1 = ("t1", "c1")
 C2 = ("t1", "c2")
@@ -139,3 +151,58 @@ def test_any_resume_is_an_in_order_duplicate_free_suffix_of_what_was_published(
 
     assert replayed == frames(*held[held.index(last) + 1 :])
     assert len(set(replayed)) == len(replayed)
+
+
+@pytest.mark.parametrize(
+    ("age_ms", "window_ms", "too_old"),
+    [
+        (0, 300_000, False),
+        (299_999, 300_000, False),
+        (300_001, 300_000, True),
+        (6 * 3600 * 1000, 300_000, True),  # what an offset reset to the log's start would re-read
+        (-5_000, 300_000, False),  # a producer clock a little ahead
+        # A short (or disabled) history window still lets a live event that is a moment late through.
+        (LIVE_HORIZON_FLOOR_MS - 1, 0, False),
+        (LIVE_HORIZON_FLOOR_MS + 1, 0, True),
+        (LIVE_HORIZON_FLOOR_MS + 1, 1_000, True),
+    ],
+)
+def test_which_events_are_too_old_for_live_streams(age_ms: int, window_ms: int, too_old: bool) -> None:
+    assert too_old_to_deliver(NOW_MS - age_ms, NOW_MS, window_ms) is too_old
+
+
+def record(event_id: str, age_ms: int) -> ConsumerRecord[bytes, bytes]:
+    value = dumps_json(
+        {
+            "eventId": event_id,
+            "eventType": "aforo.invoice.created",
+            "tenantId": "t1",
+            "customerId": "c1",
+            "occurredAt": "2026-11-23T09:00:00.000Z",
+            "payload": {"invoiceId": event_id},
+        }
+    )
+    return ConsumerRecord(
+        "x.events.widget", 0, 0, NOW_MS - age_ms, 0, b"t1:c1", value, None, 5, len(value), []
+    )
+
+
+async def test_the_feed_delivers_fresh_events_and_keeps_old_ones_from_live_streams() -> None:
+    settings = SseGatewaySettings(history_window_seconds=300)
+    registry = ConnectionRegistry()
+    history = HistoryStore(per_stream=10, max_events=100, window_ms=300_000)
+    feed = WidgetFeed(settings, "x.events.widget", registry, history, wall_clock_ms=lambda: NOW_MS)
+    stream = Connection(
+        StreamGrant("t1", "c1", "es_1", "ek_1", session_ends_at=datetime.now(UTC) + timedelta(hours=1)),
+        queue_frames=10,
+        abort=lambda: None,
+    )
+    registry.add(stream)
+
+    assert feed.handle(record("fresh", age_ms=1_000)) == 1
+    assert feed.handle(record("from-the-log-start", age_ms=6 * 3600 * 1000)) == 0
+
+    assert (await stream.take()).startswith(b"id: fresh\n")
+    assert stream.queued == 0
+    # Nor is the old event replayable: resume holds exactly the window.
+    assert [frame.split(b"\n", 1)[0] for frame in history.resume(C1, "nope", NOW_MS).frames] == [b"id: fresh"]

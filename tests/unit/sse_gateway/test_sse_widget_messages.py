@@ -13,6 +13,10 @@ from hypothesis import strategies as st
 from aforo.shared.catalog import WIDGET_EVENTS
 from aforo.shared.serde import dumps_json
 from aforo.sse_gateway.widget_messages import (
+    MAX_EVENT_ID_LENGTH,
+    MAX_FRAME_BYTES,
+    MAX_OCCURRED_AT_LENGTH,
+    MAX_PAYLOAD_STRING_LENGTH,
     WIDGET_PAYLOAD_FIELDS,
     Dropped,
     DropReason,
@@ -170,6 +174,17 @@ def _without(field: str) -> bytes:
         (dumps_json(envelope("INVOICE_GENERATED")), DropReason.UNKNOWN_EVENT_TYPE),
         (dumps_json({**envelope(), "eventId": "evt\n\ndata: forged"}), DropReason.UNFRAMEABLE_EVENT_ID),
         (dumps_json({**envelope(), "eventId": "evt\r1"}), DropReason.UNFRAMEABLE_EVENT_ID),
+        (
+            dumps_json({**envelope(), "eventId": "e" * (MAX_EVENT_ID_LENGTH + 1)}),
+            DropReason.UNFRAMEABLE_EVENT_ID,
+        ),
+        (
+            dumps_json({**envelope(), "occurredAt": "2" * (MAX_OCCURRED_AT_LENGTH + 1)}),
+            DropReason.INVALID_ENVELOPE,
+        ),
+        # Valid JSON text whose escapes decode to a lone surrogate, which UTF-8 cannot carry.
+        (json.dumps(envelope(invoiceId="inv\ud800")).encode(), DropReason.INVALID_ENVELOPE),
+        (json.dumps({**envelope(), "eventId": "evt\udfff"}).encode(), DropReason.INVALID_ENVELOPE),
     ],
 )
 def test_records_that_cannot_be_shown_are_dropped_with_a_reason(
@@ -242,3 +257,47 @@ def test_any_payload_yields_only_allowed_scalar_fields_and_a_one_line_data_field
 )
 def test_what_counts_as_personal_data_in_a_string(text: str, personal: bool) -> None:
     assert looks_personal(text) is personal
+
+
+def test_oversized_values_are_dropped_so_a_frame_stays_small() -> None:
+    longest = "x" * MAX_PAYLOAD_STRING_LENGTH
+    payload = {
+        "invoiceId": longest,
+        "invoiceNumber": longest + "x",
+        "amountDue": 10**38 - 1,
+        "total": 10**38,
+        "tax": -(10**38),
+    }
+
+    assert widget_payload("aforo.invoice.created", payload) == {"invoiceId": longest, "amountDue": 10**38 - 1}
+
+
+# Every character class that makes JSON or UTF-8 longest: control characters (escaped as \u00XX),
+# quotes and backslashes (escaped), and characters outside the BMP (4 bytes in UTF-8).
+WIDE_TEXT = st.text(alphabet=st.sampled_from(["\x01", '"', "\\", "\U0001f600", "\u00e9", "a"]))
+
+
+@given(
+    st.sampled_from(sorted(WIDGET_EVENTS)),
+    WIDE_TEXT.filter(lambda text: "\x01" not in text),
+    st.data(),
+)
+def test_no_frame_is_larger_than_max_frame_bytes(event_type: str, event_id: str, data: st.DataObject) -> None:
+    fill = data.draw(st.sampled_from(["max", "drawn"]))
+    payload: dict[str, Any] = {}
+    for name in WIDGET_PAYLOAD_FIELDS[event_type]:
+        if fill == "max":
+            payload[name] = "\x01" * MAX_PAYLOAD_STRING_LENGTH
+        else:
+            payload[name] = data.draw(WIDE_TEXT.map(lambda text: text[:MAX_PAYLOAD_STRING_LENGTH]))
+    document = {
+        **envelope(event_type),
+        "eventId": (event_id or "e")[:MAX_EVENT_ID_LENGTH],
+        "occurredAt": "\x01" * MAX_OCCURRED_AT_LENGTH,
+        "payload": payload,
+    }
+
+    outcome = widget_event_from_envelope(dumps_json(document))
+
+    assert isinstance(outcome, WidgetEvent)
+    assert len(outcome.frame) <= MAX_FRAME_BYTES

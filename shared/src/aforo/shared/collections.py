@@ -154,10 +154,22 @@ EMBED_SESSIONS = CollectionIndexes(
         IndexModel([("tenantId", ASCENDING), ("sessionId", ASCENDING)], unique=True, name="tenant_session"),
         # The API's "revoke every session of this customer".
         IndexModel([("tenantId", ASCENDING), ("customerId", ASCENDING)], name="tenant_customer"),
+        # The API's "revoking a signing key ends the sessions it minted".
+        IndexModel([("tenantId", ASCENDING), ("signingKeyId", ASCENDING)], name="tenant_signing_key"),
         # The gateway's revocation sweep: sessions revoked since its last look (cross-tenant).
         IndexModel([("revokedAt", ASCENDING)], name="revoked_at"),
         # Ended sessions are removed by MongoDB's TTL monitor once `purgeAt` passes.
         IndexModel([("purgeAt", ASCENDING)], expireAfterSeconds=0, name="purge_at_ttl"),
+    ),
+)
+
+# Bridge tokens already exchanged, so none is exchanged twice: one record per `jti`, kept until the
+# token could no longer verify anyway (`expiresAt`, then MongoDB's TTL monitor removes it).
+BRIDGE_TOKEN_USES = CollectionIndexes(
+    "bridge_token_uses",
+    (
+        IndexModel([("tenantId", ASCENDING), ("jti", ASCENDING)], unique=True, name="tenant_jti"),
+        IndexModel([("expiresAt", ASCENDING)], expireAfterSeconds=0, name="expires_at_ttl"),
     ),
 )
 
@@ -172,4 +184,5 @@ ALL_COLLECTIONS = (
     EMBED_KEYS,
     BRIDGE_SIGNING_KEYS,
     EMBED_SESSIONS,
+    BRIDGE_TOKEN_USES,
 )

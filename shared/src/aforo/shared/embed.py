@@ -54,7 +54,11 @@ VERIFYING_STATUSES: Final = frozenset({SigningKeyStatus.NEXT, SigningKeyStatus.A
 
 def normalise_origin(value: str) -> str:
     """An exact web origin as browsers send it in `Origin`: `scheme://host[:port]`, lower case,
-    default port dropped, IDN hosts in punycode. Raises ValueError (the reason, not the value)."""
+    default port dropped. Raises ValueError (the reason, not the value).
+
+    An internationalised host must be given in its punycode (`xn--`) form, which is what browsers
+    send: converting here would need IDNA 2008 (Python's codec is IDNA 2003, which maps `faß.de` to
+    `fass.de`, another domain), so a non-ASCII host is refused instead of guessed at."""
     if not isinstance(value, str) or not value or len(value) > MAX_ORIGIN_LENGTH:
         raise ValueError(f"must be an origin of at most {MAX_ORIGIN_LENGTH} characters")
     if any(character.isspace() or ord(character) < 0x20 for character in value):
@@ -77,10 +81,9 @@ def normalise_origin(value: str) -> str:
     if ":" in host:  # an IPv6 literal; urlsplit drops the brackets
         host = f"[{host}]"
     elif not host.isascii():
-        try:
-            host = host.encode("idna").decode("ascii")
-        except UnicodeError:
-            raise ValueError("has a host name that is not valid") from None
+        raise ValueError(
+            "has a non-ASCII host name: give its punycode form (https://xn--...), as browsers send it"
+        )
     if "*" in host:
         raise ValueError("must be an exact origin (no wildcards)")
     return f"{scheme}://{host}" if port in (None, DEFAULT_PORTS[scheme]) else f"{scheme}://{host}:{port}"
@@ -213,3 +216,15 @@ class EmbedSessionDocument(_Document):
     @property
     def revoked(self) -> bool:
         return self.revoked_at is not None
+
+
+class BridgeTokenUseDocument(_Document):
+    """`bridge_token_uses`: one per exchanged bridge token (`jti`); a second exchange of it is refused."""
+
+    tenant_id: str = Field(alias="tenantId")
+    jti: str
+    kid: str
+    used_at: datetime = Field(alias="usedAt")
+    expires_at: datetime = Field(
+        alias="expiresAt", description="The token no longer verifies after this; the TTL index removes it."
+    )

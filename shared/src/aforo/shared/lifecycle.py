@@ -24,6 +24,9 @@ from aforo.shared.settings import ServiceSettings
 
 log = get_logger(__name__)
 
+HTTP_SHUTDOWN_TIMEOUT_SECONDS = 5.0
+"""The most `cleanup` waits for handlers that outlived drain before it cancels them."""
+
 
 class Service(ABC):
     """What a process does between start and stop; the runner owns signals and the HTTP server."""
@@ -61,6 +64,15 @@ class Service(ABC):
         """aiohttp's `client_max_size`: the largest request body the HTTP server reads."""
         return 1024 * 1024
 
+    def cancels_handlers_on_disconnect(self) -> bool:
+        """aiohttp's `handler_cancellation`: whether a handler is cancelled when its client goes away.
+
+        Off by default (a short request handler that writes to MongoDB should finish); the SSE
+        gateway turns it on, since its handlers wait on streams for hours and a closed browser tab
+        must free its slot at once, not at the next failed heartbeat write.
+        """
+        return False
+
 
 class ServiceRunner:
     """Runs one `Service` with its HTTP server under the lifecycle above."""
@@ -95,7 +107,15 @@ class ServiceRunner:
         return app
 
     async def start_http(self) -> None:
-        self._http_runner = web.AppRunner(self.build_http_app(), access_log=None, handle_signals=False)
+        # aiohttp's shutdown_timeout (60 s by default) is how long `cleanup` waits for handlers still
+        # running after drain; bounded by the grace period, so SIGTERM never outlives it by that much.
+        self._http_runner = web.AppRunner(
+            self.build_http_app(),
+            access_log=None,
+            handle_signals=False,
+            handler_cancellation=self.service.cancels_handlers_on_disconnect(),
+            shutdown_timeout=min(HTTP_SHUTDOWN_TIMEOUT_SECONDS, self.settings.shutdown_grace_seconds),
+        )
         await self._http_runner.setup()
         site = web.TCPSite(self._http_runner, self.settings.http_host, self.settings.http_port)
         await site.start()

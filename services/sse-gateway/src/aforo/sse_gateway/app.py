@@ -3,8 +3,9 @@
 Start: create the widget topic if missing, connect MongoDB (embed collections' indexes), rebuild the
 resume history from the widget topic, then take streams (until then /readyz and new streams say 503).
 A sweep every `session_sweep_seconds` ends streams whose session or embed key was revoked, or whose
-session reached its lifetime. Drain (SIGTERM): refuse new streams and close the open ones, so their
-clients reconnect to another replica and resume with Last-Event-ID. Stop: the consumer, MongoDB.
+session reached its lifetime. Drain (SIGTERM): refuse new streams and close the open ones (aborting,
+after a short wait, those stuck writing to a stalled client), so their clients reconnect to another
+replica and resume with Last-Event-ID. Stop: the consumer, MongoDB.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 from pymongo.errors import PyMongoError
 
-from aforo.shared.collections import BRIDGE_SIGNING_KEYS, EMBED_KEYS, EMBED_SESSIONS
+from aforo.shared.collections import BRIDGE_SIGNING_KEYS, BRIDGE_TOKEN_USES, EMBED_KEYS, EMBED_SESSIONS
 from aforo.shared.kafka import TopicNames, ensure_topics, topic_specs
 from aforo.shared.lifecycle import Service
 from aforo.shared.logging import get_logger
@@ -38,10 +39,12 @@ from aforo.sse_gateway.stream_routes import StreamRoutes
 
 log = get_logger(__name__)
 
-GATEWAY_COLLECTIONS = (EMBED_KEYS, BRIDGE_SIGNING_KEYS, EMBED_SESSIONS)
+GATEWAY_COLLECTIONS = (EMBED_KEYS, BRIDGE_SIGNING_KEYS, EMBED_SESSIONS, BRIDGE_TOKEN_USES)
 # Revocations are looked up from a little before the previous sweep: the API's clock stamps
 # `revokedAt`, this replica's clock decides "since", and the two may disagree by this much.
 CLOCK_SKEW_MARGIN = timedelta(seconds=60)
+# How long drain lets closed streams' handlers return before it aborts the transports still open.
+DRAIN_CLOSE_WAIT_SECONDS = 2.0
 
 
 class SseGatewayConfigError(ValueError):
@@ -117,6 +120,10 @@ class SseGatewayService(Service):
     def max_request_body_bytes(self) -> int:
         return MAX_BODY_BYTES
 
+    def cancels_handlers_on_disconnect(self) -> bool:
+        """A closed browser tab ends its stream handler at once, freeing its slot under the caps."""
+        return True
+
     def middlewares(self) -> Sequence[Middleware]:
         return (error_middleware(self.context.store),)
 
@@ -165,11 +172,22 @@ class SseGatewayService(Service):
         return closed
 
     async def drain(self) -> None:
-        """New streams get 503; open ones close so their clients reconnect to another replica."""
+        """New streams get 503; open ones close so their clients reconnect to another replica.
+
+        A handler stuck in a write to a client that stopped reading never sees its stream close:
+        after a short wait the remaining streams' transports are aborted, so drain ends well within
+        the grace period however the clients behave.
+        """
         self.context.draining = True
         closing = self.registry.close_all(CloseReason.DRAINING)
         log.info("sse_draining", streams=closing)
-        await self.registry.wait_empty()
+        wait = min(DRAIN_CLOSE_WAIT_SECONDS, self.settings.shutdown_grace_seconds / 4)
+        try:
+            await asyncio.wait_for(self.registry.wait_empty(), wait)
+        except TimeoutError:
+            aborted = self.registry.abort_all()
+            log.warning("sse_drain_aborted_streams", streams=aborted, after_seconds=wait)
+            await self.registry.wait_empty()
 
     async def stop(self) -> None:
         for task in (self._sweep_task, self._heartbeat_task):

@@ -72,6 +72,11 @@ def bearer_token(request: web.Request, query_parameter: str | None = None) -> st
     raise EmbedAuthError(401, "missing_token", "a session token is required")
 
 
+def origin_refusal() -> EmbedAuthError:
+    """403 for an origin no embed key allows; `error_middleware` adds no CORS headers to it."""
+    return EmbedAuthError(403, ORIGIN_NOT_ALLOWED, "this origin is not allowed by the embed key", "Origin")
+
+
 def normalised_origin(request: web.Request) -> str | None:
     origin = request.headers.get("Origin")
     if origin is None:

@@ -1,10 +1,14 @@
 """Open streams of this process, each with a bounded queue, and the fan-out into them.
 
 Bounded memory is the rule: `publish` never waits for a client. Each stream holds at most
-`queue_frames` frames; a client too slow to drain them is cut off at once (its transport aborted, so
-a write stuck on a full socket ends too) and resumes with Last-Event-ID elsewhere or later. One
-process therefore holds at most `max_connections * queue_frames` frames plus the sockets' buffers,
-however slow its clients are.
+`queue_frames` frames and `queue_bytes` bytes of them; a client too slow to drain them is cut off at
+once (its transport aborted, so a write stuck on a full socket ends too) and resumes with
+Last-Event-ID elsewhere or later. One process therefore holds at most `max_connections * queue_bytes`
+bytes of queued frames plus the sockets' buffers, however slow its clients are and however large a
+producer's frames (frames are shared between the streams of one customer, so usually far less).
+
+A stream whose client went away is noticed by aiohttp's handler cancellation (the gateway turns it on)
+and, as a fallback, by the heartbeat tick, which ends streams whose transport is gone or closing.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from aforo.sse_gateway.metrics import (
 )
 
 HEARTBEAT_SHARDS = 10
+DEFAULT_QUEUE_BYTES = 1024 * 1024
 HEARTBEAT = b": heartbeat\n\n"
 """An SSE comment: keeps idle streams alive through proxies' idle timeouts; clients ignore it."""
 
@@ -59,9 +64,12 @@ class Connection:
 
     __slots__ = (
         "_abort",
+        "_byte_limit",
         "_frames",
+        "_gone",
         "_heartbeat_due",
         "_limit",
+        "_queued_bytes",
         "_sent_since_tick",
         "_wakeup",
         "closed",
@@ -70,12 +78,23 @@ class Connection:
         "shard",
     )
 
-    def __init__(self, grant: StreamGrant, *, queue_frames: int, abort: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        grant: StreamGrant,
+        *,
+        queue_frames: int,
+        abort: Callable[[], None],
+        queue_bytes: int = DEFAULT_QUEUE_BYTES,
+        gone: Callable[[], bool] = lambda: False,
+    ) -> None:
         self.grant = grant
         self.key = grant.key
         self.closed: CloseReason | None = None
         self._frames: deque[bytes] = deque()
         self._limit = queue_frames
+        self._byte_limit = queue_bytes
+        self._queued_bytes = 0
+        self._gone = gone
         self._wakeup = asyncio.Event()
         self._abort = abort
         self._heartbeat_due = False
@@ -86,19 +105,29 @@ class Connection:
     def queued(self) -> int:
         return len(self._frames)
 
+    @property
+    def queued_bytes(self) -> int:
+        return self._queued_bytes
+
     def offer(self, frame: bytes) -> bool:
-        """Queue a frame; a full queue closes the stream as a slow consumer and returns False."""
+        """Queue a frame; a full queue (frames or bytes) closes the stream as a slow consumer and
+        returns False."""
         if self.closed is not None:
             return False
-        if len(self._frames) >= self._limit:
+        if len(self._frames) >= self._limit or self._queued_bytes + len(frame) > self._byte_limit:
             self.close(CloseReason.SLOW_CONSUMER)
             return False
         self._frames.append(frame)
+        self._queued_bytes += len(frame)
         self._wakeup.set()
         return True
 
     def tick(self) -> None:
-        """One heartbeat interval passed: a stream that sent nothing during it sends a heartbeat."""
+        """One heartbeat interval passed: a stream whose client is gone ends; one that sent nothing
+        during it sends a heartbeat."""
+        if self.closed is None and self._gone():
+            self.close(CloseReason.CLIENT_GONE)
+            return
         if not self._sent_since_tick and self.closed is None:
             self._heartbeat_due = True
             self._wakeup.set()
@@ -122,6 +151,7 @@ class Connection:
             return HEARTBEAT
         chunk = b"".join(self._frames)
         self._frames.clear()
+        self._queued_bytes = 0
         return chunk
 
     def close(self, reason: CloseReason) -> None:
@@ -130,10 +160,15 @@ class Connection:
             return
         self.closed = reason
         self._frames.clear()
+        self._queued_bytes = 0
         self._wakeup.set()
         if reason is CloseReason.SLOW_CONSUMER:
             SLOW_CONSUMER_DISCONNECTS.inc()
             self._abort()
+
+    def abort(self) -> None:
+        """Abort the transport: a handler stuck in a write to a client that stopped reading returns."""
+        self._abort()
 
 
 class ConnectionRegistry:
@@ -205,6 +240,13 @@ class ConnectionRegistry:
         for connection in closing:
             connection.close(reason)
         return len(closing)
+
+    def abort_all(self) -> int:
+        """Abort every remaining stream's transport (drain, once closing them was not enough)."""
+        remaining = list(self)
+        for connection in remaining:
+            connection.abort()
+        return len(remaining)
 
     async def wait_empty(self) -> None:
         """Until every stream's handler has returned (after `close_all`, during drain)."""

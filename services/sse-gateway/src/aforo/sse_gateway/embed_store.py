@@ -1,6 +1,7 @@
 """The gateway's MongoDB adapter for embed keys, signing keys and sessions (shapes in aforo.shared.embed).
 
-Thin on purpose: lookups, the session writes and the revocation sweep's two queries. Embed keys are
+Thin on purpose: lookups, the session writes, the record of exchanged bridge tokens and the
+revocation sweep's two queries. Embed keys are
 cached per replica for `embed_key_cache_seconds`, since every stream connect and CORS preflight
 needs one; a revoked key still ends open streams at the next sweep.
 """
@@ -14,9 +15,11 @@ from datetime import datetime
 from typing import Any
 
 from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import DuplicateKeyError
 
-from aforo.shared.collections import BRIDGE_SIGNING_KEYS, EMBED_KEYS, EMBED_SESSIONS
+from aforo.shared.collections import BRIDGE_SIGNING_KEYS, BRIDGE_TOKEN_USES, EMBED_KEYS, EMBED_SESSIONS
 from aforo.shared.embed import (
+    BridgeTokenUseDocument,
     EmbedKeyDocument,
     EmbedKeyStatus,
     EmbedSessionDocument,
@@ -65,6 +68,10 @@ class EmbedStore:
     def _sessions(self) -> AsyncCollection[Document]:
         return self._mongo.collection(EMBED_SESSIONS.collection)
 
+    @property
+    def _token_uses(self) -> AsyncCollection[Document]:
+        return self._mongo.collection(BRIDGE_TOKEN_USES.collection)
+
     def _fresh(self, cached_at: float) -> bool:
         return self._monotonic() - cached_at < self._cache_seconds
 
@@ -105,6 +112,15 @@ class EmbedStore:
             status=stored.status,
             retires_at=stored.retires_at,
         )
+
+    async def record_bridge_token_use(self, use: BridgeTokenUseDocument) -> bool:
+        """Remember an exchanged bridge token; False when its (tenant, jti) was exchanged before.
+        The unique index decides, so two replicas racing on one token cannot both win."""
+        try:
+            await self._token_uses.insert_one(use.to_document())
+        except DuplicateKeyError:
+            return False
+        return True
 
     async def create_session(self, session: EmbedSessionDocument) -> None:
         await self._sessions.insert_one(session.to_document())

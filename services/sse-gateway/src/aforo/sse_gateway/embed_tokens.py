@@ -1,9 +1,11 @@
 """Bridge tokens in, session JWTs out: every verification rule of the embed auth bridge. Pure.
 
 A **bridge token** is signed by the integrator's server with a per-tenant auth-bridge signing key:
-HS256, header `kid` = the key id, claims `tenant_id`, `customer_id`, `iat`, `exp`, with `exp` at most
-`BRIDGE_TOKEN_MAX_TTL_SECONDS` ahead of now and of `iat`. It verifies only under a key of the same
-tenant whose effective status is NEXT or ACTIVE.
+HS256, header `kid` = the key id, claims `tenant_id`, `customer_id`, `jti` (unique per token: the
+gateway exchanges each token once), `iat`, `exp`, with `exp` at most `BRIDGE_TOKEN_MAX_TTL_SECONDS`
+ahead of now and of `iat`. It verifies only under a key of the same tenant whose effective status is
+NEXT or ACTIVE. The signature is checked before anything about the key is told: an unknown `kid`
+and a bad signature get the same answer, so a caller without the secret learns nothing about keys.
 
 A **session JWT** is what the gateway hands the browser for it: HS256 under the gateway's own
 secret, scoped to (tenant, customer), naming its session record (`sid`) and embed key (`ekid`).
@@ -14,6 +16,7 @@ passed in (PyJWT's own clock checks are switched off), which keeps these functio
 
 from __future__ import annotations
 
+import secrets as random_secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -30,6 +33,9 @@ SESSION_AUDIENCE: Final = "aforo-embed"
 MIN_SESSION_SECRET_BYTES: Final = 32
 MAX_ID_LENGTH: Final = 128
 MAX_TOKEN_LENGTH: Final = 4096
+_UNKNOWN_KEY_SECRET: Final = random_secrets.token_urlsafe(32)
+"""What a token naming an unknown `kid` is verified under: it never verifies, so the refusal is the
+one a wrong signature gets, after the same work."""
 
 
 class EmbedAuthError(Exception):
@@ -45,6 +51,10 @@ class EmbedAuthError(Exception):
 
 def _unauthenticated(code: str, message: str, field: str | None = None) -> EmbedAuthError:
     return EmbedAuthError(401, code, message, field)
+
+
+def _bad_signature() -> EmbedAuthError:
+    return _unauthenticated("invalid_token", "the token signature does not verify")
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +81,9 @@ class BridgeClaims:
     tenant_id: str
     customer_id: str
     kid: str
+    jti: str
+    expires_at: datetime
+    """The last moment (with the leeway) the token is accepted: its `jti` must be remembered until then."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +148,7 @@ def _verified_claims(token: str, secrets: Sequence[str], audience: str | None = 
         except jwt.InvalidTokenError:
             raise _unauthenticated("invalid_token", "the token is not valid") from None
         return claims
-    raise _unauthenticated("invalid_token", "the token signature does not verify")
+    raise _bad_signature()
 
 
 def bridge_token_header(token: str) -> BridgeTokenHeader:
@@ -154,19 +167,25 @@ def bridge_token_header(token: str) -> BridgeTokenHeader:
 def verify_bridge_token(
     token: str, key: SigningKey | None, *, now: datetime, leeway_seconds: int
 ) -> BridgeClaims:
-    """The bridge token's (tenant, customer), or the refusal (401) saying what is wrong with it."""
+    """The bridge token's (tenant, customer, jti), or the refusal (401) saying what is wrong with it.
+
+    Replay (a `jti` already exchanged) is the caller's to refuse: it needs the database.
+    """
     header = bridge_token_header(token)
-    if key is None or key.kid != header.kid:
-        raise _unauthenticated("unknown_signing_key", "no signing key with this kid for this tenant", "kid")
-    status = effective_signing_status(key.status, key.retires_at, now)
+    known = key if key is not None and key.kid == header.kid else None
+    claims = _verified_claims(token, [known.secret if known is not None else _UNKNOWN_KEY_SECRET])
+    if known is None:  # unreachable unless a token was signed with a random per-process secret
+        raise _bad_signature()
+    # Only a caller holding the key's secret gets here, so saying the key is retired tells no secret.
+    status = effective_signing_status(known.status, known.retires_at, now)
     if status not in (SigningKeyStatus.NEXT, SigningKeyStatus.ACTIVE):
         raise _unauthenticated(
             "signing_key_not_usable", f"the signing key is {status.value}; sign with the ACTIVE key", "kid"
         )
-    claims = _verified_claims(token, [key.secret])
     tenant_id = _identifier(claims, "tenant_id")
     customer_id = _identifier(claims, "customer_id")
-    if tenant_id != key.tenant_id:
+    jti = _identifier(claims, "jti")
+    if tenant_id != known.tenant_id:
         raise _unauthenticated(
             "invalid_token", "the token's tenant does not own this signing key", "tenant_id"
         )
@@ -184,7 +203,13 @@ def verify_bridge_token(
             f"a bridge token may live at most {BRIDGE_TOKEN_MAX_TTL_SECONDS} s (exp - iat, exp - now)",
             "exp",
         )
-    return BridgeClaims(tenant_id=tenant_id, customer_id=customer_id, kid=header.kid)
+    return BridgeClaims(
+        tenant_id=tenant_id,
+        customer_id=customer_id,
+        kid=header.kid,
+        jti=jti,
+        expires_at=datetime.fromtimestamp(expires + leeway_seconds, tz=UTC),
+    )
 
 
 def issue_session_token(

@@ -6,6 +6,11 @@ balancer decides that. On start the replica rebuilds its resume history by readi
 `now - history_window_seconds` (`offsets_for_times`) up to the end offsets it found, and only then
 reports itself loaded (ready) and accepts streams; a restarted replica can therefore replay every
 event of the window, up to `history_per_stream` per customer.
+
+Only those explicit seeks position the consumer. Should a position ever fall out of range (the log
+truncated under it), it resets to the end (`latest`), never to the start, and any event older than
+the window is kept from live streams anyway (`too_old_to_deliver`): open widgets are never flooded
+with old events, and what a resume can replay stays exactly the window.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from aiokafka.errors import KafkaError
 from aforo.shared.kafka import create_consumer, kafka_answers
 from aforo.shared.logging import get_logger
 from aforo.sse_gateway.connections import ConnectionRegistry
-from aforo.sse_gateway.history import HistoryEntry, HistoryStore
+from aforo.sse_gateway.history import HistoryEntry, HistoryStore, too_old_to_deliver
 from aforo.sse_gateway.metrics import (
     EVENTS_DROPPED,
     EVENTS_RECEIVED,
@@ -66,6 +71,7 @@ class WidgetFeed:
             self.settings,
             group_id=None,
             fetch_max_wait_ms=self.settings.consumer_fetch_max_wait_ms,
+            auto_offset_reset="latest",
         )
         await self._consumer.start()
         partitions = await self._partitions()
@@ -127,7 +133,7 @@ class WidgetFeed:
                 continue
             for records in batch.values():
                 for record in records:
-                    if self.handle(record):
+                    if self._handle_safely(record):
                         # Let the streams' writers run before the next event: a healthy client's
                         # queue then stays near empty during a burst, and only a client that does
                         # not read fills its queue and is cut off.
@@ -139,6 +145,16 @@ class WidgetFeed:
                 self.history.expire(self.wall_clock_ms())
                 HISTORY_EVENTS.set(len(self.history))
                 next_expiry = time.monotonic() + EXPIRE_EVERY_SECONDS
+
+    def _handle_safely(self, record: ConsumerRecord[Any, Any]) -> int:
+        """`handle`, but a record it cannot handle is dropped and logged: one bad record must not end
+        the feed of every stream on this replica (and of every replica, each reading it)."""
+        try:
+            return self.handle(record)
+        except Exception:
+            EVENTS_DROPPED.labels(DropReason.INVALID_ENVELOPE.value).inc()
+            log.exception("sse_event_unhandled", partition=record.partition, offset=record.offset)
+            return 0
 
     def handle(self, record: ConsumerRecord[Any, Any]) -> int:
         """One widget record: into the history (once per eventId), then to this customer's streams.
@@ -157,6 +173,9 @@ class WidgetFeed:
             return 0
         key = (outcome.tenant_id, outcome.customer_id)
         now_ms = self.wall_clock_ms()
+        if too_old_to_deliver(record.timestamp, now_ms, self.history.window_ms):
+            EVENTS_DROPPED.labels(DropReason.TOO_OLD.value).inc()
+            return 0
         entry = HistoryEntry(outcome.event_id, outcome.frame, record.timestamp)
         if not self.history.record(key, entry, now_ms):
             EVENTS_DROPPED.labels(DropReason.DUPLICATE.value).inc()

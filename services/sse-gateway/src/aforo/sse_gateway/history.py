@@ -21,6 +21,19 @@ from dataclasses import dataclass
 StreamKey = tuple[str, str]
 """(tenant id, customer id): one browser stream."""
 
+LIVE_HORIZON_FLOOR_MS = 60_000
+"""Live events are delivered up to this old even when the history window is shorter (or off)."""
+
+
+def too_old_to_deliver(timestamp_ms: int, now_ms: int, window_ms: int) -> bool:
+    """An event older than the history window (at least `LIVE_HORIZON_FLOOR_MS`) reaches no live stream.
+
+    Live streams only ever miss what a resume could replay; an event older than that arrives only
+    when the feed jumped back (an offset reset after the log was truncated, a topic recreated), and
+    replaying hours of old events into every open widget would be wrong and a flood.
+    """
+    return timestamp_ms < now_ms - max(window_ms, LIVE_HORIZON_FLOOR_MS)
+
 
 @dataclass(frozen=True, slots=True)
 class HistoryEntry:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import sys
 import time
 
@@ -27,10 +28,19 @@ def mint_bridge_token(
     customer_id: str,
     ttl_seconds: int = 120,
     issued_at: float | None = None,
+    jti: str | None = None,
 ) -> str:
-    """HS256, header `kid`, claims `tenant_id`, `customer_id`, `iat`, `exp` (at most 300 s later)."""
+    """HS256, header `kid`, claims `tenant_id`, `customer_id`, `jti`, `iat`, `exp` (at most 300 s
+    later). `jti` is random unless given: the gateway exchanges each token once, so a new exchange
+    needs a new token."""
     issued = int(time.time() if issued_at is None else issued_at)
-    claims = {"tenant_id": tenant_id, "customer_id": customer_id, "iat": issued, "exp": issued + ttl_seconds}
+    claims = {
+        "tenant_id": tenant_id,
+        "customer_id": customer_id,
+        "jti": secrets.token_urlsafe(16) if jti is None else jti,
+        "iat": issued,
+        "exp": issued + ttl_seconds,
+    }
     return jwt.encode(claims, secret, algorithm=ALGORITHM, headers={"kid": kid})
 
 

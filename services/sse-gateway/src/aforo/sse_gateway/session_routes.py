@@ -1,7 +1,9 @@
 """`/v1/embed/session*`: the auth bridge. A bridge token plus an embed key become a session JWT.
 
 The gateway hosts the exchange (not the API) because it sees the browser's `Origin`, which must be
-one of the embed key's allowed domains. Each exchange writes an `embed_sessions` record; refreshes
+one of the embed key's allowed domains. A bridge token is exchanged once: its `jti` is recorded in
+`bridge_token_uses` until the token expires, and a second exchange gets 401
+`bridge_token_replayed`. Each exchange writes an `embed_sessions` record; refreshes
 extend it until `session_max_lifetime_seconds`, and revoking it (here by the SDK's `destroy`, or by
 an admin through the API) ends its streams on every replica within one sweep.
 
@@ -19,6 +21,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from aforo.shared.embed import (
+    BridgeTokenUseDocument,
     EmbedKeyDocument,
     EmbedSessionDocument,
     new_session_id,
@@ -27,7 +30,7 @@ from aforo.shared.embed import (
 from aforo.shared.envelope import format_utc
 from aforo.shared.http import json_response
 from aforo.shared.logging import bind_event_context, get_logger
-from aforo.sse_gateway.boundary import ORIGIN_NOT_ALLOWED, bearer_token, normalised_origin, read_body
+from aforo.sse_gateway.boundary import bearer_token, normalised_origin, origin_refusal, read_body
 from aforo.sse_gateway.context import GatewayContext
 from aforo.sse_gateway.cors import cors_headers, preflight_headers
 from aforo.sse_gateway.embed_tokens import (
@@ -55,10 +58,6 @@ class ExchangeRequest(BaseModel):
 
     bridge_token: Token = Field(alias="bridgeToken")
     embed_key: str = Field(alias="embedKey", min_length=1, max_length=128)
-
-
-def origin_refusal() -> EmbedAuthError:
-    return EmbedAuthError(403, ORIGIN_NOT_ALLOWED, "this origin is not allowed by the embed key", "Origin")
 
 
 def check_origin(origin: str | None, embed_key: EmbedKeyDocument) -> str:
@@ -128,6 +127,23 @@ class SessionRoutes:
         )
         embed_key = await self._usable_embed_key(claims.tenant_id, body.embed_key, "embedKey")
         origin = check_origin(normalised_origin(request), embed_key)
+        # Last, so a refused attempt (another origin, a revoked embed key) does not use the token up.
+        first_use = await context.store.record_bridge_token_use(
+            BridgeTokenUseDocument(
+                tenant_id=claims.tenant_id,
+                jti=claims.jti,
+                kid=claims.kid,
+                used_at=now,
+                expires_at=claims.expires_at,
+            )
+        )
+        if not first_use:
+            raise EmbedAuthError(
+                401,
+                "bridge_token_replayed",
+                "this bridge token has already been exchanged; sign a new one (a new jti) per exchange",
+                "jti",
+            )
         session_id = new_session_id()
         token, expires_at = issue_session_token(
             tenant_id=claims.tenant_id,

@@ -45,6 +45,11 @@ class SseGatewaySettings(ServiceSettings):
     connection_queue_frames: int = Field(
         default=256, ge=1, description="Frames a stream may have waiting; one more disconnects it as slow."
     )
+    connection_queue_bytes: int = Field(
+        default=1024 * 1024,
+        ge=64 * 1024,
+        description="Bytes of frames a stream may have waiting; more disconnects it as slow.",
+    )
     max_connections: int = Field(default=20_000, ge=1, description="Open streams per process.")
     max_connections_per_stream: int = Field(
         default=10, ge=1, description="Open streams per (tenant, customer) per process: tabs and widgets."

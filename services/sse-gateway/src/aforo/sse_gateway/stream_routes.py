@@ -18,13 +18,12 @@ from aiohttp import web
 from aforo.shared.embed import origin_allowed
 from aforo.shared.logging import get_logger
 from aforo.sse_gateway.admission import REFUSAL_STATUS, Capacity, admit
-from aforo.sse_gateway.boundary import bearer_token, normalised_origin
+from aforo.sse_gateway.boundary import bearer_token, normalised_origin, origin_refusal
 from aforo.sse_gateway.connections import CloseReason, Connection, StreamGrant
 from aforo.sse_gateway.context import GatewayContext
 from aforo.sse_gateway.cors import cors_headers, preflight_headers
 from aforo.sse_gateway.embed_tokens import EmbedAuthError, verify_session_token
 from aforo.sse_gateway.metrics import CONNECTIONS_OPENED, CONNECTIONS_REFUSED, EVENTS_REPLAYED, RESUME_MISSES
-from aforo.sse_gateway.session_routes import origin_refusal
 
 log = get_logger(__name__)
 
@@ -143,7 +142,17 @@ class StreamRoutes:
             if transport is not None:
                 transport.abort()
 
-        connection = Connection(grant, queue_frames=context.settings.connection_queue_frames, abort=abort)
+        def gone() -> bool:
+            transport = request.transport
+            return transport is None or transport.is_closing()
+
+        connection = Connection(
+            grant,
+            queue_frames=context.settings.connection_queue_frames,
+            queue_bytes=context.settings.connection_queue_bytes,
+            abort=abort,
+            gone=gone,
+        )
         # Replay and registration in one step (no await between): no event falls between the two.
         resume = context.history.resume(grant.key, last_event_id, int(context.clock().timestamp() * 1000))
         context.registry.add(connection)

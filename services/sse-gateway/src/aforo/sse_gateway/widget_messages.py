@@ -5,6 +5,11 @@ the producer's fields per event type (docs/sse.md has the table): identifiers an
 shows, never personal data. Only scalar values pass (a nested object could hide anything), and a
 string that looks like an e-mail address or a JWT is dropped even under an allowed name: a producer
 that puts one there by mistake must not leak it into every browser tab of that customer.
+
+Frames are bounded in bytes, not only in number: a payload string longer than
+`MAX_PAYLOAD_STRING_LENGTH` or an integer of more than 38 digits is dropped (identifiers, amounts, dates and
+codes are far shorter; a truncated identifier would be wrong), and an envelope whose `eventId` or `occurredAt` is longer than
+its bound is dropped whole. So no frame exceeds `MAX_FRAME_BYTES`, whatever a producer sends.
 """
 
 from __future__ import annotations
@@ -83,6 +88,24 @@ WIDGET_PAYLOAD_FIELDS: Final[Mapping[str, frozenset[str]]] = {
 }
 """Per widget event type, the payload fields a browser may see. Every catalog widget event has a row."""
 
+MAX_PAYLOAD_STRING_LENGTH: Final = 256
+MAX_EVENT_ID_LENGTH: Final = 256
+MAX_OCCURRED_AT_LENGTH: Final = 64
+_MAX_JSON_BYTES_PER_CHARACTER: Final = 6  # a control character escaped as \u00XX
+_MAX_INTEGER: Final = 10**38 - 1  # 38 digits: the widest money column (DECIMAL(38)) still passes
+_LONGEST_SCALAR_BYTES: Final = 40  # such an integer with its sign, a float's repr, true/false/null
+MAX_FRAME_BYTES: Final = (
+    512  # the frame's and the message's fixed parts, with the longest event type
+    + MAX_EVENT_ID_LENGTH * 4  # the id line: UTF-8 (line breaks and NUL are refused)
+    + MAX_OCCURRED_AT_LENGTH * _MAX_JSON_BYTES_PER_CHARACTER
+    + max(
+        sum(len(name) + 4 for name in fields)
+        + len(fields) * max(MAX_PAYLOAD_STRING_LENGTH * _MAX_JSON_BYTES_PER_CHARACTER, _LONGEST_SCALAR_BYTES)
+        for fields in WIDGET_PAYLOAD_FIELDS.values()
+    )
+)
+"""The largest frame `widget_event_from_envelope` can make: what bounds a stream's memory in bytes."""
+
 _JWT = re.compile(r"eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 _UNFRAMEABLE = re.compile(r"[\r\n\x00]")
 
@@ -94,6 +117,7 @@ class DropReason(StrEnum):
     UNKNOWN_EVENT_TYPE = "unknown_event_type"
     UNFRAMEABLE_EVENT_ID = "unframeable_event_id"
     DUPLICATE = "duplicate"
+    TOO_OLD = "too_old"
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,8 +150,10 @@ def looks_personal(text: str) -> bool:
 
 def _safe_value(value: Any) -> bool:
     if isinstance(value, str):
-        return not looks_personal(value)
-    return value is None or isinstance(value, bool | int | float)
+        return len(value) <= MAX_PAYLOAD_STRING_LENGTH and not looks_personal(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return -_MAX_INTEGER <= value <= _MAX_INTEGER  # Python's json keeps integers of any length
+    return value is None or isinstance(value, bool | float)
 
 
 def widget_payload(event_type: str, payload: Mapping[str, Any]) -> dict[str, Any]:
@@ -177,6 +203,14 @@ def widget_event_from_envelope(raw: bytes | None) -> WidgetEvent | Dropped:
         return Dropped(DropReason.UNKNOWN_EVENT_TYPE, f"{event_type!r} is not a widget event")
     if _UNFRAMEABLE.search(event_id):
         return Dropped(DropReason.UNFRAMEABLE_EVENT_ID, "eventId contains a line break or NUL")
-    data = dumps_json(widget_message(event_type, payload, fields["occurredAt"]))
-    frame = sse_frame(event_id, event_type, data)
+    if len(event_id) > MAX_EVENT_ID_LENGTH:
+        return Dropped(DropReason.UNFRAMEABLE_EVENT_ID, f"eventId is longer than {MAX_EVENT_ID_LENGTH}")
+    if len(fields["occurredAt"]) > MAX_OCCURRED_AT_LENGTH:
+        return Dropped(DropReason.INVALID_ENVELOPE, f"occurredAt is longer than {MAX_OCCURRED_AT_LENGTH}")
+    try:
+        data = dumps_json(widget_message(event_type, payload, fields["occurredAt"]))
+        frame = sse_frame(event_id, event_type, data)
+    except UnicodeEncodeError:
+        # JSON may escape a lone UTF-16 surrogate ("\ud800"), which no UTF-8 frame can carry.
+        return Dropped(DropReason.INVALID_ENVELOPE, "a string holds a lone UTF-16 surrogate")
     return WidgetEvent(event_id, event_type, fields["tenantId"], fields["customerId"], frame)

@@ -8,7 +8,8 @@
     GET    /api/v1/admin/bridge-signing-keys                 list (effective status, never secrets)
     POST   /api/v1/admin/bridge-signing-keys/{kid}/promote   NEXT → ACTIVE; the previous ACTIVE retires
                                                              after the overlap
-    DELETE /api/v1/admin/bridge-signing-keys/{kid}           revoke → 204 (idempotent)
+    DELETE /api/v1/admin/bridge-signing-keys/{kid}           revoke → 204 (idempotent); the embed
+                                                             sessions it minted end too
     POST   /api/v1/admin/embed-sessions/revoke               {customerId}: end that customer's sessions
 
 Roles OWNER, ADMIN or BILLING_ADMIN; everything is filtered by the caller's tenant, so another
@@ -19,8 +20,8 @@ with the SecretBox before they are stored; the mint response is the only place o
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from datetime import datetime, timedelta
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from aiohttp import web
@@ -184,6 +185,31 @@ def retirement(now: datetime, overlap: timedelta) -> dict[str, Any]:
     return {"$set": {"retiresAt": now + overlap}}
 
 
+def superseded_signing_keys(active: Iterable[Mapping[str, Any]]) -> list[str]:
+    """Of a tenant's ACTIVE keys not yet retiring, every kid but the newest by (`promotedAt`, `kid`).
+
+    Each promote sets its key ACTIVE, then reads the ACTIVE keys and retires all but the newest, its
+    own key included when a concurrent promote's key is newer. Whichever promote reads last sees both
+    keys, and the newest is never retired by anyone: two concurrent promotes leave exactly one key
+    ACTIVE without `retiresAt`, never none and never two.
+    """
+    documents = list(active)
+    if not documents:
+        return []
+    newest = max(documents, key=_promotion_order)
+    return sorted(str(document["kid"]) for document in documents if document is not newest)
+
+
+def _promotion_order(document: Mapping[str, Any]) -> tuple[datetime, str]:
+    promoted_at = document.get("promotedAt") or document["createdAt"]
+    return (_utc(promoted_at), str(document["kid"]))
+
+
+def _utc(moment: datetime) -> datetime:
+    """MongoDB hands back naive UTC datetimes unless the client is tz-aware; compare them alike."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
 # --------------------------------------------------------------------------- routes
 
 
@@ -319,7 +345,8 @@ class EmbedKeyRoutes:
         return json_response(SigningKeyList(items=items).to_wire())
 
     async def promote_signing_key(self, request: web.Request) -> web.Response:
-        """NEXT → ACTIVE; every other ACTIVE key of the tenant gets `retiresAt = now + overlap`."""
+        """NEXT → ACTIVE; every other ACTIVE key of the tenant gets `retiresAt = now + overlap`
+        (with concurrent promotes, the newest promoted key stays: `superseded_signing_keys`)."""
         principal = require_admin(request)
         kid = request.match_info["kid"]
         tenant = {"tenantId": principal.tenant_id}
@@ -340,10 +367,14 @@ class EmbedKeyRoutes:
         if promoted is None:
             raise ConflictError("signing_key_not_next", "the key changed concurrently; list the keys", "kid")
         # The new key verifies before the old ones start retiring, so no moment has none.
+        not_retiring = {**tenant, "status": SigningKeyStatus.ACTIVE.value, "retiresAt": None}
+        active = self._signing_keys.find(not_retiring, {"_id": 0, "kid": 1, "promotedAt": 1, "createdAt": 1})
+        superseded = superseded_signing_keys([document async for document in active])
         retired = await self._signing_keys.update_many(
-            {**tenant, "kid": {"$ne": kid}, "status": SigningKeyStatus.ACTIVE.value, "retiresAt": None},
-            retirement(now, self.overlap),
+            {**not_retiring, "kid": {"$in": superseded}}, retirement(now, self.overlap)
         )
+        if kid in superseded:  # a concurrent promote of a newer key won: say so in the answer
+            promoted = await self._signing_keys.find_one({**tenant, "kid": kid}, NO_ID) or promoted
         log.info("bridge_signing_key_promoted", kid=kid, retiring=retired.modified_count)
         return json_response(signing_key_view(promoted, now).to_wire())
 
@@ -363,7 +394,18 @@ class EmbedKeyRoutes:
             await self._signing_keys.find_one({"tenantId": principal.tenant_id, "kid": kid}) is None
         ):
             raise signing_key_not_found(kid)
-        log.info("bridge_signing_key_revoked", kid=kid, already=revoked.matched_count == 0)
+        # A leaked key's sessions end too (on every gateway within a sweep), not only its new tokens.
+        # Also on a repeated revoke: it finishes what a revoke interrupted before this step did.
+        sessions = await self._sessions.update_many(
+            {"tenantId": principal.tenant_id, "signingKeyId": kid, "revokedAt": None},
+            {"$set": {"revokedAt": now}},
+        )
+        log.info(
+            "bridge_signing_key_revoked",
+            kid=kid,
+            already=revoked.matched_count == 0,
+            sessions=sessions.modified_count,
+        )
         return web.Response(status=204)
 
     # ---------------------------------------------------------------- sessions
