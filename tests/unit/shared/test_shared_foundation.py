@@ -124,7 +124,7 @@ class RecordingService(Service):
 
 
 @pytest.mark.parametrize(("drain_seconds", "finished"), [(0.0, True), (5.0, False)])
-async def test_runner_drains_within_grace_then_stops_and_exits_zero(
+async def test_runner_drains_within_grace_then_stops_and_exits_zero_only_if_drained(
     drain_seconds: float, finished: bool
 ) -> None:
     service = RecordingService(drain_seconds)
@@ -135,7 +135,7 @@ async def test_runner_drains_within_grace_then_stops_and_exits_zero(
         await asyncio.sleep(0.01)
     assert await runner._readiness() == {"dependency": True}
     runner.request_stop()
-    assert await asyncio.wait_for(run, 5) == 0
+    assert await asyncio.wait_for(run, 5) == (0 if finished else 1)
     expected = ["start", "drain", "drained", "stop"] if finished else ["start", "drain", "stop"]
     assert service.calls == expected
 

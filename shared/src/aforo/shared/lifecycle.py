@@ -3,7 +3,9 @@
 `run_service` serves `/healthz`, `/readyz`, `/metrics` (and the service's own routes, for the API
 and the SSE gateway) on the service's HTTP port, starts the service, and on SIGTERM or SIGINT:
 marks it not ready, lets it stop taking work and finish or hand back in-flight work (`drain`,
-bounded by `shutdown_grace_seconds`), closes its clients (`stop`) and returns exit code 0.
+bounded by `shutdown_grace_seconds`), closes its clients (`stop`) and returns exit code 0, or 1 when
+the drain or the stop ran out of time (work was left for the next owner to redo: the orchestrator
+and whoever reads its events should know).
 """
 
 from __future__ import annotations
@@ -154,18 +156,21 @@ class ServiceRunner:
         grace = self.settings.shutdown_grace_seconds
         began = time.monotonic()
         log.info("service_draining", grace_seconds=grace)
+        clean = True
         try:
             await asyncio.wait_for(self.service.drain(), grace)
         except TimeoutError:
+            clean = False
             log.warning("drain_timed_out", grace_seconds=grace)
         remaining = max(1.0, grace - (time.monotonic() - began))
         try:
             await asyncio.wait_for(self.service.stop(), remaining)
         except TimeoutError:
+            clean = False
             log.warning("stop_timed_out")
         await self._close_http()
-        log.info("service_stopped", seconds=round(time.monotonic() - began, 3))
-        return 0
+        log.info("service_stopped", seconds=round(time.monotonic() - began, 3), clean=clean)
+        return 0 if clean else 1
 
     async def _close_http(self) -> None:
         if self._http_runner is not None:
