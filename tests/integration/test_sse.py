@@ -41,6 +41,20 @@ LARGEST_PAYLOAD = dict.fromkeys(
 FRAME_BYTES = len(json.dumps(LARGEST_PAYLOAD))
 
 
+def open_stalled_stream(port: int, token: str) -> socket.socket:
+    """A stream whose client reads the response headers and then nothing: a raw socket with a tiny
+    receive buffer, so the gateway's writes to it soon block."""
+    stalled = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    stalled.connect(("127.0.0.1", port))
+    stalled.sendall(
+        f"GET /v1/embed/stream?access_token={token} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"Origin: {ORIGIN}\r\nAccept: text/event-stream\r\n\r\n".encode()
+    )
+    assert b" 200 " in stalled.recv(512)
+    return stalled
+
+
 async def test_an_invoice_through_the_real_bridge_reaches_only_its_customers_stream(
     local_stack: LocalStack, service_log_dir: Path
 ) -> None:
@@ -224,15 +238,7 @@ async def test_a_client_that_stops_reading_is_cut_off_while_memory_stays_flat(
         assert gateway.process is not None
         async with aiohttp.ClientSession() as session:
             token = await exchange(session, gateway.url, tenant, "c1")
-            # The stalled client: a raw socket with a tiny receive buffer that reads the headers only.
-            stalled = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-            stalled.connect(("127.0.0.1", gateway.port))
-            stalled.sendall(
-                f"GET /v1/embed/stream?access_token={token} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                f"Origin: {ORIGIN}\r\nAccept: text/event-stream\r\n\r\n".encode()
-            )
-            assert b" 200 " in stalled.recv(512)
+            stalled = open_stalled_stream(gateway.port, token)
             try:
                 async with open_stream(session, gateway.url, token) as healthy:
                     await asyncio.sleep(0.5)
@@ -312,14 +318,7 @@ async def test_sigterm_ends_within_the_grace_even_with_a_stream_stuck_on_a_stall
         )
         async with aiohttp.ClientSession() as session:
             token = await exchange(session, gateway.url, tenant, "c1")
-            stalled = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-            stalled.connect(("127.0.0.1", gateway.port))
-            stalled.sendall(
-                f"GET /v1/embed/stream?access_token={token} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                f"Origin: {ORIGIN}\r\nAccept: text/event-stream\r\n\r\n".encode()
-            )
-            assert b" 200 " in stalled.recv(512)
+            stalled = open_stalled_stream(gateway.port, token)
             try:
                 async with open_stream(session, gateway.url, token) as healthy:
                     events = 3_000  # ~10 MB: more than any socket buffer between the two holds

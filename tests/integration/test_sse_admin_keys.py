@@ -72,6 +72,13 @@ async def admin_api(harness: GatewayUnderTest, session: aiohttp.ClientSession) -
     assert code == 0, process.log_text()[-4000:]
 
 
+def bridge_token(signing_key: dict[str, Any], customer: str = "c1") -> str:
+    """What the integrator's server signs for one of tenant t1's customers, with a key minted by the API."""
+    return mint_bridge_token(
+        kid=signing_key["kid"], secret=signing_key["secret"], tenant_id="t1", customer_id=customer
+    )
+
+
 async def exchange_status(
     session: aiohttp.ClientSession, gateway_url: str, bridge_token: str, embed_key: str, origin: str = ORIGIN
 ) -> tuple[int, Any]:
@@ -102,11 +109,6 @@ async def test_keys_from_the_api_drive_the_gateway_through_a_full_rotation(
         assert status == 201
         assert first["status"] == "NEXT"
         assert len(first["secret"]) >= 40
-
-        def bridge_token(signing_key: dict[str, Any], customer: str = "c1") -> str:
-            return mint_bridge_token(
-                kid=signing_key["kid"], secret=signing_key["secret"], tenant_id="t1", customer_id=customer
-            )
 
         # A NEXT key already verifies: the integrator deploys it, then the admin promotes it.
         once = bridge_token(first)
@@ -198,26 +200,21 @@ async def test_domain_changes_and_revocations_reach_the_gateway(
         key_id = embed_key["keyId"]
         _, signing = await api.call("POST", "/api/v1/admin/bridge-signing-keys")
 
-        def bridge_token(customer: str) -> str:
-            return mint_bridge_token(
-                kid=signing["kid"], secret=signing["secret"], tenant_id="t1", customer_id=customer
-            )
-
         status, refused = await exchange_status(
-            session, gateway.url, bridge_token("c1"), key_id, OTHER_ORIGIN
+            session, gateway.url, bridge_token(signing, "c1"), key_id, OTHER_ORIGIN
         )
         assert (status, refused["error"]["code"]) == (403, "origin_not_allowed")
         status, updated = await api.call(
             "PATCH", f"/api/v1/admin/embed-keys/{key_id}", body={"allowedDomains": [ORIGIN, OTHER_ORIGIN]}
         )
         assert (status, updated["allowedDomains"]) == (200, [ORIGIN, OTHER_ORIGIN])
-        assert (await exchange_status(session, gateway.url, bridge_token("c1"), key_id, OTHER_ORIGIN))[
-            0
-        ] == 201
+        assert (
+            await exchange_status(session, gateway.url, bridge_token(signing, "c1"), key_id, OTHER_ORIGIN)
+        )[0] == 201
 
         # An admin ends one customer's sessions: that customer's stream ends, the other's does not.
-        _, c1 = await exchange_status(session, gateway.url, bridge_token("c1"), key_id)
-        _, c2 = await exchange_status(session, gateway.url, bridge_token("c2"), key_id)
+        _, c1 = await exchange_status(session, gateway.url, bridge_token(signing, "c1"), key_id)
+        _, c2 = await exchange_status(session, gateway.url, bridge_token(signing, "c2"), key_id)
         async with (
             open_stream(session, gateway.url, c1["sessionToken"]) as c1_stream,
             open_stream(session, gateway.url, c2["sessionToken"]) as c2_stream,
@@ -232,7 +229,7 @@ async def test_domain_changes_and_revocations_reach_the_gateway(
             # Revoking the embed key ends every stream opened with it, and no new session is issued.
             assert (await api.call("DELETE", f"/api/v1/admin/embed-keys/{key_id}"))[0] == 204
             await c2_stream.wait_ended(timeout=10)
-        status, refused = await exchange_status(session, gateway.url, bridge_token("c2"), key_id)
+        status, refused = await exchange_status(session, gateway.url, bridge_token(signing, "c2"), key_id)
         assert (status, refused["error"]["code"]) == (403, "embed_key_revoked")
         status, conflict = await api.call(
             "PATCH", f"/api/v1/admin/embed-keys/{key_id}", body={"allowedDomains": [ORIGIN]}
