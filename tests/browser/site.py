@@ -1,6 +1,7 @@
 """An integrator's site for the browser tests, on 127.0.0.1: its server signs bridge tokens (and
-counts them), and it serves a widget page (which mounts widgets with the SDK) and a host page
-(which embeds the widget page in an iframe). Served on several ports, it is several origins.
+counts them), and it serves a widget page (which mounts widgets with the SDK, of one or several
+tenants) and a host page (which embeds the widget page in an iframe, next to a sibling frame of its
+own origin). Served on several ports, it is several origins.
 """
 
 from __future__ import annotations
@@ -22,30 +23,54 @@ WIDGET_PAGE = """<!doctype html>
 <script>
 const params = new URLSearchParams(location.search);
 const config = {config};
-window.received = [];     // per mounted widget: the messages its widget.on handlers got
-window.inbound = [];      // host messages accepted by AforoEmbed.on
+// ?tenants=t1,t2 mounts `widgets` widgets of each (the site's first tenant by default).
+const pageTenants = (params.get("tenants") || Object.keys(config.tenants)[0]).split(",");
+window.received = [];       // per mounted widget: the events its widget.on handlers got
+window.widgetInbound = [];  // per mounted widget: the host messages its widget.on handlers got
+window.widgetTenants = [];  // per mounted widget: its tenant
+window.pageEvents = [];     // events seen by AforoEmbed.on (page-wide), as [tenant, invoiceId]
+window.inbound = [];        // host messages accepted by AforoEmbed.on (page-wide)
+window.inboundTenants = []; // per accepted host message: the tenants it was delivered for
+window.rawInbound = [];     // every message of an inbound type that reached this window (raw listener)
 window.widgets = [];
 window.mountError = null;
 AforoEmbed.configure({{
   lingerMs: Number(params.get("linger") || 30000), backoffBaseMs: 200, backoffMaxMs: 1000,
 }});
-for (const type of AforoEmbed.inboundTypes) AforoEmbed.on(type, (message) => inbound.push(message));
-window.mountWidget = async function () {{
+for (const type of AforoEmbed.inboundTypes) {{
+  AforoEmbed.on(type, (message, context) => {{ inbound.push(message); inboundTenants.push(context.tenants); }});
+}}
+for (const type of AforoEmbed.eventTypes) {{
+  AforoEmbed.on(type, (message, context) => pageEvents.push([context.tenant, message.payload.invoiceId]));
+}}
+// Registered after the SDK's own listener (its script is in <head>), so it runs after the SDK's.
+window.addEventListener("message", (event) => {{
+  if (event.data && AforoEmbed.inboundTypes.includes(event.data.type)) {{
+    rawInbound.push({{type: event.data.type, payload: event.data.payload, fromParent: event.source === window.parent}});
+  }}
+}});
+window.mountWidget = async function (tenant = pageTenants[0]) {{
   const index = received.length;
   received.push([]);
+  widgetInbound.push([]);
+  widgetTenants.push(tenant);
   const widget = await AforoEmbed.mount({{
-    tenant: config.tenant,
+    tenant,
     gatewayUrl: config.gateway,
-    embedKey: config.embedKey,
-    getBridgeToken: () => fetch("/bridge-token?customer=" + encodeURIComponent(params.get("customer")))
-      .then((response) => response.text()),
+    embedKey: config.tenants[tenant],
+    getBridgeToken: () => fetch(
+      "/bridge-token?tenant=" + encodeURIComponent(tenant) + "&customer=" + encodeURIComponent(params.get("customer"))
+    ).then((response) => response.text()),
   }});
   for (const type of AforoEmbed.eventTypes) widget.on(type, (message) => received[index].push(message));
+  for (const type of AforoEmbed.inboundTypes) widget.on(type, (message) => widgetInbound[index].push(message));
   widgets.push(widget);
   return index;
 }};
-window.ready = Promise.all(Array.from({{length: Number(params.get("widgets") || 1)}}, () => mountWidget()))
-  .then(() => true, (error) => {{ window.mountError = error.code || String(error); return false; }});
+const perTenant = Number(params.get("widgets") || 1);
+window.ready = Promise.all(
+  pageTenants.flatMap((tenant) => Array.from({{length: perTenant}}, () => mountWidget(tenant)))
+).then(() => true, (error) => {{ window.mountError = error.code || String(error); return false; }});
 </script></body></html>
 """
 
@@ -68,6 +93,13 @@ const frame = document.createElement("iframe");
 frame.src = widgetUrl;
 document.body.appendChild(frame);
 window.postToWidget = (message) => frame.contentWindow.postMessage(message, widgetOrigin);
+// A sibling frame of this page's own origin (so of an allowed origin) that is not the widget's parent:
+// `send` runs in the sibling's realm, so the widget sees event.source === the sibling.
+const sibling = document.createElement("iframe");
+sibling.srcdoc = "<script>window.send = (target, message, origin) => target.postMessage(message, origin);<\\/script>";
+document.body.appendChild(sibling);
+window.siblingReady = () => typeof (sibling.contentWindow && sibling.contentWindow.send) === "function";
+window.postFromSibling = (message) => sibling.contentWindow.send(frame.contentWindow, message, widgetOrigin);
 </script></body></html>
 """
 
@@ -77,17 +109,20 @@ class IntegratorSite:
     """The pages and the bridge-token endpoint, shared by every port the site is served on."""
 
     gateway_url: str
-    tenant: EmbedTenant | None = None  # seeded once the site's origins (ports) are known
-    bridge_tokens: Counter[str] = field(default_factory=Counter)
+    # Seeded once the site's origins (ports) are known; the first is the pages' default tenant.
+    tenants: dict[str, EmbedTenant] = field(default_factory=dict)
+    bridge_tokens: Counter[str] = field(default_factory=Counter)  # by customer
     servers: list[TestServer] = field(default_factory=list)
 
+    def add_tenant(self, tenant: EmbedTenant) -> None:
+        self.tenants[tenant.tenant_id] = tenant
+
     def config_json(self) -> str:
-        assert self.tenant is not None
+        assert self.tenants, "seed a tenant before serving pages"
         return json.dumps(
             {
-                "tenant": self.tenant.tenant_id,
                 "gateway": self.gateway_url,
-                "embedKey": self.tenant.embed_key_id,
+                "tenants": {tenant_id: tenant.embed_key_id for tenant_id, tenant in self.tenants.items()},
             }
         )
 
@@ -104,9 +139,9 @@ class IntegratorSite:
         async def bridge_token(request: web.Request) -> web.Response:
             """The integrator's server: it knows who is logged in and signs for that customer."""
             customer = request.query["customer"]
-            assert self.tenant is not None
+            tenant = self.tenants[request.query["tenant"]]
             self.bridge_tokens[customer] += 1
-            return web.Response(text=self.tenant.bridge_token(customer))
+            return web.Response(text=tenant.bridge_token(customer))
 
         app = web.Application()
         app.add_routes(
