@@ -206,18 +206,15 @@ class DeliveryLogRow(BaseModel):
         detail: str | None = None,
     ) -> DeliveryLogRow:
         """The row for a channel (or one endpoint of it) a gate dropped."""
-        return cls(
-            tenant_id=envelope.tenant_id,
-            end_customer_id=envelope.customer_id,
-            event_id=envelope.event_id,
-            event_type=envelope.event_type,
-            channel=channel,
-            endpoint_id=endpoint_id,
-            attempt=0,
-            status=DeliveryStatus.SKIPPED,
+        return cls._of(
+            envelope,
+            channel,
+            endpoint_id,
+            0,
+            DeliveryStatus.SKIPPED,
+            created_at,
             skip_reason=reason,
             error=detail,
-            created_at=created_at,
         )
 
     @classmethod
@@ -232,16 +229,13 @@ class DeliveryLogRow(BaseModel):
         next_attempt_at: datetime | None = None,
     ) -> DeliveryLogRow:
         """The row written when an attempt is taken on (its outcome later replaces it, same key)."""
-        return cls(
-            tenant_id=envelope.tenant_id,
-            end_customer_id=envelope.customer_id,
-            event_id=envelope.event_id,
-            event_type=envelope.event_type,
-            channel=channel,
-            endpoint_id=endpoint_id,
-            attempt=attempt,
-            status=DeliveryStatus.PENDING,
-            created_at=created_at,
+        return cls._of(
+            envelope,
+            channel,
+            endpoint_id,
+            attempt,
+            DeliveryStatus.PENDING,
+            created_at,
             next_attempt_at=next_attempt_at,
         )
 
@@ -263,6 +257,32 @@ class DeliveryLogRow(BaseModel):
     ) -> DeliveryLogRow:
         """The row of a finished attempt; a retry's `nextAttemptAt` is `created_at` plus its delay."""
         next_at = None if verdict.retry is None else due_at(created_at, verdict.retry.delay_seconds)
+        return cls._of(
+            envelope,
+            channel,
+            endpoint_id,
+            attempt,
+            verdict.status,
+            created_at,
+            error=error,
+            response_status=response_status,
+            response_body=response_body_excerpt(response_body, body_limit_bytes),
+            duration_ms=duration_ms,
+            next_attempt_at=next_at,
+        )
+
+    @classmethod
+    def _of(
+        cls,
+        envelope: EventEnvelope,
+        channel: Channel,
+        endpoint_id: str | None,
+        attempt: int,
+        status: DeliveryStatus,
+        created_at: datetime,
+        **outcome: Any,
+    ) -> DeliveryLogRow:
+        """The fields every row takes from its event, its key and its status; `outcome` adds the rest."""
         return cls(
             tenant_id=envelope.tenant_id,
             end_customer_id=envelope.customer_id,
@@ -271,13 +291,9 @@ class DeliveryLogRow(BaseModel):
             channel=channel,
             endpoint_id=endpoint_id,
             attempt=attempt,
-            status=verdict.status,
-            error=error,
-            response_status=response_status,
-            response_body=response_body_excerpt(response_body, body_limit_bytes),
-            duration_ms=duration_ms,
+            status=status,
             created_at=created_at,
-            next_attempt_at=next_at,
+            **outcome,
         )
 
     @property
