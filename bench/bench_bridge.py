@@ -47,7 +47,7 @@ if str(ROOT) not in sys.path:
 
 from tests.support.stack import LocalStack  # noqa: E402
 
-from bench.common import ProfiledServiceProcess, cpu_seconds  # noqa: E402
+from bench.common import ProfiledServiceProcess, cpu_seconds, invoice_fields  # noqa: E402
 
 NAME = "bridge"
 TARGET_RATIO = 0.70
@@ -108,35 +108,13 @@ def invoice_record(rng: random.Random, sequence: int, issued: datetime) -> tuple
     """One invoice, about 400-600 bytes of JSON, keyed like the producer keys it (tenant:customer)."""
     tenant_id = f"tenant-{rng.randrange(40):03d}"
     customer_id = f"cus_{rng.randrange(20_000):06d}"
-    lines: list[dict[str, Any]] = []
-    for _ in range(rng.randint(1, 3)):
-        quantity = rng.randint(1, 5000)
-        unit_amount = rng.choice((1, 5, 12, 250, 1999))
-        lines.append(
-            {
-                "sku": rng.choice(("api-calls", "storage-gb", "seats", "egress-gb", "support-plan")),
-                "quantity": quantity,
-                "unitAmount": unit_amount,
-                "amount": quantity * unit_amount,
-            }
-        )
-    subtotal = sum(line["amount"] for line in lines)
-    tax = subtotal * rng.choice((0, 7, 19, 20)) // 100
     payload: dict[str, Any] = {
         "tenantId": tenant_id,
         "customerId": customer_id,
         "invoiceId": f"inv_{uuid.UUID(int=rng.getrandbits(128)).hex[:20]}",
-        "invoiceNumber": f"INV-{issued.year}-{sequence:07d}",
         "status": "finalized",
-        "currency": rng.choice(("USD", "EUR", "GBP")),
-        "subtotal": subtotal,
-        "tax": tax,
-        "amountDue": subtotal + tax,
-        "periodStart": (issued - timedelta(days=30)).date().isoformat(),
-        "periodEnd": issued.date().isoformat(),
-        "dueDate": (issued + timedelta(days=14)).date().isoformat(),
         "occurredAt": issued.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-        "lines": lines,
+        **invoice_fields(rng, sequence, issued),
     }
     # Half the producers send their own eventId; the bridge derives one for the others.
     if sequence % 2 == 0:

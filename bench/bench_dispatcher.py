@@ -11,7 +11,7 @@ delivery's signature with that endpoint's secret and records its wall-clock rece
 - **Throughput**: N INVOICE_GENERATED envelopes are produced to `<prefix>events.system` before the
   dispatcher (`python -m aforo.dispatcher`, its own process, its own database) starts; the figure is
   N / (last receipt - first receipt). The baseline (`bench_dispatcher.py baseline-worker`, its own
-  process) builds the same bodies, signs them with `aforo.shared.signing.sign_payload` and POSTs them
+  process) builds the same bodies, signs them with the webhook sender's `delivery_headers` and POSTs them
   with the webhook sender's headers at the dispatcher's nominal concurrency: per_endpoint_concurrency
   per endpoint, times the endpoints, capped by max_in_flight. What is left is the dispatcher's own
   work: Kafka, the gates, the MongoDB claims and lookups, secret decryption, the delivery log.
@@ -62,14 +62,14 @@ from aiokafka.errors import KafkaError
 from pymongo.errors import PyMongoError
 
 from aforo.dispatcher.settings import DispatcherSettings
-from aforo.dispatcher.webhook_sender import RESPONSE_BODY_LIMIT
+from aforo.dispatcher.webhook_sender import RESPONSE_BODY_LIMIT, delivery_headers
 from aforo.shared.envelope import EventEnvelope, parse_utc
 from aforo.shared.kafka import TopicNames, TopicSpec, create_producer, ensure_topics
 from aforo.shared.mongo import MongoStore
 from aforo.shared.secret_box import SecretBox, generate_key
 from aforo.shared.serde import dumps_json, loads_json
 from aforo.shared.settings import ServiceSettings
-from aforo.shared.signing import SIGNATURE_HEADER, sign_payload, verify_signature
+from aforo.shared.signing import SIGNATURE_HEADER, verify_signature
 
 ROOT = Path(__file__).resolve().parents[1]
 # Run as `python bench/bench_dispatcher.py` the repo root is not on sys.path; the stack helpers live there.
@@ -79,7 +79,7 @@ if str(ROOT) not in sys.path:
 from tests.support.dispatch_fixtures import DispatchWorld  # noqa: E402
 from tests.support.stack import LocalStack, free_port, service_env  # noqa: E402
 
-from bench.common import ProfiledServiceProcess, cpu_seconds, percentile  # noqa: E402
+from bench.common import ProfiledServiceProcess, cpu_seconds, invoice_fields, percentile  # noqa: E402
 
 NAME = "dispatcher"
 TARGET_RATIO = 0.50
@@ -127,37 +127,15 @@ def event_id_for(sequence: int) -> str:
 
 
 def invoice_envelope(sequence: int, produced_at: float) -> EventEnvelope:
-    """One INVOICE_GENERATED envelope (590-770 bytes), the customers in turn, stamped `producedAt`."""
+    """One INVOICE_GENERATED envelope (585-770 bytes), the customers in turn, stamped `producedAt`."""
     rng = random.Random(sequence)
     customer = customer_id(sequence % CUSTOMERS)
     issued = datetime(2025, 6, 1, tzinfo=UTC) + timedelta(seconds=sequence)
-    lines: list[dict[str, Any]] = []
-    for _ in range(rng.randint(1, 3)):
-        quantity = rng.randint(1, 5000)
-        unit_amount = rng.choice((1, 5, 12, 250, 1999))
-        lines.append(
-            {
-                "sku": rng.choice(("api-calls", "storage-gb", "seats", "egress-gb", "support-plan")),
-                "quantity": quantity,
-                "unitAmount": unit_amount,
-                "amount": quantity * unit_amount,
-            }
-        )
-    subtotal = sum(line["amount"] for line in lines)
-    tax = subtotal * rng.choice((0, 7, 19, 20)) // 100
     payload: dict[str, Any] = {
         "tenantId": TENANT,
         "customerId": customer,
         "invoiceId": f"inv_{rng.getrandbits(80):020x}",
-        "invoiceNumber": f"INV-{issued.year}-{sequence:07d}",
-        "currency": rng.choice(("USD", "EUR", "GBP")),
-        "subtotal": subtotal,
-        "tax": tax,
-        "amountDue": subtotal + tax,
-        "periodStart": (issued - timedelta(days=30)).date().isoformat(),
-        "periodEnd": issued.date().isoformat(),
-        "dueDate": (issued + timedelta(days=14)).date().isoformat(),
-        "lines": lines,
+        **invoice_fields(rng, sequence, issued),
         # Microseconds: the latency figures are computed from this stamp.
         "producedAt": datetime.fromtimestamp(produced_at, UTC)
         .isoformat(timespec="microseconds")
@@ -344,14 +322,7 @@ class ReceiverProcess:
 async def post_signed(session: aiohttp.ClientSession, url: str, secret: str, envelope: EventEnvelope) -> None:
     """Sign and POST one delivery as the dispatcher's webhook sender does (headers, timeout, body read)."""
     body = envelope.to_json_bytes()
-    headers = {
-        "Content-Type": "application/json",
-        SIGNATURE_HEADER: sign_payload(body, [secret], int(time.time())),
-        "X-Aforo-Event-Id": envelope.event_id,
-        "X-Aforo-Event-Type": envelope.event_type,
-        "X-Aforo-Delivery-Attempt": "1",
-        "User-Agent": "aforo-notify-webhooks/1",
-    }
+    headers = delivery_headers(body, [secret], envelope.event_id, envelope.event_type, 1, int(time.time()))
     async with session.post(
         url,
         data=body,

@@ -1,22 +1,54 @@
-"""What the benchmarks share: a service process that can run under cProfile, a baseline server in a
-process of its own, CPU time from /proc, and a percentile. Imported as `bench.common` (each bench puts the repository root on sys.path first)."""
+"""What the benchmarks share: invoice payloads, a service process that can run under cProfile, a
+baseline server in a process of its own, CPU time from /proc, and a percentile. Imported as `bench.common` (each bench puts the repository root on sys.path first)."""
 
 from __future__ import annotations
 
 import asyncio
 import math
 import os
+import random
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Self
+from typing import Any, Self
 
 import aiohttp
 from tests.support.processes import ServiceProcess
 from tests.support.stack import ROOT, free_port
+
+
+def invoice_fields(rng: random.Random, sequence: int, issued: datetime) -> dict[str, Any]:
+    """The amounts, dates and 1-3 lines of a billing invoice, drawn from `rng`; callers add who it is
+    for and its ids."""
+    lines: list[dict[str, Any]] = []
+    for _ in range(rng.randint(1, 3)):
+        quantity = rng.randint(1, 5000)
+        unit_amount = rng.choice((1, 5, 12, 250, 1999))
+        lines.append(
+            {
+                "sku": rng.choice(("api-calls", "storage-gb", "seats", "egress-gb", "support-plan")),
+                "quantity": quantity,
+                "unitAmount": unit_amount,
+                "amount": quantity * unit_amount,
+            }
+        )
+    subtotal = sum(line["amount"] for line in lines)
+    tax = subtotal * rng.choice((0, 7, 19, 20)) // 100
+    return {
+        "invoiceNumber": f"INV-{issued.year}-{sequence:07d}",
+        "currency": rng.choice(("USD", "EUR", "GBP")),
+        "subtotal": subtotal,
+        "tax": tax,
+        "amountDue": subtotal + tax,
+        "periodStart": (issued - timedelta(days=30)).date().isoformat(),
+        "periodEnd": issued.date().isoformat(),
+        "dueDate": (issued + timedelta(days=14)).date().isoformat(),
+        "lines": lines,
+    }
 
 
 class ProfiledServiceProcess(ServiceProcess):

@@ -34,6 +34,20 @@ class AttemptResult:
         return self.status is not None and 200 <= self.status < 300
 
 
+def delivery_headers(
+    body: bytes, secrets: list[str], event_id: str, event_type: str, attempt: int, timestamp: int
+) -> dict[str, str]:
+    """The headers of one delivery: the signature over the exact body, the event and the attempt."""
+    return {
+        "Content-Type": "application/json",
+        SIGNATURE_HEADER: sign_payload(body, secrets, timestamp),
+        "X-Aforo-Event-Id": event_id,
+        "X-Aforo-Event-Type": event_type,
+        "X-Aforo-Delivery-Attempt": str(attempt),
+        "User-Agent": "aforo-notify-webhooks/1",
+    }
+
+
 async def send_webhook(
     session: aiohttp.ClientSession,
     *,
@@ -48,14 +62,7 @@ async def send_webhook(
 ) -> AttemptResult:
     """POST one signed delivery; never raises for a receiver's or the network's failure."""
     timestamp = int(now if now is not None else time.time())
-    headers = {
-        "Content-Type": "application/json",
-        SIGNATURE_HEADER: sign_payload(body, secrets, timestamp),
-        "X-Aforo-Event-Id": event_id,
-        "X-Aforo-Event-Type": event_type,
-        "X-Aforo-Delivery-Attempt": str(attempt),
-        "User-Agent": "aforo-notify-webhooks/1",
-    }
+    headers = delivery_headers(body, secrets, event_id, event_type, attempt, timestamp)
     began = time.perf_counter()
     try:
         async with session.post(
