@@ -1,4 +1,4 @@
-"""The dispatcher's configuration cache: one load per key however many events miss at once."""
+"""The shared TTL cache: one load per key however many callers miss at once."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from aforo.dispatcher.repositories import TtlCache
+from aforo.shared.ttl_cache import TtlCache
 
 
 class CountingLoader:

@@ -27,6 +27,7 @@ from aforo.shared.embed import (
 )
 from aforo.shared.mongo import Document, MongoStore
 from aforo.shared.secret_box import SecretBox
+from aforo.shared.ttl_cache import TtlCache
 from aforo.sse_gateway.embed_tokens import SigningKey
 
 _CACHE_LIMIT = 10_000
@@ -51,10 +52,7 @@ class EmbedStore:
     ) -> None:
         self._mongo = mongo
         self._secret_box = secret_box
-        self._cache_seconds = cache_seconds
-        self._monotonic = monotonic
-        self._embed_keys: dict[tuple[str, str], tuple[float, EmbedKeyDocument | None]] = {}
-        self._origins: dict[str, tuple[float, bool]] = {}
+        self._cache = TtlCache(cache_seconds, max_entries=_CACHE_LIMIT, clock=monotonic)
 
     @property
     def _keys(self) -> AsyncCollection[Document]:
@@ -72,33 +70,25 @@ class EmbedStore:
     def _token_uses(self) -> AsyncCollection[Document]:
         return self._mongo.collection(BRIDGE_TOKEN_USES.collection)
 
-    def _fresh(self, cached_at: float) -> bool:
-        return self._monotonic() - cached_at < self._cache_seconds
-
     async def embed_key(self, tenant_id: str, key_id: str) -> EmbedKeyDocument | None:
-        cache_key = (tenant_id, key_id)
-        cached = self._embed_keys.get(cache_key)
-        if cached is not None and self._fresh(cached[0]):
-            return cached[1]
-        document = await self._keys.find_one({"tenantId": tenant_id, "keyId": key_id}, {"_id": 0})
-        key = None if document is None else EmbedKeyDocument.model_validate(document)
-        if len(self._embed_keys) >= _CACHE_LIMIT:
-            self._embed_keys.clear()
-        self._embed_keys[cache_key] = (self._monotonic(), key)
+        async def load() -> EmbedKeyDocument | None:
+            document = await self._keys.find_one({"tenantId": tenant_id, "keyId": key_id}, {"_id": 0})
+            return None if document is None else EmbedKeyDocument.model_validate(document)
+
+        key: EmbedKeyDocument | None = await self._cache.get_or_load(("embed_key", tenant_id, key_id), load)
         return key
 
     async def origin_has_active_key(self, origin: str) -> bool:
         """For CORS preflights, which carry no credentials: does any active embed key allow `origin`?"""
-        cached = self._origins.get(origin)
-        if cached is not None and self._fresh(cached[0]):
-            return cached[1]
-        found = await self._keys.find_one(
-            {"allowedDomains": origin, "status": EmbedKeyStatus.ACTIVE.value}, {"_id": 1}
-        )
-        if len(self._origins) >= _CACHE_LIMIT:
-            self._origins.clear()
-        self._origins[origin] = (self._monotonic(), found is not None)
-        return found is not None
+
+        async def load() -> bool:
+            found = await self._keys.find_one(
+                {"allowedDomains": origin, "status": EmbedKeyStatus.ACTIVE.value}, {"_id": 1}
+            )
+            return found is not None
+
+        allowed: bool = await self._cache.get_or_load(("origin", origin), load)
+        return allowed
 
     async def signing_key(self, tenant_id: str, kid: str) -> SigningKey | None:
         document = await self._signing_keys.find_one({"tenantId": tenant_id, "kid": kid}, {"_id": 0})
