@@ -253,8 +253,9 @@ class Dispatcher:
 
     async def _send_claimed(self, job: AttemptJob, attempt: int, attempt_base: int, token: str) -> None:
         envelope = job.envelope
-        endpoint = await self.config.endpoint(envelope.tenant_id, job.endpoint_id, datetime.now(UTC))
-        unusable = _unusable(endpoint, envelope.event_type)
+        endpoint = await self.config.endpoint(envelope.tenant_id, job.endpoint_id)
+        secrets = [] if endpoint is None else endpoint.secrets_at(datetime.now(UTC))
+        unusable = _unusable(endpoint, secrets, envelope.event_type)
         if unusable is not None or endpoint is None:
             await self._undeliverable(job, attempt, token, unusable or "endpoint was deleted")
             return
@@ -264,7 +265,7 @@ class Dispatcher:
                 self.session,
                 url=endpoint.view.url,
                 body=job.body,
-                secrets=list(endpoint.secrets),
+                secrets=secrets,
                 event_id=envelope.event_id,
                 event_type=envelope.event_type,
                 attempt=attempt,
@@ -401,11 +402,11 @@ class Dispatcher:
         self.log_writer.add(row, wire)
 
 
-def _unusable(endpoint: EndpointRecord | None, event_type: str) -> str | None:
+def _unusable(endpoint: EndpointRecord | None, secrets: list[str], event_type: str) -> str | None:
     """Why an endpoint cannot take an attempt now, if it cannot. An explicit test reaches an inactive one."""
     if endpoint is None:
         return "endpoint was deleted"
-    if not endpoint.secrets:
+    if not secrets:
         return "endpoint has no valid signing secret"
     if not endpoint.view.active and event_type != WEBHOOK_TEST_EVENT:
         return "endpoint is inactive"

@@ -40,10 +40,17 @@ from aforo.shared.ttl_cache import TtlCache
 
 @dataclass(frozen=True, slots=True)
 class EndpointRecord:
-    """An endpoint as the dispatcher needs it: the selection view plus its signing secrets."""
+    """An endpoint as the dispatcher needs it: the selection view plus its decrypted signing secrets,
+    newest first, each with when it retires (None: current)."""
 
     view: EndpointView
-    secrets: tuple[str, ...]
+    signing_secrets: tuple[tuple[str, datetime | None], ...]
+
+    def secrets_at(self, now: datetime) -> list[str]:
+        """The secrets valid at `now`: a rotated-out one keeps signing until it retires."""
+        return [
+            secret for secret, retires_at in self.signing_secrets if retires_at is None or retires_at > now
+        ]
 
 
 class ConfigurationReader:
@@ -103,22 +110,20 @@ class ConfigurationReader:
         views: list[EndpointView] = await self._cached(("endpoints", tenant_id, customer_id), load)
         return views
 
-    async def endpoint(self, tenant_id: str, endpoint_id: str, now: datetime) -> EndpointRecord | None:
-        """The endpoint with the secrets valid now (newest first; a rotated one until it retires)."""
+    async def endpoint(self, tenant_id: str, endpoint_id: str) -> EndpointRecord | None:
+        """The endpoint with its secrets, decrypted once per cache period (not per attempt)."""
         record: EndpointRecord | None = await self._cached(
-            ("endpoint", tenant_id, endpoint_id, now.isoformat(timespec="seconds")),
-            lambda: self._load_endpoint(tenant_id, endpoint_id, now),
+            ("endpoint", tenant_id, endpoint_id), lambda: self._load_endpoint(tenant_id, endpoint_id)
         )
         return record
 
-    async def _load_endpoint(self, tenant_id: str, endpoint_id: str, now: datetime) -> EndpointRecord | None:
+    async def _load_endpoint(self, tenant_id: str, endpoint_id: str) -> EndpointRecord | None:
         document = await self._endpoints.find_one({"tenantId": tenant_id, "endpointId": endpoint_id})
         if document is None:
             return None
         secrets = tuple(
-            self._secret_box.decrypt(entry["ciphertext"])
+            (self._secret_box.decrypt(entry["ciphertext"]), entry.get("retiresAt"))
             for entry in document.get("secrets") or []
-            if entry.get("retiresAt") is None or entry["retiresAt"] > now
         )
         return EndpointRecord(EndpointView.from_document(document), secrets)
 
