@@ -5,6 +5,7 @@ the OpenAPI contract in test_api_openapi.py."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -812,7 +813,7 @@ def log_row(
     endpoint_id: str | None = None,
     **extra: Any,
 ) -> dict[str, Any]:
-    """A row as the dispatcher writes it (`DeliveryLogRow.to_document()` + deliveryId + envelope)."""
+    """A row as the dispatcher writes it (`DeliveryLogRow.to_document()` + deliveryId + envelopeJson)."""
     event_id = extra.pop("event_id", str(uuid.uuid4()))
     event_type = extra.pop("event_type", "INVOICE_GENERATED")
     envelope = {
@@ -842,7 +843,7 @@ def log_row(
         "durationMs": 12.5,
         "createdAt": created_at,
         "nextAttemptAt": None,
-        "envelope": envelope,
+        "envelopeJson": json.dumps(envelope, separators=(",", ":")),
     }
     row.update(extra)
     return row
@@ -962,7 +963,7 @@ async def test_replay_sends_the_stored_envelope_again_with_the_same_event_id(
     by_origin = {request.replay_of: request for request in requests}
     request = by_origin[failed["deliveryId"]]
     assert (request.kind.value, request.endpoint_id) == ("replay", endpoint["endpointId"])
-    assert request.envelope.to_wire() == failed["envelope"]
+    assert request.envelope.to_wire() == json.loads(failed["envelopeJson"])
     assert skipped["deliveryId"] in by_origin
 
 

@@ -5,7 +5,8 @@
 Each hook path (`/hooks/<name>`) answers from a plan set through `PUT /_plans/<name>`:
 `{"statuses": [500, 500, 200], "default": 200, "sleepSeconds": 0, "retryAfter": null,
 "failEvery": 0}` (statuses are used in turn, then `default`; with `failEvery` = n, every n-th
-request of an event fails until its third attempt, for flapping-receiver tests).
+request of an event fails until its third attempt, for flapping-receiver tests; with
+`"failFirstAttempt": true` every event's first attempt gets 500 and later ones `default`).
 `GET /_received/<name>` returns what arrived: headers, body, monotonic and wall time, the answer.
 """
 
@@ -30,6 +31,7 @@ class Plan:
     sleep_seconds: float = 0.0
     retry_after: str | None = None
     fail_every: int = 0
+    fail_first_attempt: bool = False
 
 
 PLANS = web.AppKey("plans", dict[str, Plan])
@@ -37,6 +39,8 @@ RECEIVED = web.AppKey("received", dict[str, list[dict[str, Any]]])
 
 
 def _answer(plan: Plan, request_headers: dict[str, str]) -> int:
+    if plan.fail_first_attempt:
+        return 500 if request_headers.get("X-Aforo-Delivery-Attempt", "1") == "1" else plan.default
     if plan.fail_every:
         event_id = request_headers.get("X-Aforo-Event-Id", "")
         attempt = int(request_headers.get("X-Aforo-Delivery-Attempt", "1"))
@@ -75,6 +79,7 @@ async def set_plan(request: web.Request) -> web.Response:
         sleep_seconds=float(spec.get("sleepSeconds", 0)),
         retry_after=spec.get("retryAfter"),
         fail_every=int(spec.get("failEvery", 0)),
+        fail_first_attempt=bool(spec.get("failFirstAttempt", False)),
     )
     return web.Response(status=204)
 

@@ -132,11 +132,13 @@ def test_a_row_is_shown_without_tenant_id_or_envelope() -> None:
         "createdAt": NOW,
         "nextAttemptAt": NOW.astimezone(timezone(timedelta(hours=2))) + timedelta(seconds=4),
         "envelope": {"payload": {"pii": "secret"}},
+        "envelopeJson": '{"payload":{"pii":"secret"}}',
     }
 
     wire = log_row_view(document).to_wire()
 
     assert "envelope" not in wire
+    assert "envelopeJson" not in wire
     assert "tenantId" not in wire
     assert wire["createdAt"] == "2026-11-23T09:00:00.123Z"
     assert wire["nextAttemptAt"] == "2026-11-23T09:00:04.123Z"

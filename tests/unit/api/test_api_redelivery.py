@@ -1,5 +1,6 @@
 """Replays, recoveries, the webhook.test probe and the manual emit: the records the API sends."""
 
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -44,7 +45,7 @@ def row(**overrides: Any) -> dict[str, Any]:
         "status": "FAILED",
         "attempt": 3,
         "createdAt": NOW,
-        "envelope": ENVELOPE,
+        "envelopeJson": json.dumps(ENVELOPE, separators=(",", ":")),
     }
     document.update(overrides)
     return document
@@ -64,6 +65,20 @@ def test_a_replay_carries_the_stored_envelope_unchanged(status: str) -> None:
     assert request.key == b"t1:c1"
 
 
+def test_a_row_written_before_envelope_json_replays_its_envelope_document() -> None:
+    legacy = row(status="FAILED")
+    del legacy["envelopeJson"]
+    legacy["envelope"] = ENVELOPE
+    assert replay_request(legacy, now=NOW).envelope.to_wire() == ENVELOPE
+
+
+def test_a_payload_bson_cannot_hold_replays_from_the_stored_text() -> None:
+    hostile = {**ENVELOPE, "payload": {"big": 1180591620717411303424, "a\u0000b": {"$x.y": 1}}}
+    text = json.dumps(hostile, separators=(",", ":"))
+    request = replay_request(row(status="FAILED", envelopeJson=text), now=NOW)
+    assert request.envelope.payload == {"big": 1180591620717411303424, "a\u0000b": {"$x.y": 1}}
+
+
 @pytest.mark.parametrize(
     ("overrides", "field"),
     [
@@ -72,8 +87,9 @@ def test_a_replay_carries_the_stored_envelope_unchanged(status: str) -> None:
         ({"status": "RETRYING"}, "status"),
         ({"channel": "EMAIL", "endpointId": None}, "endpointId"),
         ({"endpointId": None}, "endpointId"),
-        ({"envelope": None}, "envelope"),
-        ({"envelope": {**ENVELOPE, "severity": "LOUD"}}, "envelope"),
+        ({"envelopeJson": None}, "envelope"),
+        ({"envelopeJson": json.dumps({**ENVELOPE, "severity": "LOUD"})}, "envelope"),
+        ({"envelopeJson": "[" * 5000}, "envelope"),
     ],
 )
 def test_what_cannot_be_replayed_is_409_naming_why(overrides: dict[str, Any], field: str) -> None:

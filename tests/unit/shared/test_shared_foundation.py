@@ -165,10 +165,43 @@ def test_log_lines_are_json_with_service_and_bound_ids(capsys: pytest.CaptureFix
 
 
 def test_the_envelope_encoder_writes_what_dumps_json_would() -> None:
-    envelope = EventEnvelope.model_validate(
-        {**WIRE, "eventId": 'quo"te\\\n é 🚀 \u2028', "tenantId": "t\x00"}
+    # Quoting of every kind of character, even those the model refuses in identifiers (set past it).
+    envelope = EventEnvelope.model_validate(WIRE).model_copy(
+        update={"event_id": 'quo"te\\\n é 🚀 \u2028', "tenant_id": "t\x00"}
     )
     assert envelope.to_json_bytes() == dumps_json(envelope.to_wire())
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("tenantId", "t\x00"),
+        ("customerId", "c\ud800"),
+        ("eventId", "e\u202e1"),
+        ("eventType", "INVOICE\u200bGENERATED"),
+        ("customerId", "line\nbreak"),
+    ],
+)
+def test_envelope_identifiers_refuse_control_format_and_surrogate_characters(field: str, value: str) -> None:
+    with pytest.raises(ValidationError) as refused:
+        EventEnvelope.model_validate({**WIRE, field: value})
+    assert refused.value.errors()[0]["loc"] == (field,)
+
+
+def test_a_payload_with_a_lone_surrogate_encodes_to_valid_utf8_with_the_escape() -> None:
+    envelope = EventEnvelope.model_validate({**WIRE, "payload": {"k\ud800": "v\udfff", "n": 2**70}})
+    body = envelope.to_json_bytes()
+    body.decode("utf-8")  # strict: valid UTF-8
+    assert EventEnvelope.from_json_bytes(body).payload == {"k\ud800": "v\udfff", "n": 2**70}
+
+
+def test_loads_json_refuses_nesting_past_its_limit_with_a_value_error() -> None:
+    assert loads_json("[" * 512 + "]" * 512) is not None
+    with pytest.raises(ValueError, match="nested deeper than 512"):
+        loads_json("[" * 513 + "]" * 513)
+    with pytest.raises(ValueError, match="nested deeper"):
+        loads_json(b'{"a":' * 100_000 + b"1" + b"}" * 100_000)
+    assert loads_json('["' + "[" * 5000 + '"]') == ["[" * 5000]  # brackets in strings do not nest
 
 
 def test_loads_json_accepts_what_json_accepts_in_bytes() -> None:

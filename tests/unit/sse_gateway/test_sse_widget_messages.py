@@ -182,8 +182,7 @@ def _without(field: str) -> bytes:
             dumps_json({**envelope(), "occurredAt": "2" * (MAX_OCCURRED_AT_LENGTH + 1)}),
             DropReason.INVALID_ENVELOPE,
         ),
-        # Valid JSON text whose escapes decode to a lone surrogate, which UTF-8 cannot carry.
-        (json.dumps(envelope(invoiceId="inv\ud800")).encode(), DropReason.INVALID_ENVELOPE),
+        # An identifier whose escape decodes to a lone surrogate: not an identifier anyone can use.
         (json.dumps({**envelope(), "eventId": "evt\udfff"}).encode(), DropReason.INVALID_ENVELOPE),
     ],
 )
@@ -301,3 +300,13 @@ def test_no_frame_is_larger_than_max_frame_bytes(event_type: str, event_id: str,
 
     assert isinstance(outcome, WidgetEvent)
     assert len(outcome.frame) <= MAX_FRAME_BYTES
+
+
+def test_a_payload_value_with_a_lone_surrogate_is_shown_with_its_escape() -> None:
+    # Valid JSON whose escape decodes to a lone surrogate: the frame carries the escape (valid UTF-8,
+    # the same JSON value for the browser), rather than dropping the event.
+    outcome = widget_event_from_envelope(json.dumps(envelope(invoiceId="inv\ud800")).encode())
+
+    assert not isinstance(outcome, Dropped)
+    outcome.frame.decode("utf-8")
+    assert b'"invoiceId":"inv\\ud800"' in outcome.frame

@@ -13,6 +13,13 @@ from typing import Final
 
 from aforo.shared.rules.field_path import PathStep, parse_field_path
 
+ENVELOPE_FIELD: Final = "envelopeJson"
+"""The delivery-log row field holding the delivered envelope's exact JSON text (binary if it is not
+UTF-8): what a replay re-sends. Never a nested document, since a payload may hold what BSON cannot."""
+
+LEGACY_ENVELOPE_FIELD: Final = "envelope"
+"""Rows written before `envelopeJson` kept the envelope as a document; readers still accept it."""
+
 
 class Channel(StrEnum):
     """A way to reach an end customer; the wire spelling is the value."""

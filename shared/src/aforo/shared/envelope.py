@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_serializer, field_validator
 
 from aforo.shared.serde import dumps_json, loads_json, quote_json_string
 
@@ -56,6 +56,23 @@ def parse_utc(value: str | int | float | datetime) -> datetime:
     return moment.astimezone(UTC)
 
 
+def is_clean_identifier(value: str) -> bool:
+    """Whether an identifier (tenant, customer, event id or type) is plain printable text.
+
+    Refuses control and format characters (NUL, bidi overrides, zero-width joiners), lone UTF-16
+    surrogates (no UTF-8 form: they would stop every write that carries them), private-use and
+    unassigned code points, and separators other than the ASCII space: an id must look like what
+    it is on every screen and in every log. (`str.isprintable` is exactly that test, in C.)
+    """
+    return value.isprintable()
+
+
+def _clean_identifier(value: str, field: str) -> str:
+    if not is_clean_identifier(value):
+        raise ValueError(f"{field}: control, format or unpaired surrogate characters are not allowed")
+    return value
+
+
 class EventEnvelope(BaseModel):
     """One business event, as published by the bridge, the trigger agent or a manual emit."""
 
@@ -69,6 +86,11 @@ class EventEnvelope(BaseModel):
     customer_id: str = Field(alias="customerId", min_length=1, max_length=128)
     occurred_at: datetime = Field(alias="occurredAt")
     payload: dict[str, Any]
+
+    @field_validator("event_id", "event_type", "category", "tenant_id", "customer_id")
+    @classmethod
+    def _identifiers_clean(cls, value: str, info: ValidationInfo) -> str:
+        return _clean_identifier(value, info.field_name or "identifier")
 
     @field_validator("occurred_at", mode="before")
     @classmethod
@@ -113,6 +135,15 @@ class EventEnvelope(BaseModel):
     def partition_key(self) -> bytes:
         """`tenantId:customerId`: one customer's events stay ordered within one partition."""
         return f"{self.tenant_id}:{self.customer_id}".encode()
+
+    def kafka_headers(self) -> list[tuple[str, bytes]]:
+        """The record headers every envelope topic carries, so consumers can route without parsing."""
+        return envelope_headers(self.event_type, self.event_id)
+
+
+def envelope_headers(event_type: str, event_id: str) -> list[tuple[str, bytes]]:
+    """`eventType` and `eventId` record headers (the bridge calls it without building a model)."""
+    return [("eventType", event_type.encode()), ("eventId", event_id.encode())]
 
 
 def encode_envelope(

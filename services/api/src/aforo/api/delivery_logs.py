@@ -3,8 +3,8 @@
 Newest first by `(createdAt, _id)`, the index `tenant_customer_newest`. A page's `nextCursor` is an
 opaque token for the last row's `(createdAt, _id)`; the next page holds the rows strictly after it in
 that order, so rows written meanwhile (newer) never shift a page and no row is listed twice. Rows
-are shown without `_id` and without the stored `envelope`: the list stays small, and a replay reads
-the envelope server-side.
+are shown without `_id` and without the stored envelope (`envelopeJson`): the list stays small, and a
+replay reads the envelope server-side.
 """
 
 from __future__ import annotations
@@ -21,12 +21,14 @@ from pydantic import ConfigDict, Field
 
 from aforo.api.problems import InvalidRequestError
 from aforo.api.wire import CustomerId, QueryParameters, QueryTime, ResponseBody, Timestamp
-from aforo.shared.delivery import DeliveryStatus
+from aforo.shared.delivery import ENVELOPE_FIELD, LEGACY_ENVELOPE_FIELD, DeliveryStatus
 
 DEFAULT_PAGE_SIZE: Final = 50
 EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 MAX_PAGE_SIZE: Final = 200
 
+
+_HIDDEN_FIELDS: Final = frozenset({"_id", ENVELOPE_FIELD, LEGACY_ENVELOPE_FIELD, "tenantId"})
 
 REPLAYABLE_STATUSES: Final = frozenset({DeliveryStatus.FAILED, DeliveryStatus.SKIPPED})
 
@@ -153,5 +155,5 @@ class DeliveryLogPage(ResponseBody):
 
 def log_row_view(document: Mapping[str, Any]) -> DeliveryLogView:
     return DeliveryLogView.model_validate(
-        {key: value for key, value in document.items() if key not in ("_id", "envelope", "tenantId")}
+        {key: value for key, value in document.items() if key not in _HIDDEN_FIELDS}
     )

@@ -63,8 +63,12 @@ class Publisher:
 
     async def envelope(self, envelope: EventEnvelope) -> None:
         """A CUSTOM envelope on the topic the trigger writes too, so dispatch is shared."""
-        headers = [("eventType", envelope.event_type.encode()), ("eventId", envelope.event_id.encode())]
-        record = (self._topics.custom_events, envelope.partition_key, envelope.to_json_bytes(), headers)
+        record = (
+            self._topics.custom_events,
+            envelope.partition_key,
+            envelope.to_json_bytes(),
+            envelope.kafka_headers(),
+        )
         await self._publish("envelope", [record])
 
     async def dispatch_requests(self, requests: Sequence[DispatchRequest]) -> None:

@@ -22,7 +22,7 @@ from aforo.api.delivery_logs import REPLAYABLE_STATUSES
 from aforo.api.problems import ConflictError
 from aforo.api.wire import QueryParameters, QueryTime, ResponseBody
 from aforo.shared.catalog import WEBHOOK_TEST_EVENT
-from aforo.shared.delivery import Channel, DeliveryStatus
+from aforo.shared.delivery import ENVELOPE_FIELD, LEGACY_ENVELOPE_FIELD, Channel, DeliveryStatus
 from aforo.shared.dispatch_requests import DispatchRequest, DispatchRequestKind
 from aforo.shared.envelope import EventCategory, EventEnvelope, Severity
 
@@ -67,10 +67,9 @@ def replay_request(row: Mapping[str, Any], *, now: datetime) -> DispatchRequest:
             "only webhook deliveries aimed at an endpoint can be replayed",
             "endpointId",
         )
-    stored = row.get("envelope")
     try:
-        envelope = EventEnvelope.model_validate(stored)
-    except ValidationError:
+        envelope = stored_envelope(row)
+    except (ValueError, ValidationError, RecursionError):
         raise ConflictError(
             "delivery_not_replayable", "the delivery has no readable stored envelope", "envelope"
         ) from None
@@ -83,6 +82,17 @@ def replay_request(row: Mapping[str, Any], *, now: datetime) -> DispatchRequest:
         requested_at=now,
         replay_of=str(delivery_id) if delivery_id else None,
     )
+
+
+def stored_envelope(row: Mapping[str, Any]) -> EventEnvelope:
+    """The envelope a row delivered: its exact JSON text (`envelopeJson`), or, in rows written before
+    it existed, the `envelope` document. Raises ValueError/ValidationError when it is unreadable."""
+    stored = row.get(ENVELOPE_FIELD)
+    if isinstance(stored, str):
+        return EventEnvelope.from_json_bytes(stored.encode())
+    if isinstance(stored, bytes):
+        return EventEnvelope.from_json_bytes(stored)
+    return EventEnvelope.model_validate(row.get(LEGACY_ENVELOPE_FIELD))
 
 
 class RecoverQuery(QueryParameters):

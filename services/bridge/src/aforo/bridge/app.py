@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
@@ -20,6 +20,8 @@ from aiokafka.errors import CommitFailedError, MessageSizeTooLargeError
 from aforo.bridge.routes import TopicRoute, load_routes
 from aforo.bridge.settings import BridgeSettings
 from aforo.bridge.translation import DeadLetter, SourceRecord, translate
+from aforo.shared.dead_letters import DeadLetterHeaders
+from aforo.shared.envelope import envelope_headers
 from aforo.shared.kafka import (
     TopicNames,
     create_consumer,
@@ -56,7 +58,6 @@ RECORD_AGE_SECONDS = Histogram(
 )
 PUBLISH_FAILURES = Counter("aforo_bridge_publish_failures_total", "Batches whose output the broker refused.")
 
-DEAD_LETTER_DETAIL_LIMIT = 1000
 RETRY_BACKOFF_SECONDS = (0.5, 1.0, 2.0, 5.0)
 
 
@@ -184,10 +185,7 @@ class BridgeService(Service):
                 for topic, envelope in ((system_topic, outcome.system), (widget_topic, outcome.widget)):
                     if envelope is None:
                         continue
-                    headers = [
-                        ("eventType", envelope.event_type.encode()),
-                        ("eventId", envelope.event_id.encode()),
-                    ]
+                    headers = envelope_headers(envelope.event_type, envelope.event_id)
                     sent.futures.append(
                         await self.producer.send(
                             topic, value=envelope.value, key=envelope.key, headers=headers
@@ -254,22 +252,24 @@ class BridgeService(Service):
                 partition=record.partition,
                 offset=record.offset,
             )
-        headers = [
-            *(record.headers or ()),
-            ("aforo-dlq-reason", verdict.reason.value.encode()),
-            ("aforo-dlq-detail", verdict.detail[:DEAD_LETTER_DETAIL_LIMIT].encode()),
-            ("aforo-source-topic", record.topic.encode()),
-            ("aforo-source-partition", str(record.partition).encode()),
-            ("aforo-source-offset", str(record.offset).encode()),
-            ("aforo-source-timestamp", str(record.timestamp).encode()),
-        ]
+        dead_letter = DeadLetterHeaders(
+            verdict.reason.value,
+            verdict.detail,
+            extra=(
+                ("aforo-source-topic", record.topic),
+                ("aforo-source-partition", str(record.partition)),
+                ("aforo-source-offset", str(record.offset)),
+                ("aforo-source-timestamp", str(record.timestamp)),
+            ),
+        )
+        headers = dead_letter.to_kafka(record.headers or ())
         topic = self.topics.bridge_dead_letter
         future: asyncio.Future[Any]
         try:
             future = await self.producer.send(topic, value=record.value, key=record.key, headers=headers)
         except MessageSizeTooLargeError:
             # Larger than the producer may send: keep what fits and say so, rather than block the stream.
-            headers.append(("aforo-dlq-truncated", b"true"))
+            headers = replace(dead_letter, truncated=True).to_kafka(record.headers or ())
             limit = self.settings.max_record_bytes
             future = await self.producer.send(
                 topic, value=(record.value or b"")[:limit], key=record.key, headers=headers

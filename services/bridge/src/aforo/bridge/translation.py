@@ -14,8 +14,8 @@ from enum import StrEnum
 from typing import Any
 
 from aforo.bridge.routes import TopicRoute
-from aforo.shared.envelope import encode_envelope, format_utc, parse_utc
-from aforo.shared.serde import dumps_json, loads_json
+from aforo.shared.envelope import encode_envelope, format_utc, is_clean_identifier, parse_utc
+from aforo.shared.serde import MAX_PAYLOAD_DEPTH, dumps_json, loads_json
 
 EVENT_ID_NAMESPACE = uuid.UUID("6f0c3a52-5b8e-4e55-9a39-0d8e7c1f6a21")
 MAX_ID_LENGTH = 128
@@ -76,7 +76,12 @@ def derived_event_id(topic: str, partition: int, offset: int) -> str:
 
 def _identifier(payload: dict[str, Any], field: str) -> str | None:
     value = payload.get(field)
-    if isinstance(value, str) and value.strip() and len(value) <= MAX_ID_LENGTH:
+    if (
+        isinstance(value, str)
+        and value.strip()
+        and len(value) <= MAX_ID_LENGTH
+        and is_clean_identifier(value)
+    ):
         return value
     return None
 
@@ -95,7 +100,7 @@ def translate(
             DeadLetterReason.OVERSIZED, f"{len(raw)} bytes exceeds the {max_record_bytes}-byte limit"
         )
     try:
-        payload = loads_json(raw)
+        payload = loads_json(raw, max_depth=MAX_PAYLOAD_DEPTH)
     except ValueError as error:
         return DeadLetter(DeadLetterReason.INVALID_JSON, f"not JSON: {error}"[:500])
     if not isinstance(payload, dict):
@@ -106,19 +111,26 @@ def translate(
     if tenant_id is None:
         return DeadLetter(
             DeadLetterReason.MISSING_TENANT_ID,
-            f"tenantId must be a non-empty string of at most {MAX_ID_LENGTH}",
+            f"tenantId must be a non-empty string of at most {MAX_ID_LENGTH} printable characters",
         )
     customer_id = _identifier(payload, "customerId")
     if customer_id is None:
         return DeadLetter(
             DeadLetterReason.MISSING_CUSTOMER_ID,
-            f"customerId must be a non-empty string of at most {MAX_ID_LENGTH}",
+            f"customerId must be a non-empty string of at most {MAX_ID_LENGTH} printable characters",
         )
     event_id = payload.get("eventId")
     if event_id is None:
         event_id = derived_event_id(record.topic, record.partition, record.offset)
-    elif not isinstance(event_id, str) or not event_id.strip() or len(event_id) > MAX_EVENT_ID_LENGTH:
-        return DeadLetter(DeadLetterReason.INVALID_EVENT_ID, "eventId must be a non-empty string")
+    elif (
+        not isinstance(event_id, str)
+        or not event_id.strip()
+        or len(event_id) > MAX_EVENT_ID_LENGTH
+        or not is_clean_identifier(event_id)
+    ):
+        return DeadLetter(
+            DeadLetterReason.INVALID_EVENT_ID, "eventId must be a non-empty string of printable characters"
+        )
     occurred_raw = payload.get("occurredAt")
     try:
         occurred_at = (

@@ -77,6 +77,7 @@ class DispatcherService(ConnectedService):
             state=DeliveryStateStore(self.mongo),
             log_writer=self.log_writer,
         )
+        self.log_writer.reject = dispatcher.dead_letter_row
         options = {
             "max_in_flight": settings.max_in_flight,
             "commit_interval_seconds": settings.commit_interval_seconds,
@@ -96,6 +97,15 @@ class DispatcherService(ConnectedService):
         self.log_writer.start()
         await self.events.start()
         await self.retries.start()
+
+    async def readiness_checks(self) -> dict[str, bool]:
+        """The dependencies answer, and no consumer has been unable to commit for too long."""
+        checks = await super().readiness_checks()
+        bound = self.dispatcher_settings.commit_stall_seconds
+        for loop in (self.events, self.retries):
+            if loop is not None:
+                checks[f"commits:{loop.name}"] = loop.stalled_seconds() < bound
+        return checks
 
     def is_alive(self) -> bool:
         return all(loop.is_alive() for loop in (self.events, self.retries) if loop is not None)

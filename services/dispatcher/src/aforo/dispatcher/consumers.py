@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from abc import ABC, abstractmethod
 from datetime import UTC, datetime
 from typing import Any
@@ -24,8 +25,16 @@ from aiokafka.errors import CommitFailedError, KafkaError
 from pydantic import ValidationError
 from pymongo.errors import PyMongoError
 
-from aforo.dispatcher.dispatch import RETRIES_DUE, AttemptJob, Dispatcher
+from aforo.dispatcher.dispatch import AttemptJob, Dispatcher
 from aforo.dispatcher.log_writer import DeliveryLogWriter
+from aforo.dispatcher.metrics import (
+    COMMIT_FAILURES,
+    COMMIT_STALLED_SECONDS,
+    LOG_FLUSH_FAILURES,
+    RECORD_FAILURES,
+    RETRIES_DUE,
+    REWINDS,
+)
 from aforo.dispatcher.offsets import OffsetTracker
 from aforo.dispatcher.retry_schedule import RetryRecordHeaders
 from aforo.shared.dispatch_requests import DispatchRequest, DispatchRequestKind
@@ -80,6 +89,7 @@ class ConsumerLoop(ABC):
         self._main: asyncio.Task[None] | None = None
         self._committer: asyncio.Task[None] | None = None
         self._commit_lock = asyncio.Lock()
+        self._stalled_since: float | None = None
 
     async def start(self) -> None:
         self.consumer.subscribe(self.topics, listener=_DrainOnRevoke(self))
@@ -119,19 +129,40 @@ class ConsumerLoop(ABC):
             offsets = self.tracker.committable()
             try:
                 await self.log_writer.flush()
-            except PyMongoError as error:
-                log.warning("commit_deferred_log_not_flushed", consumer=self.name, error=repr(error))
+            except Exception as error:
+                # Rows are kept for the next flush (rows that can never be stored are dead-lettered
+                # by the writer, so only an outage or a bug lands here): commit nothing until they are.
+                LOG_FLUSH_FAILURES.inc()
+                self._commit_failed("commit_deferred_log_not_flushed", error)
                 return
             if not offsets:
+                self._commit_succeeded()
                 return
             try:
                 await self.consumer.commit(offsets)
             except (CommitFailedError, KafkaError) as error:
                 # Offered again next time; if the partitions moved, their records are redelivered and
                 # their attempts found already claimed.
-                log.warning("commit_failed", consumer=self.name, error=repr(error))
+                self._commit_failed("commit_failed", error)
                 return
             self.tracker.committed(offsets)
+            self._commit_succeeded()
+
+    def _commit_failed(self, event: str, error: BaseException) -> None:
+        COMMIT_FAILURES.labels(self.name).inc()
+        if self._stalled_since is None:
+            self._stalled_since = time.monotonic()
+        COMMIT_STALLED_SECONDS.labels(self.name).set(self.stalled_seconds())
+        log.warning(event, consumer=self.name, error=repr(error)[:500])
+
+    def _commit_succeeded(self) -> None:
+        self._stalled_since = None
+        COMMIT_STALLED_SECONDS.labels(self.name).set(0)
+
+    def stalled_seconds(self) -> float:
+        """How long flushes or commits have been failing in a row (0 while they succeed): the
+        readiness check fails past a bound, so an orchestrator restarts or alerts on a stuck loop."""
+        return 0.0 if self._stalled_since is None else time.monotonic() - self._stalled_since
 
     async def _commit_periodically(self) -> None:
         while True:
@@ -140,35 +171,65 @@ class ConsumerLoop(ABC):
                 await self.commit()
             except asyncio.CancelledError:
                 raise
-            except Exception:
+            except Exception as error:
                 # A bug here must not end committing for good: the next interval tries again.
                 log.exception("commit_crashed", consumer=self.name)
+                self._commit_failed("commit_crashed", error)
 
     async def _run(self) -> None:
         while not self._stopping:
+            self._apply_rewinds()
             batch = await self.consumer.getmany(timeout_ms=200, max_records=500)
             for partition, records in batch.items():
+                if self.tracker.rewind_pending(partition):
+                    continue  # fetched before a failure's rewind: read again once it is applied
                 for record in self.admit(partition, records):
                     await self._capacity.acquire()
+                    if self.tracker.rewind_pending(partition):
+                        self._capacity.release()
+                        break
                     self.tracker.start(partition, record.offset)
                     task = asyncio.create_task(self._handle_and_finish(partition, record))
                     self._tasks.add(task)
                     task.add_done_callback(self._tasks.discard)
+
+    def _apply_rewinds(self) -> None:
+        """Seek each partition with a failed record back to its lowest failed offset (in this loop
+        only: one owner of the fetch position, so two failures can never seek past each other)."""
+        for partition, offset in self.tracker.take_rewinds(time.monotonic()).items():
+            if partition not in self.consumer.assignment():
+                continue
+            self.consumer.seek(partition, offset)
+            self.consumer.resume(partition)
+            self.rewound(partition)
+            REWINDS.labels(self.name).inc()
+
+    def rewound(self, partition: TopicPartition) -> None:  # noqa: B027 - optional hook
+        """The partition was sought back and resumed; the retry consumer forgets its resume timer."""
 
     async def _handle_and_finish(self, partition: TopicPartition, record: ConsumerRecord[Any, Any]) -> None:
         try:
             await self.handle(record)
         except asyncio.CancelledError:
             raise
-        except Exception:
-            # A bug or an outage (MongoDB down) must not be committed as done: rewind to this record
-            # so it is read again; the idempotency record keeps the rework from sending twice.
-            log.exception(
-                "dispatch_record_failed", consumer=self.name, topic=record.topic, offset=record.offset
+        except Exception as error:
+            # A bug or an outage (MongoDB down) must not be committed as done: the partition is read
+            # again from the lowest failed record (see OffsetTracker.fail), after a backoff; the
+            # idempotency record keeps the rework from sending twice.
+            log.warning(
+                "dispatch_record_failed",
+                consumer=self.name,
+                topic=record.topic,
+                partition=record.partition,
+                offset=record.offset,
+                error=repr(error)[:500],
+                exc_info=not isinstance(error, PyMongoError | KafkaError),
             )
-            self.tracker.forget(partition)
-            self.consumer.seek(partition, record.offset)
-            await asyncio.sleep(1.0)
+            RECORD_FAILURES.labels(self.name).inc()
+            self.tracker.fail(partition, record.offset, now=time.monotonic())
+            # Nothing more of this partition is fetched until the rewind is applied.
+            if partition in self.consumer.assignment():
+                self.consumer.pause(partition)
             return
         finally:
             self._capacity.release()
@@ -251,6 +312,11 @@ class RetryConsumer(ConsumerLoop):
                 break
             due.append(record)
         return due
+
+    def rewound(self, partition: TopicPartition) -> None:
+        handle = self._resume_handles.pop(partition, None)
+        if handle is not None:
+            handle.cancel()
 
     def _resume(self, partition: TopicPartition) -> None:
         self._resume_handles.pop(partition, None)

@@ -31,6 +31,15 @@ from aforo.dispatcher.delivery_log import (
     judge_attempt,
 )
 from aforo.dispatcher.log_writer import DeliveryLogWriter
+from aforo.dispatcher.metrics import (
+    ATTEMPT_SECONDS,
+    DEAD_LETTERED,
+    DEFERRED,
+    DELIVERIES,
+    IN_FLIGHT,
+    RETRIES_SCHEDULED,
+    SKIPPED,
+)
 from aforo.dispatcher.preferences import decide_preferences
 from aforo.dispatcher.repositories import (
     ClaimStatus,
@@ -46,30 +55,14 @@ from aforo.dispatcher.settings import DispatcherSettings
 from aforo.dispatcher.webhook_sender import AttemptResult, send_webhook
 from aforo.shared.catalog import WEBHOOK_TEST_EVENT
 from aforo.shared.config_changes import ConfigChange, ConfigKind, ConfigOperation
-from aforo.shared.delivery import Channel, DeliveryStatus
+from aforo.shared.dead_letters import DeadLetterHeaders
+from aforo.shared.delivery import ENVELOPE_FIELD, Channel, DeliveryStatus
 from aforo.shared.envelope import EventEnvelope
 from aforo.shared.kafka import TopicNames
 from aforo.shared.logging import bind_event_context, get_logger
-from aforo.shared.metrics import LATENCY_BUCKETS, Counter, Gauge, Histogram
 
 log = get_logger(__name__)
 
-DELIVERIES = Counter(
-    "aforo_dispatcher_deliveries_total",
-    "Delivery-log rows written, by status and channel.",
-    ["status", "channel"],
-)
-ATTEMPT_SECONDS = Histogram(
-    "aforo_dispatcher_attempt_seconds", "Duration of one webhook attempt.", buckets=LATENCY_BUCKETS
-)
-RETRIES_SCHEDULED = Counter(
-    "aforo_dispatcher_retries_scheduled_total", "Attempts parked on a delay topic.", ["topic"]
-)
-RETRIES_DUE = Counter("aforo_dispatcher_retries_due_total", "Parked attempts taken up when due.")
-IN_FLIGHT = Gauge("aforo_dispatcher_attempts_in_flight", "Webhook attempts being sent.")
-DEAD_LETTERED = Counter("aforo_dispatcher_dead_letter_total", "Events dead-lettered.", ["reason"])
-SKIPPED = Counter("aforo_dispatcher_skipped_total", "SKIPPED rows, by the gate that dropped them.", ["gate"])
-DEFERRED = Counter("aforo_dispatcher_deferred_total", "Attempts deferred behind a saturated endpoint.")
 
 # A permanent failure that is not the receiver's answer: nothing to retry, nothing to dead-letter twice.
 _UNDELIVERABLE = AttemptVerdict(Outcome.REFUSED, DeliveryStatus.FAILED)
@@ -129,13 +122,12 @@ class Dispatcher:
         decision = decide_preferences(envelope, definition, preference, now=now)
         if decision.cooldown_claim is not None and not await self.cooldowns.claim(decision.cooldown_claim):
             decision = decision.cooldown_lost()
-        wire = envelope.to_wire()
         for skip in decision.skipped:
             self._log(
                 DeliveryLogRow.skipped(
                     envelope, skip.channel, skip.reason, created_at=now, detail=skip.detail
                 ),
-                wire,
+                body,
             )
         for channel in sorted(decision.deliver - {Channel.WEBHOOK}):
             # Email, SMS and PagerDuty senders are not built yet: say so in the log rather than drop silently.
@@ -149,7 +141,7 @@ class Dispatcher:
                     error=f"no {channel.value} sender is configured",
                     channel=channel,
                 ),
-                wire,
+                body,
             )
         if Channel.WEBHOOK not in decision.deliver:
             return
@@ -170,7 +162,7 @@ class Dispatcher:
                     created_at=now,
                     endpoint_id=endpoint_skip.endpoint.endpoint_id,
                 ),
-                wire,
+                body,
             )
         if selection.foreign_endpoint_ids:
             log.error("foreign_endpoints_ignored", endpoint_ids=list(selection.foreign_endpoint_ids))
@@ -287,7 +279,7 @@ class Dispatcher:
             created_at=now,
             error=reason,
         )
-        self._log(row, envelope.to_wire())
+        self._log(row, job.body)
         self._settle(job, token, StateStatus.FAILED, now, lastError=reason)
         await self.dead_letter(job.body, job.endpoint_id, "endpoint_unavailable", reason, attempt)
         log.warning("delivery_failed", error=reason, reason="endpoint_unavailable")
@@ -322,7 +314,7 @@ class Dispatcher:
         if verdict.retry is not None:
             next_attempt = attempt_base + verdict.retry.attempt
             await self.park(job, next_attempt, delay_seconds=verdict.retry.delay_seconds)
-            self._log(row, envelope.to_wire())
+            self._log(row, job.body)
             self._settle(job, token, StateStatus.RETRYING, now, nextAttemptAt=row.next_attempt_at)
             log.info(
                 "delivery_retrying",
@@ -331,7 +323,7 @@ class Dispatcher:
                 delay=verdict.retry.delay_seconds,
             )
             return
-        self._log(row, envelope.to_wire())
+        self._log(row, job.body)
         if verdict.status is DeliveryStatus.DELIVERED:
             self._settle(job, token, StateStatus.DELIVERED, now)
             log.info("delivery_delivered", status=result.status, duration_ms=round(result.duration_ms, 1))
@@ -370,14 +362,31 @@ class Dispatcher:
         self, body: bytes, endpoint_id: str | None, reason: str, error: str, attempts: int
     ) -> None:
         DEAD_LETTERED.labels(reason).inc()
-        headers = [
-            ("aforo-dlq-reason", reason.encode()),
-            ("aforo-dlq-detail", error[:1000].encode()),
-            ("aforo-attempts", str(attempts).encode()),
-        ]
+        extra = [("aforo-attempts", str(attempts))]
         if endpoint_id is not None:
-            headers.append(("aforo-endpoint-id", endpoint_id.encode()))
+            extra.append(("aforo-endpoint-id", endpoint_id))
+        headers = DeadLetterHeaders(reason, error, extra=tuple(extra)).to_kafka()
         await self.producer.send_and_wait(self.topics.dispatch_dead_letter, body, headers=headers)
+
+    async def dead_letter_row(self, document: dict[str, Any], reason: str) -> None:
+        """A delivery-log row the database refused: its envelope and why, on the dispatch DLQ."""
+        stored = document.get(ENVELOPE_FIELD)
+        body = stored.encode() if isinstance(stored, str) else bytes(stored or b"")
+        endpoint_id = document.get("endpointId")
+        log.error(
+            "delivery_log_row_dead_lettered",
+            event_id=document.get("eventId"),
+            status=document.get("status"),
+            attempt=document.get("attempt"),
+            reason=reason,
+        )
+        await self.dead_letter(
+            body,
+            str(endpoint_id) if endpoint_id else None,
+            "log_row_unstorable",
+            f"{document.get('status')} row of attempt {document.get('attempt')} not stored: {reason}",
+            int(document.get("attempt") or 0),
+        )
 
     async def _disable(self, tenant_id: str, endpoint_id: str, reason: str, now: datetime) -> None:
         document = await self.config.disable_endpoint(tenant_id, endpoint_id, reason, now)
@@ -395,11 +404,11 @@ class Dispatcher:
         await self.producer.send_and_wait(self.topics.config_changes, change.to_json_bytes(), key=change.key)
         log.warning("endpoint_disabled", reason=reason)
 
-    def _log(self, row: DeliveryLogRow, wire: dict[str, Any]) -> None:
+    def _log(self, row: DeliveryLogRow, body: bytes) -> None:
         DELIVERIES.labels(row.status.value, row.channel.value).inc()
         if row.skip_reason is not None:
             SKIPPED.labels(row.skip_reason.value).inc()
-        self.log_writer.add(row, wire)
+        self.log_writer.add(row, body)
 
 
 def _unusable(endpoint: EndpointRecord | None, secrets: list[str], event_type: str) -> str | None:

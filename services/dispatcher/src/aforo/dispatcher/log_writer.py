@@ -7,6 +7,12 @@ bulk insert costs a fraction of a bulk upsert, which looks every row up before w
 settles its idempotency record in the same flush, after its row: a crash before the flush loses both
 (the claim's lease expires and the attempt is taken over), never a settled state without its row.
 The consumers flush before they commit offsets: a committed event always has its rows.
+
+A row keeps the envelope it delivered as its exact JSON text (`envelopeJson`), never as a nested
+document: payloads are the producers' bytes verbatim, and valid JSON holds what BSON cannot (integers
+beyond 64 bits, keys with NUL, `$` or `.`, nesting deeper than MongoDB's limit). A row the database
+still refuses is dead-lettered with its reason (`reject`) and the rest of its batch is written: one
+hostile payload never holds up another tenant's audit trail or the offsets behind it.
 """
 
 from __future__ import annotations
@@ -14,17 +20,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
+import bson
+from bson.errors import BSONError
 from pymongo import ReplaceOne, UpdateOne
 from pymongo.errors import BulkWriteError, PyMongoError
 
 from aforo.dispatcher.delivery_log import UNIQUE_KEY_FIELDS, DeliveryLogRow
+from aforo.dispatcher.metrics import UNSTORABLE_ROWS
 from aforo.shared.collections import DELIVERY_LOGS, DELIVERY_STATE
+from aforo.shared.delivery import ENVELOPE_FIELD
 from aforo.shared.logging import get_logger
 from aforo.shared.mongo import Document, MongoStore, bulk_insert_outcomes
 
 log = get_logger(__name__)
+
+
+def _unique_key_of(document: Document) -> tuple[Any, ...]:
+    return tuple(document[key] for key in UNIQUE_KEY_FIELDS)
 
 
 def delivery_id_for(row: DeliveryLogRow) -> str:
@@ -35,8 +50,44 @@ def delivery_id_for(row: DeliveryLogRow) -> str:
     )
 
 
+UnstorableRowHandler = Callable[[Document, str], Awaitable[None]]
+"""Takes a row the database refused and why (the dispatcher dead-letters it); raises if it cannot."""
+
+# What the driver raises for a document it cannot encode: BSON errors (a NUL or `$` key), an integer
+# beyond 64 bits, a string with a lone surrogate.
+_ENCODING_ERRORS = (BSONError, OverflowError, UnicodeError, ValueError, TypeError)
+
+
+async def _log_only(document: Document, reason: str) -> None:
+    log.error("delivery_log_row_unstorable", event_id=document.get("eventId"), reason=reason)
+
+
+def envelope_text(body: bytes) -> str | bytes:
+    """How a row stores the envelope it delivered: its exact JSON text (binary if not UTF-8)."""
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError:
+        return body
+
+
+def unstorable_reason(document: Document) -> str | None:
+    """Why the driver cannot encode a document, or None if it can (a check without I/O)."""
+    try:
+        bson.encode(document)
+    except _ENCODING_ERRORS as error:
+        return f"{type(error).__name__}: {error}"[:500]
+    return None
+
+
 class DeliveryLogWriter:
-    def __init__(self, mongo: MongoStore, batch_size: int, flush_interval_seconds: float) -> None:
+    def __init__(
+        self,
+        mongo: MongoStore,
+        batch_size: int,
+        flush_interval_seconds: float,
+        reject: UnstorableRowHandler = _log_only,
+    ) -> None:
+        self.reject = reject
         self._collection = mongo.collection(DELIVERY_LOGS.collection)
         self._state = mongo.collection(DELIVERY_STATE.collection)
         self._state_updates: list[UpdateOne] = []
@@ -46,10 +97,11 @@ class DeliveryLogWriter:
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
 
-    def add(self, row: DeliveryLogRow, envelope: dict[str, Any]) -> None:
+    def add(self, row: DeliveryLogRow, body: bytes) -> None:
+        """Buffer a row with the envelope bytes it delivered (what a replay re-sends, same eventId)."""
         document = row.to_document()
         document["deliveryId"] = delivery_id_for(row)
-        document["envelope"] = envelope  # what a replay re-sends (same eventId, same bytes)
+        document[ENVELOPE_FIELD] = envelope_text(body)
         self._pending[row.unique_key] = document
 
     def add_state_update(self, update: UpdateOne) -> None:
@@ -66,7 +118,12 @@ class DeliveryLogWriter:
             documents = list(batch.values())
             try:
                 for start in range(0, len(documents), self._batch_size):
-                    await self._write_rows(documents[start : start + self._batch_size])
+                    refused = await self._write_rows(documents[start : start + self._batch_size])
+                    for document, reason in refused:
+                        await self.reject(document, reason)
+                        UNSTORABLE_ROWS.labels(reason.split(":", 1)[0][:64]).inc()
+                        # Stored or dead-lettered: either way it is no longer this writer's to keep.
+                        batch.pop(_unique_key_of(document), None)
                 if state_updates:
                     await self._state.bulk_write(state_updates, ordered=False)
             except BaseException:
@@ -77,23 +134,44 @@ class DeliveryLogWriter:
                 self._state_updates = state_updates + self._state_updates
                 raise
 
-    async def _write_rows(self, documents: list[Document]) -> None:
-        """Insert the rows; those whose key is already stored replace the stored row instead."""
+    async def _write_rows(self, documents: list[Document]) -> list[tuple[Document, str]]:
+        """Insert the rows; those whose key is already stored replace the stored row instead.
+
+        Returns the rows the database refused, with why; the others are stored when it returns.
+        """
         try:
             # Copies: the driver adds an `_id` to what it inserts, and a kept row must stay without one.
             await self._collection.insert_many([dict(document) for document in documents], ordered=False)
-            return
+            return []
+        except _ENCODING_ERRORS:
+            # The driver refused the whole batch for one document it cannot encode: find it, set it
+            # aside, write the others.
+            refused: list[tuple[Document, str]] = []
+            storable: list[Document] = []
+            for document in documents:
+                reason = unstorable_reason(document)
+                if reason is None:
+                    storable.append(document)
+                else:
+                    refused.append((document, reason))
+            if not refused:
+                raise  # not a document's fault: keep the batch for the next flush
+            return refused + (await self._write_rows(storable) if storable else [])
         except BulkWriteError as error:
             outcomes = bulk_insert_outcomes(len(documents), error.details.get("writeErrors") or [])
-        for outcome in outcomes:
-            if isinstance(outcome, Exception):
-                raise outcome
+        refused = [
+            (document, f"{type(outcome).__name__}: {outcome}"[:500])
+            for document, outcome in zip(documents, outcomes, strict=True)
+            if isinstance(outcome, Exception)
+        ]
         rewrites = [
             ReplaceOne({key: document[key] for key in UNIQUE_KEY_FIELDS}, document, upsert=True)
             for document, inserted in zip(documents, outcomes, strict=True)
             if inserted is False
         ]
-        await self._collection.bulk_write(rewrites, ordered=False)
+        if rewrites:
+            await self._collection.bulk_write(rewrites, ordered=False)
+        return refused
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._flush_periodically(), name="delivery-log-flush")

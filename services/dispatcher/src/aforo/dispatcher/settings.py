@@ -49,6 +49,11 @@ class DispatcherSettings(ServiceSettings):
     log_batch_size: int = Field(default=500, ge=1)
     log_flush_interval_seconds: float = Field(default=0.1, gt=0)
     commit_interval_seconds: float = Field(default=0.5, gt=0)
+    commit_stall_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="Readiness fails once a consumer's flushes or commits have failed for this long in a row.",
+    )
     config_cache_seconds: float = Field(
         default=1.0,
         ge=0,

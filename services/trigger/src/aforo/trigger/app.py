@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from aforo.shared.config_changes import CONFIG_TOPIC_SETTINGS
 from aforo.shared.connected_service import ConnectedService
+from aforo.shared.dead_letters import DeadLetterHeaders
 from aforo.shared.envelope import EventEnvelope
 from aforo.shared.kafka import ensure_topics, topic_specs
 from aforo.shared.logging import bind_event_context, get_logger
@@ -94,10 +95,7 @@ class TriggerService(ConnectedService):
                     self.topics.custom_events,
                     value=envelope.to_json_bytes(),
                     key=envelope.partition_key,
-                    headers=[
-                        ("eventType", envelope.event_type.encode()),
-                        ("eventId", envelope.event_id.encode()),
-                    ],
+                    headers=envelope.kafka_headers(),
                 )
                 for envelope in derived
             ]
@@ -114,7 +112,7 @@ class TriggerService(ConnectedService):
         future = await self.producer.send(
             self.topics.trigger_dead_letter,
             value=raw,
-            headers=[("aforo-dlq-reason", reason.encode()), ("aforo-dlq-detail", detail[:1000].encode())],
+            headers=DeadLetterHeaders(reason, detail).to_kafka(),
         )
         await future
 

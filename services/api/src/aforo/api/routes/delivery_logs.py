@@ -23,6 +23,7 @@ from aforo.api.problems import ConflictError, NotFoundError
 from aforo.api.redelivery import replay_request
 from aforo.api.routes.context import ApiContext
 from aforo.api.routes.emit import accepted
+from aforo.shared.delivery import ENVELOPE_FIELD, LEGACY_ENVELOPE_FIELD
 from aforo.shared.http import json_response
 from aforo.shared.logging import bind_event_context, get_logger
 
@@ -31,7 +32,7 @@ log = get_logger(__name__)
 BY_CUSTOMER_PATH: Final = "/internal/v1/delivery-logs/by-customer"
 REPLAY_PATH: Final = "/api/v1/deliveries/{deliveryId}/replay"
 # The audit trail leaves out the stored envelope (the payload); a replay reads it here, server-side.
-LISTED_FIELDS: Final = {"envelope": 0, "tenantId": 0}
+LISTED_FIELDS: Final = {ENVELOPE_FIELD: 0, LEGACY_ENVELOPE_FIELD: 0, "tenantId": 0}
 
 
 class DeliveryLogRoutes:

@@ -1,0 +1,53 @@
+"""The dispatcher's Prometheus metrics, in one place (label values are bounded: no tenant ids)."""
+
+from __future__ import annotations
+
+from aforo.shared.metrics import LATENCY_BUCKETS, Counter, Gauge, Histogram
+
+DELIVERIES = Counter(
+    "aforo_dispatcher_deliveries_total",
+    "Delivery-log rows written, by status and channel.",
+    ["status", "channel"],
+)
+ATTEMPT_SECONDS = Histogram(
+    "aforo_dispatcher_attempt_seconds", "Duration of one webhook attempt.", buckets=LATENCY_BUCKETS
+)
+RETRIES_SCHEDULED = Counter(
+    "aforo_dispatcher_retries_scheduled_total", "Attempts parked on a delay topic.", ["topic"]
+)
+RETRIES_DUE = Counter("aforo_dispatcher_retries_due_total", "Parked attempts taken up when due.")
+IN_FLIGHT = Gauge("aforo_dispatcher_attempts_in_flight", "Webhook attempts being sent.")
+DEAD_LETTERED = Counter("aforo_dispatcher_dead_letter_total", "Events dead-lettered.", ["reason"])
+SKIPPED = Counter("aforo_dispatcher_skipped_total", "SKIPPED rows, by the gate that dropped them.", ["gate"])
+DEFERRED = Counter("aforo_dispatcher_deferred_total", "Attempts deferred behind a saturated endpoint.")
+
+RECORD_FAILURES = Counter(
+    "aforo_dispatcher_record_failures_total",
+    "Records whose handling failed (an outage or a bug); their partition is read again from them.",
+    ["consumer"],
+)
+REWINDS = Counter(
+    "aforo_dispatcher_rewinds_total", "Partitions sought back to a failed record.", ["consumer"]
+)
+LOG_FLUSH_FAILURES = Counter(
+    "aforo_dispatcher_log_flush_failures_total",
+    "Delivery-log flushes that failed (rows kept for the next flush; offsets not committed).",
+)
+COMMIT_FAILURES = Counter(
+    "aforo_dispatcher_commit_failures_total", "Offset commits that failed or were deferred.", ["consumer"]
+)
+COMMIT_STALLED_SECONDS = Gauge(
+    "aforo_dispatcher_commit_stalled_seconds",
+    "How long a consumer has had finished records it could not commit (0 while commits succeed).",
+    ["consumer"],
+)
+UNSTORABLE_ROWS = Counter(
+    "aforo_dispatcher_log_rows_unstorable_total",
+    "Delivery-log rows the database refused; each is dead-lettered with its reason.",
+    ["reason"],
+)
+RECONCILED = Counter(
+    "aforo_dispatcher_reconciled_total",
+    "Deliveries taken up again by the reconciler (their next attempt was overdue and unleased).",
+    ["reason"],
+)
