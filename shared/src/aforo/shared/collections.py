@@ -108,6 +108,10 @@ DELIVERY_STATE = CollectionIndexes(
             unique=True,
             name="tenant_event_channel_endpoint",
         ),
+        # The reconciler's two questions: RETRYING deliveries long overdue, IN_FLIGHT ones whose
+        # lease ran out long ago (dispatcher `reconciliation`).
+        IndexModel([("status", ASCENDING), ("nextAttemptAt", ASCENDING)], name="status_next_attempt"),
+        IndexModel([("status", ASCENDING), ("leaseUntil", ASCENDING)], name="status_lease"),
     ),
 )
 

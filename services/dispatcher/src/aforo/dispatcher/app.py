@@ -11,6 +11,7 @@ from aforo.dispatcher.consumers import EventConsumer, RetryConsumer
 from aforo.dispatcher.dispatch import Dispatcher
 from aforo.dispatcher.log_writer import DeliveryLogWriter
 from aforo.dispatcher.outbound import build_outbound_session, parse_cidr_allowlist
+from aforo.dispatcher.reconciler import Reconciler
 from aforo.dispatcher.repositories import ConfigurationReader, CooldownStore, DeliveryStateStore
 from aforo.dispatcher.retry_schedule import all_retry_topics
 from aforo.dispatcher.settings import DispatcherSettings
@@ -42,6 +43,7 @@ class DispatcherService(ConnectedService):
         )
         self.events: EventConsumer | None = None
         self.retries: RetryConsumer | None = None
+        self.reconciler: Reconciler | None = None
 
     async def start(self) -> None:
         settings = self.dispatcher_settings
@@ -94,9 +96,16 @@ class DispatcherService(ConnectedService):
             retry_topics,
             **options,
         )
+        self.reconciler = Reconciler(
+            dispatcher,
+            self.mongo,
+            interval_seconds=settings.reconcile_interval_seconds,
+            minimum_overdue_seconds=settings.reconcile_min_overdue_seconds,
+        )
         self.log_writer.start()
         await self.events.start()
         await self.retries.start()
+        self.reconciler.start()
 
     async def readiness_checks(self) -> dict[str, bool]:
         """The dependencies answer, and no consumer has been unable to commit for too long."""
@@ -108,10 +117,13 @@ class DispatcherService(ConnectedService):
         return checks
 
     def is_alive(self) -> bool:
-        return all(loop.is_alive() for loop in (self.events, self.retries) if loop is not None)
+        loops_alive = all(loop.is_alive() for loop in (self.events, self.retries) if loop is not None)
+        return loops_alive and (self.reconciler is None or self.reconciler.is_alive())
 
     async def drain(self) -> None:
         """Stop fetching; finish in-flight attempts (each bounded by its timeout); flush; commit."""
+        if self.reconciler is not None:
+            await self.reconciler.stop()
         loops = [loop for loop in (self.events, self.retries) if loop is not None]
         await asyncio.gather(*(loop.drain() for loop in loops))
         await self.log_writer.stop()

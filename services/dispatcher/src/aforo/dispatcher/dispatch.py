@@ -84,6 +84,8 @@ class AttemptJob:
     endpoint_id: str
     attempt: int
     replay: bool = False
+    reconcile: bool = False
+    """Taken up by the reconciler: if another owner holds it, leave it to them (park nothing)."""
 
 
 @dataclass
@@ -179,8 +181,11 @@ class Dispatcher:
 
     # ---- attempts -----------------------------------------------------------------------------
 
-    async def run_attempt(self, job: AttemptJob) -> None:
-        """Claim, send, log and settle one attempt; park the next one or dead-letter the last."""
+    async def run_attempt(self, job: AttemptJob) -> bool:
+        """Claim, send, log and settle one attempt; park the next one or dead-letter the last.
+
+        Returns whether this call claimed the attempt (False: deferred, done, or owned elsewhere).
+        """
         limiter = self._limiters.setdefault(
             job.endpoint_id, _EndpointLimiter(asyncio.Semaphore(self.settings.per_endpoint_concurrency))
         )
@@ -188,7 +193,7 @@ class Dispatcher:
             # This endpoint is saturated: park the attempt (unclaimed) so other endpoints keep moving.
             DEFERRED.inc()
             await self.park(job, job.attempt, delay_seconds=1.0)
-            return
+            return False
         limiter.waiting += 1
         entered = False
         try:
@@ -197,7 +202,7 @@ class Dispatcher:
                 entered = True
                 limiter.running += 1
                 try:
-                    await self._claimed_attempt(job)
+                    return await self._claimed_attempt(job)
                 finally:
                     limiter.running -= 1
         finally:
@@ -211,7 +216,7 @@ class Dispatcher:
                 # Idle: forget it, so the map holds only endpoints with attempts under way.
                 del self._limiters[job.endpoint_id]
 
-    async def _claimed_attempt(self, job: AttemptJob) -> None:
+    async def _claimed_attempt(self, job: AttemptJob) -> bool:
         envelope = job.envelope
         now = datetime.now(UTC)
         token = uuid.uuid4().hex
@@ -227,13 +232,15 @@ class Dispatcher:
             replay=job.replay,
         )
         if claim.status is ClaimStatus.DONE:
-            return
+            return False
+        if claim.status is ClaimStatus.BUSY and job.reconcile:
+            return False
         if claim.status is ClaimStatus.BUSY:
             # Another owner holds the attempt; look again once its lease has run out.
             assert claim.lease_until is not None
             wait = max(1.0, (claim.lease_until - now).total_seconds() + 0.5)
             await self.park(job, job.attempt, delay_seconds=wait)
-            return
+            return False
         attempt = claim.attempt
         with bind_event_context(
             tenant_id=envelope.tenant_id,
@@ -242,6 +249,7 @@ class Dispatcher:
             attempt=attempt,
         ):
             await self._send_claimed(job, attempt, claim.attempt_base, token)
+        return True
 
     async def _send_claimed(self, job: AttemptJob, attempt: int, attempt_base: int, token: str) -> None:
         envelope = job.envelope

@@ -49,6 +49,15 @@ class DispatcherSettings(ServiceSettings):
     log_batch_size: int = Field(default=500, ge=1)
     log_flush_interval_seconds: float = Field(default=0.1, gt=0)
     commit_interval_seconds: float = Field(default=0.5, gt=0)
+    reconcile_interval_seconds: float = Field(
+        default=30.0, gt=0, description="How often the reconciler looks for stranded deliveries."
+    )
+    reconcile_min_overdue_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="A delivery is stranded once its next attempt is overdue by 2 x its delay tier, and never "
+        "less than this (docs/dispatch.md).",
+    )
     commit_stall_seconds: float = Field(
         default=60.0,
         gt=0,

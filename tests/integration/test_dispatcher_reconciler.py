@@ -1,0 +1,184 @@
+"""The reconciler on real dispatcher processes (issue #12): a delivery whose parked retry record is
+gone is taken up again by exactly one of two replicas; a busy retry tier is never reconciled."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import aiohttp
+from aiokafka import AIOKafkaProducer
+
+from aforo.dispatcher.repositories import DeliveryStateStore
+from aforo.shared.mongo import MongoStore
+from aforo.shared.secret_box import SecretBox, generate_key
+from tests.support.dispatch_fixtures import DispatchWorld
+from tests.support.kafka import unique_prefix
+from tests.support.metrics import metric
+from tests.support.processes import ServiceProcess
+from tests.support.receiver import Receiver
+from tests.support.stack import LocalStack, service_env
+
+RECONCILED = "aforo_dispatcher_reconciled_total"
+
+
+async def reconciled(processes: list[ServiceProcess]) -> float:
+    async with aiohttp.ClientSession() as session:
+        return sum(
+            [
+                await metric(session, process.url, RECONCILED, reason=reason)
+                for process in processes
+                for reason in ("retry_overdue", "lease_expired")
+            ]
+        )
+
+
+async def test_a_retry_whose_record_is_gone_is_taken_up_once_across_two_replicas(
+    local_stack: LocalStack, service_log_dir: Path
+) -> None:
+    prefix = unique_prefix()
+    database = f"db_{uuid.uuid4().hex[:8]}"
+    key = generate_key()
+    env = service_env(
+        local_stack,
+        prefix,
+        database,
+        AFORO_SECRETS_ENCRYPTION_KEYS=key,
+        AFORO_DISPATCHER_RECONCILE_INTERVAL_SECONDS="0.5",
+        AFORO_DISPATCHER_RECONCILE_MIN_OVERDUE_SECONDS="3",
+    )
+    receiver = await Receiver(service_log_dir).start()
+    mongo = MongoStore(local_stack.mongo_uri, database, app_name="test")
+    producer = AIOKafkaProducer(bootstrap_servers=local_stack.kafka_bootstrap)
+    await mongo.start()
+    await producer.start()
+    world = DispatchWorld(mongo, producer, SecretBox([key]), prefix)
+    replicas = [
+        ServiceProcess("aforo.dispatcher", "AFORO_DISPATCHER_", env, service_log_dir).start()
+        for _ in range(2)
+    ]
+    try:
+        endpoint_id = await world.endpoint(receiver.hook_url("stranded"))
+        for replica in replicas:
+            await replica.wait_ready(timeout=90)
+        # The state says attempt 1 failed and attempt 2 was due a minute ago, but no retry record
+        # exists on any delay topic (as if its topic had been deleted): only the state knows.
+        envelope = world.envelope(customer="c1")
+        now = datetime.now(UTC)
+        await mongo.collection("delivery_logs").insert_one(
+            {
+                "deliveryId": str(uuid.uuid4()),
+                "tenantId": "t1",
+                "endCustomerId": "c1",
+                "eventId": envelope.event_id,
+                "eventType": envelope.event_type,
+                "channel": "WEBHOOK",
+                "endpointId": endpoint_id,
+                "attempt": 1,
+                "status": "RETRYING",
+                "skipReason": None,
+                "error": "HTTP 500 Internal Server Error",
+                "createdAt": now - timedelta(seconds=62),
+                "nextAttemptAt": now - timedelta(seconds=60),
+                "envelopeJson": envelope.to_json_bytes().decode(),
+            }
+        )
+        await mongo.collection("delivery_state").insert_one(
+            {
+                "_id": DeliveryStateStore.record_id("t1", envelope.event_id, endpoint_id),
+                "tenantId": "t1",
+                "eventId": envelope.event_id,
+                "channel": "WEBHOOK",
+                "endpointId": endpoint_id,
+                "status": "RETRYING",
+                "attempt": 1,
+                "attemptBase": 0,
+                "token": uuid.uuid4().hex,
+                "leaseUntil": None,
+                "createdAt": now - timedelta(seconds=62),
+                "updatedAt": now - timedelta(seconds=62),
+                "nextAttemptAt": now - timedelta(seconds=60),
+            }
+        )
+
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            state = await mongo.collection("delivery_state").find_one({"eventId": envelope.event_id})
+            if state is not None and state["status"] == "DELIVERED":
+                break
+            await asyncio.sleep(0.2)
+        assert state is not None
+        assert state["status"] == "DELIVERED", state
+        await asyncio.sleep(3.0)  # several more reconcile passes of both replicas: nothing more happens
+
+        received = await receiver.received("stranded")
+        assert [r["headers"]["X-Aforo-Delivery-Attempt"] for r in received] == ["2"]
+        assert received[0]["headers"]["X-Aforo-Event-Id"] == envelope.event_id
+        assert received[0]["body"] == envelope.to_json_bytes().decode()  # the stored bytes, re-sent
+        rows = [r async for r in mongo.collection("delivery_logs").find({"eventId": envelope.event_id})]
+        assert sorted((r["attempt"], r["status"]) for r in rows) == [(1, "RETRYING"), (2, "DELIVERED")]
+        assert await reconciled(replicas) == 1
+        logs = "".join(replica.log_text() for replica in replicas)
+        assert logs.count('"delivery_reconciled"') == 1
+    finally:
+        for replica in replicas:
+            replica.close()
+        receiver.stop()
+        await producer.stop()
+        await mongo.close()
+
+
+async def test_a_busy_retry_tier_is_never_reconciled(local_stack: LocalStack, service_log_dir: Path) -> None:
+    prefix = unique_prefix()
+    database = f"db_{uuid.uuid4().hex[:8]}"
+    key = generate_key()
+    env = service_env(
+        local_stack,
+        prefix,
+        database,
+        AFORO_SECRETS_ENCRYPTION_KEYS=key,
+        AFORO_DISPATCHER_RECONCILE_INTERVAL_SECONDS="0.5",
+        AFORO_DISPATCHER_RECONCILE_MIN_OVERDUE_SECONDS="10",
+    )
+    receiver = await Receiver(service_log_dir).start()
+    mongo = MongoStore(local_stack.mongo_uri, database, app_name="test")
+    producer = AIOKafkaProducer(bootstrap_servers=local_stack.kafka_bootstrap, linger_ms=5)
+    await mongo.start()
+    await producer.start()
+    world = DispatchWorld(mongo, producer, SecretBox([key]), prefix)
+    dispatcher = ServiceProcess("aforo.dispatcher", "AFORO_DISPATCHER_", env, service_log_dir).start()
+    total = 400
+    try:
+        await receiver.plan("busy", failFirstAttempt=True)
+        await world.endpoint(receiver.hook_url("busy"), initial_backoff_seconds=2.0)
+        await dispatcher.wait_ready(timeout=90)
+        envelopes = [world.envelope(customer="c1") for _ in range(total)]
+        await asyncio.gather(
+            *[
+                await producer.send(f"{prefix}events.system", e.to_json_bytes(), key=e.partition_key)
+                for e in envelopes
+            ]
+        )
+        expected = {e.event_id for e in envelopes}
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            delivered = Counter(
+                r["headers"]["X-Aforo-Event-Id"]
+                for r in await receiver.received("busy")
+                if r["status"] == 200
+            )
+            if set(delivered) >= expected:
+                break
+            await asyncio.sleep(0.5)
+        assert set(delivered) == expected
+        assert all(count == 1 for count in delivered.values())
+        assert await reconciled([dispatcher]) == 0
+    finally:
+        dispatcher.close()
+        receiver.stop()
+        await producer.stop()
+        await mongo.close()
