@@ -144,7 +144,7 @@ def test_judge_attempt(
         (b"x" * 5000, 4096, "x" * 4096),
         (b"ok \xff\xfe", 4096, "ok \ufffd\ufffd"),
         ("é".encode() * 3, 5, "éé\ufffd"),
-        (b"abc", 0, ""),
+        (b"abc", 0, None),  # 0 turns response capture off
     ],
 )
 def test_response_body_excerpt(body: bytes | None, limit: int, excerpt: str | None) -> None:

@@ -129,7 +129,41 @@ def test_private_and_metadata_ranges_are_always_refused(address: ipaddress.IPv4A
     ],
 )
 def test_parse_cidr_allowlist(value: str | list[str], expected: tuple[str, ...]) -> None:
-    assert parse_cidr_allowlist(value) == tuple(ipaddress.ip_network(entry) for entry in expected)
+    assert tuple(entry.network for entry in parse_cidr_allowlist(value)) == tuple(
+        ipaddress.ip_network(entry) for entry in expected
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "network", "port"),
+    [
+        ("127.0.0.1/32:3001", "127.0.0.1/32", 3001),
+        ("[::1]/128:8080", "::1/128", 8080),
+        ("[fd00::]/8", "fd00::/8", None),
+        ("::1/128", "::1/128", None),
+    ],
+)
+def test_an_allowlist_entry_may_name_a_port(value: str, network: str, port: int | None) -> None:
+    [entry] = parse_cidr_allowlist(value)
+    assert (entry.network, entry.port) == (ipaddress.ip_network(network), port)
+    assert parse_cidr_allowlist(str(entry)) == (entry,)
+
+
+def test_a_port_entry_admits_that_port_only() -> None:
+    allowlist = parse_cidr_allowlist("127.0.0.1/32:3001")
+    loopback = ipaddress.ip_address("127.0.0.1")
+    assert address_refusal(loopback, allowlist, 3001) is None
+    assert address_refusal(loopback, allowlist, 27017) is not None
+    assert address_refusal(loopback, allowlist) is not None
+    assert address_refusal(ipaddress.ip_address("::ffff:127.0.0.1"), allowlist, 3001) is None
+
+
+@pytest.mark.parametrize(
+    "bad_entry", ["127.0.0.1/32:0", "127.0.0.1/32:70000", "127.0.0.1/32:http", "[::1/128:80"]
+)
+def test_a_bad_port_names_the_entry(bad_entry: str) -> None:
+    with pytest.raises(ValueError, match="invalid CIDR entry"):
+        parse_cidr_allowlist(bad_entry)
 
 
 @pytest.mark.parametrize("bad_entry", ["localhost", "10.0.0.1/8", "300.0.0.0/8", "10.0.0.0/33"])

@@ -128,10 +128,13 @@ def judge_attempt(
 
 
 def response_body_excerpt(body: bytes | None, limit_bytes: int = RESPONSE_BODY_LIMIT_BYTES) -> str | None:
-    """The first `limit_bytes` of a response body as text; bytes that are not UTF-8 become U+FFFD."""
+    """The first `limit_bytes` of a response body as text; bytes that are not UTF-8 become U+FFFD.
+
+    A limit of 0 keeps nothing (None): the operator turned response capture off.
+    """
     if limit_bytes < 0:
         raise ValueError(f"limit_bytes: must be >= 0, got {limit_bytes}")
-    if body is None:
+    if body is None or limit_bytes == 0:
         return None
     return body[:limit_bytes].decode("utf-8", errors="replace")
 

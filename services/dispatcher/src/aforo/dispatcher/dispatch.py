@@ -270,6 +270,7 @@ class Dispatcher:
                 event_type=envelope.event_type,
                 attempt=attempt,
                 timeout_seconds=self.settings.attempt_timeout_seconds,
+                response_body_limit=self.settings.response_body_limit_bytes,
             )
         finally:
             IN_FLIGHT.dec()
@@ -315,7 +316,8 @@ class Dispatcher:
             verdict=verdict,
             created_at=now,
             response_status=result.status,
-            response_body=None if result.response_body is None else result.response_body.encode(),
+            response_body=result.response_body,
+            body_limit_bytes=self.settings.response_body_limit_bytes,
             error=result.error,
             duration_ms=result.duration_ms,
         )
@@ -328,6 +330,7 @@ class Dispatcher:
                 "delivery_retrying",
                 status=result.status,
                 error=result.error,
+                detail=result.detail,
                 delay=verdict.retry.delay_seconds,
             )
             return
@@ -339,7 +342,9 @@ class Dispatcher:
         self._settle(job, token, StateStatus.FAILED, now, lastError=result.error)
         reason = (verdict.dead_letter_reason or DeadLetterReason.RETRIES_EXHAUSTED).value
         await self.dead_letter(job.body, job.endpoint_id, reason, result.error or "", attempt)
-        log.warning("delivery_failed", status=result.status, error=result.error, reason=reason)
+        log.warning(
+            "delivery_failed", status=result.status, error=result.error, detail=result.detail, reason=reason
+        )
         if verdict.disable_endpoint:
             await self._disable(
                 envelope.tenant_id, job.endpoint_id, f"receiver answered {result.status}", now

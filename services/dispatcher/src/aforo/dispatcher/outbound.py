@@ -4,7 +4,9 @@ Webhook URLs are chosen by customers, so without a policy the dispatcher is an S
 network (cloud metadata at 169.254.169.254, Kafka, Mongo, admin ports). The policy refuses every
 non-public destination - loopback, private, link-local, multicast, reserved, unspecified, and the
 IPv4-mapped / NAT64 / 6to4 IPv6 spellings of those - unless an operator's CIDR allowlist admits it
-(local dev and tests admit ``127.0.0.1/32`` explicitly).
+(local dev and tests admit ``127.0.0.1/32`` explicitly). An entry may name a port as well
+(``127.0.0.1/32:3001``, ``[::1]/128:3001``), which admits that one port of those addresses and no
+other: the rest of the host's ports stay refused.
 
 Why the check lives in the connector and not in URL validation: a host name can resolve to a public
 address when a URL is checked and to a private one when it is fetched (DNS rebinding). Here the check
@@ -24,6 +26,7 @@ import errno
 import ipaddress
 import socket
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Final, TypeAlias
 
 import aiohttp
@@ -33,6 +36,23 @@ from aiohttp.tracing import Trace
 
 IPAddress: TypeAlias = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork: TypeAlias = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True, slots=True)
+class AllowlistEntry:
+    """Non-public addresses an operator admits: a network, and optionally one port of it."""
+
+    network: IPNetwork
+    port: int | None = None
+
+    def admits(self, address: IPAddress, port: int | None) -> bool:
+        return address in self.network and (self.port is None or self.port == port)
+
+    def __str__(self) -> str:
+        if self.port is None:
+            return str(self.network)
+        spelled = f"[{self.network}]" if self.network.version == 6 else str(self.network)
+        return f"{spelled}:{self.port}"
 
 # NAT64 well-known prefix (RFC 6052): the translator connects to the IPv4 address in the low 32 bits.
 _NAT64_WELL_KNOWN_PREFIX: Final = ipaddress.IPv6Network("64:ff9b::/96")
@@ -99,7 +119,9 @@ def _non_public_kind(address: IPAddress) -> str | None:
     return None
 
 
-def address_refusal(address: IPAddress, allowlist: Sequence[IPNetwork]) -> str | None:
+def address_refusal(
+    address: IPAddress, allowlist: Sequence[AllowlistEntry], port: int | None = None
+) -> str | None:
     """None if a delivery may connect to ``address``; otherwise the reason it may not.
 
     The allowlist only matters for non-public addresses: public ones are always allowed. An
@@ -114,7 +136,7 @@ def address_refusal(address: IPAddress, allowlist: Sequence[IPNetwork]) -> str |
     same_destination: list[IPAddress] = [address]
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         same_destination.append(address.ipv4_mapped)
-    if any(candidate in network for candidate in same_destination for network in allowlist):
+    if any(entry.admits(candidate, port) for candidate in same_destination for entry in allowlist):
         return None
     return f"refused: {_spelled(address, embedded)} is {kind} address (not in the outbound allowlist)"
 
@@ -128,27 +150,52 @@ def _spelled(address: IPAddress, embedded: ipaddress.IPv4Address | None) -> str:
     return f"{address} (IPv4 {embedded})"
 
 
-def parse_cidr_allowlist(value: str | Sequence[str]) -> tuple[IPNetwork, ...]:
-    """Parse the outbound allowlist setting: CIDRs as a list or one comma-separated string.
+def parse_cidr_allowlist(value: str | Sequence[str]) -> tuple[AllowlistEntry, ...]:
+    """Parse the outbound allowlist setting: entries as a list or one comma-separated string, each a
+    CIDR (``10.0.0.0/8``) or a CIDR and one port (``127.0.0.1/32:3001``, ``[::1]/128:3001``).
 
     Strict about host bits (``10.0.0.1/8`` is an error, not ``10.0.0.0/8``): in a security allowlist a
     typo should stop the service, not silently widen or narrow the policy.
     """
     entries = value.split(",") if isinstance(value, str) else list(value)
-    networks: list[IPNetwork] = []
+    parsed: list[AllowlistEntry] = []
     for entry in entries:
         text = entry.strip()
         if not text:
             continue
         try:
-            networks.append(ipaddress.ip_network(text, strict=True))
+            parsed.append(_allowlist_entry(text))
         except ValueError as error:
             raise ValueError(f"outbound allowlist: invalid CIDR entry {text!r}: {error}") from error
-    return tuple(networks)
+    return tuple(parsed)
+
+
+def _allowlist_entry(text: str) -> AllowlistEntry:
+    port_text: str | None = None
+    if text.startswith("["):
+        # `[::1/128]:3001` or `[::1]/128:3001`: the brackets keep the port apart from the address.
+        network_text, closed, rest = text[1:].partition("]")
+        if rest.startswith("/"):
+            prefix, colon, port_part = rest.partition(":")
+            network_text, rest = network_text + prefix, colon + port_part
+        if not closed or (rest and not rest.startswith(":")):
+            raise ValueError("expected [network]:port for an IPv6 entry with a port")
+        if rest:
+            port_text = rest[1:]
+    elif text.count(":") == 1:
+        network_text, port_text = text.split(":")
+    else:
+        network_text = text
+    port = None
+    if port_text is not None:
+        if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+            raise ValueError(f"port {port_text!r} is not 1-65535")
+        port = int(port_text)
+    return AllowlistEntry(ipaddress.ip_network(network_text, strict=True), port)
 
 
 def _allowed_results(
-    host: str, results: Sequence[ResolveResult], allowlist: Sequence[IPNetwork]
+    host: str, results: Sequence[ResolveResult], allowlist: Sequence[AllowlistEntry]
 ) -> list[ResolveResult]:
     """Keep the resolved addresses the policy allows; raise if none remain."""
     allowed: list[ResolveResult] = []
@@ -160,7 +207,7 @@ def _allowed_results(
             # Fail closed: an address we cannot classify is an address we do not connect to.
             reasons.append(f"refused: {result['host']!r} is not an IP address")
             continue
-        reason = address_refusal(address, allowlist)
+        reason = address_refusal(address, allowlist, result.get("port"))
         if reason is None:
             allowed.append(result)
         else:
@@ -178,7 +225,7 @@ class SafeResolver(AbstractResolver):
     aiohttp's own resolvers.
     """
 
-    def __init__(self, allowlist: Sequence[IPNetwork], resolver: AbstractResolver | None = None) -> None:
+    def __init__(self, allowlist: Sequence[AllowlistEntry], resolver: AbstractResolver | None = None) -> None:
         self._allowlist = tuple(allowlist)
         self._resolver = DefaultResolver() if resolver is None else resolver
 
@@ -203,7 +250,7 @@ class SafeConnector(aiohttp.TCPConnector):
 
     def __init__(
         self,
-        allowlist: Sequence[IPNetwork],
+        allowlist: Sequence[AllowlistEntry],
         *,
         resolver: AbstractResolver | None = None,
         limit: int = 100,
@@ -245,7 +292,7 @@ def outbound_refusal_of(error: BaseException) -> OutboundAddressRefused | None:
 
 
 def build_outbound_session(
-    allowlist: Sequence[IPNetwork], *, limit: int, limit_per_host: int, total_timeout_seconds: float
+    allowlist: Sequence[AllowlistEntry], *, limit: int, limit_per_host: int, total_timeout_seconds: float
 ) -> aiohttp.ClientSession:
     """The one HTTP session webhook deliveries go out through, with the SSRF policy built in.
 

@@ -27,6 +27,12 @@ class DispatcherSettings(ServiceSettings):
     outbound_allowlist: str = Field(
         default="", description="CIDRs admitted despite being non-public (e.g. 127.0.0.1/32 for local dev)."
     )
+    response_body_limit_bytes: int = Field(
+        default=4096,
+        ge=0,
+        le=65536,
+        description="How much of a receiver's response body a delivery-log row keeps; 0 keeps none.",
+    )
     per_endpoint_concurrency: int = Field(default=8, ge=1, description="Concurrent attempts per endpoint.")
     per_endpoint_backlog: int = Field(
         default=256,

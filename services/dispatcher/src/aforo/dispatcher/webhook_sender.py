@@ -3,11 +3,18 @@
 The attempt is bounded by one total timeout (default 5 s) covering connect, send and the response
 body prefix: the dispatcher never waits on a receiver's processing beyond it. Redirects are never
 followed. The outcome is data (`AttemptResult`); deciding to retry is `retry_schedule`'s job.
+
+What a customer reads in the delivery log about a failed connection is one of a fixed vocabulary
+(`connection refused`, `connection reset`, `timeout: ...`, `TLS handshake failed`, `DNS lookup
+failed`, `connection failed`): the operating system's own text (which may name internal hosts,
+ports or resolver details) goes to the service log only (`AttemptResult.detail`). Inside the
+outbound allowlist the log would otherwise be a port scanner's report.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 from dataclasses import dataclass
 from typing import Final
@@ -18,20 +25,56 @@ from aforo.dispatcher.outbound import outbound_refusal_of
 from aforo.shared.signing import SIGNATURE_HEADER, sign_payload
 
 RESPONSE_BODY_LIMIT: Final = 4096
+"""The default of the `response_body_limit_bytes` setting: how much of a response the log keeps."""
+
+CONNECTION_REFUSED: Final = "connection refused"
+CONNECTION_RESET: Final = "connection reset"
+TLS_FAILED: Final = "TLS handshake failed"
+DNS_FAILED: Final = "DNS lookup failed"
+CONNECTION_FAILED: Final = "connection failed"
+
+
+def read_timed_out(timeout_seconds: float) -> str:
+    """The error of an attempt that got no complete answer in time (the troubleshooting table's words)."""
+    return f"timeout: Read timed out (no response within {timeout_seconds:g} s)"
 
 
 @dataclass(frozen=True, slots=True)
 class AttemptResult:
     status: int | None
     error: str | None
-    response_body: str | None
+    response_body: bytes | None
     duration_ms: float
     retry_after: str | None
     refused: bool = False
+    detail: str | None = None
+    """The full transport error, for the service log only (never stored where a customer reads it)."""
 
     @property
     def delivered(self) -> bool:
         return self.status is not None and 200 <= self.status < 300
+
+
+def connection_error_text(error: BaseException) -> str:
+    """The fixed-vocabulary error of a failed connection. Pure."""
+    if isinstance(error, aiohttp.ClientConnectorDNSError):
+        return DNS_FAILED
+    if isinstance(error, aiohttp.ClientConnectorCertificateError | aiohttp.ClientSSLError | ssl.SSLError):
+        return TLS_FAILED
+    if isinstance(error, aiohttp.ServerTimeoutError | TimeoutError):
+        return "timeout: connect timed out"
+    if isinstance(error, aiohttp.ServerDisconnectedError | aiohttp.ClientPayloadError):
+        return CONNECTION_RESET
+    cause = error.os_error if isinstance(error, aiohttp.ClientConnectorError) else error
+    if isinstance(cause, ConnectionRefusedError):
+        return CONNECTION_REFUSED
+    if isinstance(cause, ConnectionResetError | BrokenPipeError | asyncio.IncompleteReadError):
+        return CONNECTION_RESET
+    if isinstance(cause, ssl.SSLError):
+        return TLS_FAILED
+    if isinstance(cause, OSError) and cause.errno is not None and "getaddrinfo" in str(cause).lower():
+        return DNS_FAILED
+    return CONNECTION_FAILED
 
 
 def delivery_headers(
@@ -58,6 +101,7 @@ async def send_webhook(
     event_type: str,
     attempt: int,
     timeout_seconds: float,
+    response_body_limit: int = RESPONSE_BODY_LIMIT,
     now: float | None = None,
 ) -> AttemptResult:
     """POST one signed delivery; never raises for a receiver's or the network's failure."""
@@ -72,28 +116,28 @@ async def send_webhook(
             allow_redirects=False,
             timeout=aiohttp.ClientTimeout(total=timeout_seconds),
         ) as response:
-            prefix = await response.content.read(RESPONSE_BODY_LIMIT)
+            prefix = await response.content.read(response_body_limit) if response_body_limit > 0 else None
             return AttemptResult(
                 status=response.status,
                 error=None
                 if 200 <= response.status < 300
                 else f"HTTP {response.status} {response.reason or ''}".strip(),
-                response_body=prefix.decode("utf-8", errors="replace"),
+                response_body=prefix,
                 duration_ms=(time.perf_counter() - began) * 1000,
                 retry_after=response.headers.get("Retry-After"),
             )
-    except TimeoutError:
-        return _failure(f"timeout: no response within {timeout_seconds:g} s", began)
+    except TimeoutError as error:
+        return _failure(read_timed_out(timeout_seconds), began, error)
     except aiohttp.ClientError as error:
         refusal = outbound_refusal_of(error)
         if refusal is not None:
-            return _failure(f"refused: {refusal.reason}", began, refused=True)
-        return _failure(f"{type(error).__name__}: {error}", began)
+            return _failure(f"refused: {refusal.reason}", began, error, refused=True)
+        return _failure(connection_error_text(error), began, error)
     except (OSError, asyncio.IncompleteReadError) as error:
-        return _failure(f"{type(error).__name__}: {error}", began)
+        return _failure(connection_error_text(error), began, error)
 
 
-def _failure(error: str, began: float, *, refused: bool = False) -> AttemptResult:
+def _failure(error: str, began: float, cause: BaseException, *, refused: bool = False) -> AttemptResult:
     return AttemptResult(
         status=None,
         error=error,
@@ -101,4 +145,5 @@ def _failure(error: str, began: float, *, refused: bool = False) -> AttemptResul
         duration_ms=(time.perf_counter() - began) * 1000,
         retry_after=None,
         refused=refused,
+        detail=f"{type(cause).__name__}: {cause}"[:1000],
     )
