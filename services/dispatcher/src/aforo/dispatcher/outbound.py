@@ -54,6 +54,7 @@ class AllowlistEntry:
         spelled = f"[{self.network}]" if self.network.version == 6 else str(self.network)
         return f"{spelled}:{self.port}"
 
+
 # NAT64 well-known prefix (RFC 6052): the translator connects to the IPv4 address in the low 32 bits.
 _NAT64_WELL_KNOWN_PREFIX: Final = ipaddress.IPv6Network("64:ff9b::/96")
 
