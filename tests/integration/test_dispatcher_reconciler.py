@@ -13,7 +13,8 @@ from pathlib import Path
 import aiohttp
 from aiokafka import AIOKafkaProducer
 
-from aforo.dispatcher.repositories import DeliveryStateStore
+from aforo.dispatcher.repositories import state_record_id
+from aforo.shared.delivery import Channel
 from aforo.shared.mongo import MongoStore
 from aforo.shared.secret_box import SecretBox, generate_key
 from tests.support.dispatch_fixtures import DispatchWorld
@@ -89,7 +90,7 @@ async def test_a_retry_whose_record_is_gone_is_taken_up_once_across_two_replicas
         )
         await mongo.collection("delivery_state").insert_one(
             {
-                "_id": DeliveryStateStore.record_id("t1", envelope.event_id, endpoint_id),
+                "_id": state_record_id("t1", envelope.event_id, Channel.WEBHOOK, endpoint_id),
                 "tenantId": "t1",
                 "eventId": envelope.event_id,
                 "channel": "WEBHOOK",
@@ -97,8 +98,6 @@ async def test_a_retry_whose_record_is_gone_is_taken_up_once_across_two_replicas
                 "status": "RETRYING",
                 "attempt": 1,
                 "attemptBase": 0,
-                "token": uuid.uuid4().hex,
-                "leaseUntil": None,
                 "createdAt": now - timedelta(seconds=62),
                 "updatedAt": now - timedelta(seconds=62),
                 "nextAttemptAt": now - timedelta(seconds=60),

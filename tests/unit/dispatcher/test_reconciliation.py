@@ -73,10 +73,6 @@ def test_the_bound_is_twice_the_tier_and_at_least_the_minimum(waited: float, bou
             ),
             (3, ReconcileReason.RETRY_OVERDUE),
         ),
-        # An owner that died mid-attempt long ago, with nothing to bring the attempt back: take it over.
-        (state("IN_FLIGHT", 2, leaseUntil=NOW - timedelta(seconds=61)), (2, ReconcileReason.LEASE_EXPIRED)),
-        (state("IN_FLIGHT", 2, leaseUntil=NOW - timedelta(seconds=30)), None),
-        (state("IN_FLIGHT", 2, leaseUntil=NOW + timedelta(seconds=30)), None),
         # Final, or unreadable: nothing to do.
         (state("DELIVERED", 1), None),
         (state("FAILED", 3), None),
@@ -97,6 +93,13 @@ def test_stranded_delivery(record: dict[str, Any], expected: tuple[int, Reconcil
         assert stranded is not None
         assert (stranded.attempt, stranded.reason) == expected
         assert (stranded.tenant_id, stranded.event_id, stranded.endpoint_id) == ("t1", "e1", "ep1")
+
+
+def test_a_replayed_chain_keeps_its_budget_base() -> None:
+    record = state("RETRYING", 4, attemptBase=3, nextAttemptAt=NOW - timedelta(seconds=120))
+    stranded = stranded_delivery(record, NOW)
+    assert stranded is not None
+    assert (stranded.attempt, stranded.attempt_base) == (5, 3)
 
 
 def test_a_smaller_minimum_applies_to_short_tiers_only() -> None:

@@ -96,8 +96,8 @@ CONFIG_VERSIONS = CollectionIndexes(
 DELIVERY_STATE = CollectionIndexes(
     "delivery_state",
     (
-        # The idempotency record: one per (event, channel, endpoint); its attempt counter is claimed
-        # atomically, so a re-delivered or duplicated Kafka record cannot send an attempt twice.
+        # The state of a delivery that is owed another attempt (written only once a first attempt
+        # fails retryably): one per (event, channel, endpoint), what the reconciler reads.
         IndexModel(
             [
                 ("tenantId", ASCENDING),
@@ -108,10 +108,8 @@ DELIVERY_STATE = CollectionIndexes(
             unique=True,
             name="tenant_event_channel_endpoint",
         ),
-        # The reconciler's two questions: RETRYING deliveries long overdue, IN_FLIGHT ones whose
-        # lease ran out long ago (dispatcher `reconciliation`).
+        # The reconciler's question: RETRYING deliveries long overdue (dispatcher `reconciliation`).
         IndexModel([("status", ASCENDING), ("nextAttemptAt", ASCENDING)], name="status_next_attempt"),
-        IndexModel([("status", ASCENDING), ("leaseUntil", ASCENDING)], name="status_lease"),
     ),
 )
 

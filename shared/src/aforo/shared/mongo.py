@@ -129,3 +129,47 @@ def bulk_insert_outcomes(count: int, write_errors: Sequence[Document]) -> list[b
             else OperationFailure(str(write_error.get("errmsg", "insert failed")), code, write_error)
         )
     return outcomes
+
+
+class ExistenceBatcher:
+    """Answers "is a document with this `_id` stored?" for many concurrent callers with shared
+    `find({_id: {$in: [...]}})` queries: one round trip for every caller of the same loop turn.
+
+    Why: the dispatcher asks it once per delivery (has this attempt already happened?); batched, the
+    question costs a fraction of a round trip per delivery, and no timer adds latency when idle.
+    """
+
+    def __init__(self, collection: AsyncCollection[Document], max_batch: int = 1000) -> None:
+        self._collection = collection
+        self._max_batch = max_batch
+        self._waiting: list[tuple[Any, asyncio.Future[bool]]] = []
+        self._reader: asyncio.Task[None] | None = None
+
+    async def exists(self, document_id: Any) -> bool:
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._waiting.append((document_id, future))
+        if self._reader is None or self._reader.done():
+            self._reader = asyncio.create_task(self._read_waiting(), name="mongo-existence-batcher")
+        return await future
+
+    async def _read_waiting(self) -> None:
+        while self._waiting:
+            batch = self._waiting[: self._max_batch]
+            del self._waiting[: self._max_batch]
+            try:
+                ids = list({document_id for document_id, _ in batch})
+                found = {
+                    document["_id"]
+                    async for document in self._collection.find({"_id": {"$in": ids}}, {"_id": 1})
+                }
+            except BaseException as error:
+                for _, future in batch:
+                    if not future.done():
+                        if isinstance(error, Exception):
+                            future.set_exception(error)
+                        else:
+                            future.cancel()
+                raise
+            for document_id, future in batch:
+                if not future.done():
+                    future.set_result(document_id in found)

@@ -7,17 +7,27 @@ import asyncio
 import aiohttp
 from pymongo.errors import PyMongoError
 
+from aforo.dispatcher.consequences import Consequences
 from aforo.dispatcher.consumers import EventConsumer, RetryConsumer
 from aforo.dispatcher.dispatch import Dispatcher
 from aforo.dispatcher.log_writer import DeliveryLogWriter
 from aforo.dispatcher.outbound import build_outbound_session, parse_cidr_allowlist
 from aforo.dispatcher.reconciler import Reconciler
-from aforo.dispatcher.repositories import ConfigurationReader, CooldownStore, DeliveryStateStore
+from aforo.dispatcher.repositories import ConfigurationReader, CooldownStore, DeliveryLedger
 from aforo.dispatcher.retry_schedule import all_retry_topics
 from aforo.dispatcher.settings import DispatcherSettings
-from aforo.shared.collections import ALL_COLLECTIONS
+from aforo.dispatcher.webhook_sender import WebhookSender
+from aforo.shared.collections import (
+    DELIVERY_LOGS,
+    DELIVERY_STATE,
+    EVENT_DEFINITIONS,
+    NOTIFICATION_COOLDOWNS,
+    NOTIFICATION_PREFERENCES,
+    WEBHOOK_ENDPOINTS,
+)
 from aforo.shared.config_changes import CONFIG_TOPIC_SETTINGS
 from aforo.shared.connected_service import ConnectedService
+from aforo.shared.delivery import Channel
 from aforo.shared.kafka import create_consumer, ensure_topics, topic_specs
 from aforo.shared.logging import get_logger
 from aforo.shared.secret_box import SecretBox, SecretBoxError
@@ -29,7 +39,18 @@ class DispatcherService(ConnectedService):
     name = "dispatcher"
 
     def __init__(self, settings: DispatcherSettings) -> None:
-        super().__init__(settings, ALL_COLLECTIONS)
+        # Only the collections the dispatcher reads or writes (the API owns the rest).
+        super().__init__(
+            settings,
+            (
+                DELIVERY_LOGS,
+                DELIVERY_STATE,
+                NOTIFICATION_COOLDOWNS,
+                WEBHOOK_ENDPOINTS,
+                NOTIFICATION_PREFERENCES,
+                EVENT_DEFINITIONS,
+            ),
+        )
         self.dispatcher_settings = settings
         if not settings.secrets_encryption_keys:
             raise SecretBoxError(
@@ -70,28 +91,40 @@ class DispatcherService(ConnectedService):
             limit_per_host=settings.per_endpoint_concurrency,
             total_timeout_seconds=settings.attempt_timeout_seconds,
         )
+        config = ConfigurationReader(self.mongo, self.secret_box, settings.config_cache_seconds)
+        consequences = Consequences(self.producer, config, topics)
         dispatcher = Dispatcher(
             settings=settings,
-            producer=self.producer,
-            session=self.session,
-            config=ConfigurationReader(self.mongo, self.secret_box, settings.config_cache_seconds),
+            config=config,
             cooldowns=CooldownStore(self.mongo),
-            state=DeliveryStateStore(self.mongo),
-            log_writer=self.log_writer,
+            ledger=DeliveryLedger(self.mongo),
+            log_sink=self.log_writer,
+            consequences=consequences,
+            senders={
+                Channel.WEBHOOK: WebhookSender(
+                    config,
+                    self.session,
+                    timeout_seconds=settings.attempt_timeout_seconds,
+                    response_body_limit=settings.response_body_limit_bytes,
+                )
+            },
         )
-        self.log_writer.reject = dispatcher.dead_letter_row
+        self.log_writer.reject = consequences.dead_letter_row
         options = {
             "max_in_flight": settings.max_in_flight,
             "commit_interval_seconds": settings.commit_interval_seconds,
         }
         self.events = EventConsumer(
             dispatcher,
+            self.log_writer,
             create_consumer(settings, group_id=settings.consumer_group),
             [topics.system_events, topics.custom_events, topics.dispatch_requests],
+            dispatch_requests_topic=topics.dispatch_requests,
             **options,
         )
         self.retries = RetryConsumer(
             dispatcher,
+            self.log_writer,
             create_consumer(settings, group_id=settings.retry_consumer_group),
             retry_topics,
             **options,

@@ -25,6 +25,7 @@ from aiokafka.errors import CommitFailedError, KafkaError
 from pydantic import ValidationError
 from pymongo.errors import PyMongoError
 
+from aforo.dispatcher.consequences import REPLAY_HEADER
 from aforo.dispatcher.dispatch import AttemptJob, Dispatcher
 from aforo.dispatcher.log_writer import DeliveryLogWriter
 from aforo.dispatcher.metrics import (
@@ -247,20 +248,28 @@ class ConsumerLoop(ABC):
 
 class EventConsumer(ConsumerLoop):
     def __init__(
-        self, dispatcher: Dispatcher, consumer: AIOKafkaConsumer, topics: list[str], **options: Any
+        self,
+        dispatcher: Dispatcher,
+        log_writer: DeliveryLogWriter,
+        consumer: AIOKafkaConsumer,
+        topics: list[str],
+        *,
+        dispatch_requests_topic: str,
+        **options: Any,
     ) -> None:
-        super().__init__(consumer, topics, dispatcher.log_writer, name="dispatch-events", **options)
+        super().__init__(consumer, topics, log_writer, name="dispatch-events", **options)
         self.dispatcher = dispatcher
+        self.dispatch_requests_topic = dispatch_requests_topic
 
     async def handle(self, record: ConsumerRecord[Any, Any]) -> None:
         raw: bytes = record.value or b""
-        if record.topic == self.dispatcher.topics.dispatch_requests:
+        if record.topic == self.dispatch_requests_topic:
             await self._handle_request(raw)
             return
         try:
             envelope = EventEnvelope.from_json_bytes(raw)
         except (ValueError, ValidationError) as error:
-            await self.dispatcher.dead_letter(raw, None, "invalid_envelope", str(error)[:500], 0)
+            await self.dispatcher.consequences.dead_letter(raw, None, "invalid_envelope", str(error)[:500], 0)
             return
         await self.dispatcher.dispatch_event(envelope, raw)
 
@@ -269,7 +278,7 @@ class EventConsumer(ConsumerLoop):
         try:
             request = DispatchRequest.from_json_bytes(raw)
         except (ValueError, ValidationError) as error:
-            await self.dispatcher.dead_letter(raw, None, "invalid_request", str(error)[:500], 0)
+            await self.dispatcher.consequences.dead_letter(raw, None, "invalid_request", str(error)[:500], 0)
             return
         body = request.envelope.to_json_bytes()
         if request.kind is DispatchRequestKind.TEST:
@@ -282,9 +291,14 @@ class EventConsumer(ConsumerLoop):
 
 class RetryConsumer(ConsumerLoop):
     def __init__(
-        self, dispatcher: Dispatcher, consumer: AIOKafkaConsumer, topics: list[str], **options: Any
+        self,
+        dispatcher: Dispatcher,
+        log_writer: DeliveryLogWriter,
+        consumer: AIOKafkaConsumer,
+        topics: list[str],
+        **options: Any,
     ) -> None:
-        super().__init__(consumer, topics, dispatcher.log_writer, name="dispatch-retries", **options)
+        super().__init__(consumer, topics, log_writer, name="dispatch-retries", **options)
         self.dispatcher = dispatcher
         self._resume_handles: dict[TopicPartition, asyncio.TimerHandle] = {}
 
@@ -329,12 +343,22 @@ class RetryConsumer(ConsumerLoop):
             headers = RetryRecordHeaders.from_kafka(record.headers or ())
             envelope = EventEnvelope.from_json_bytes(raw)
         except (ValueError, ValidationError) as error:
-            await self.dispatcher.dead_letter(raw, None, "invalid_retry_record", str(error)[:500], 0)
+            await self.dispatcher.consequences.dead_letter(
+                raw, None, "invalid_retry_record", str(error)[:500], 0
+            )
             return
         RETRIES_DUE.inc()
-        replay = any(name == "aforo-replay" for name, _ in record.headers or ())
+        replay = any(name == REPLAY_HEADER for name, _ in record.headers or ())
         await self.dispatcher.run_attempt(
-            AttemptJob(envelope, raw, headers.endpoint_id, 0 if replay else headers.attempt, replay=replay)
+            AttemptJob(
+                envelope,
+                raw,
+                headers.endpoint_id,
+                0 if replay else headers.attempt,
+                replay=replay,
+                attempt_base=0 if replay else headers.attempt_base,
+                channel=headers.channel,
+            )
         )
 
     async def stop(self) -> None:

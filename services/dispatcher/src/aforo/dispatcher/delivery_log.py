@@ -9,6 +9,7 @@ record unable to add a second. See docs/dispatch.md.
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -17,7 +18,7 @@ from typing import Any, Final, Self
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from aforo.dispatcher.retry_schedule import RetryConfig, RetryPlan, due_at, next_attempt
-from aforo.shared.delivery import Channel, DeliveryStatus, SkipReason
+from aforo.shared.delivery import ENVELOPE_FIELD, Channel, DeliveryStatus, SkipReason
 from aforo.shared.envelope import EventEnvelope
 
 RESPONSE_BODY_LIMIT_BYTES: Final = 4096
@@ -28,6 +29,30 @@ OUTBOUND_REFUSAL_PREFIX: Final = "refused:"
 
 UNIQUE_KEY_FIELDS: Final = ("tenantId", "eventId", "channel", "endpointId", "attempt")
 """The `delivery_logs` unique index (`aforo.shared.collections.DELIVERY_LOGS`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptKey:
+    """One attempt of one delivery: the delivery-log row's unique key, and the idempotency key."""
+
+    tenant_id: str
+    event_id: str
+    channel: Channel
+    destination_id: str | None
+    attempt: int
+
+
+def delivery_id(tenant_id: str, event_id: str, channel: str, destination_id: str | None, attempt: int) -> str:
+    """A stable id per row key: the row's `_id` and `deliveryId` (the API addresses a row by it)."""
+    return str(
+        uuid.uuid5(
+            uuid.NAMESPACE_URL, f"aforo-delivery:{tenant_id}/{event_id}/{channel}/{destination_id}/{attempt}"
+        )
+    )
+
+
+def attempt_row_id(key: AttemptKey) -> str:
+    return delivery_id(key.tenant_id, key.event_id, key.channel.value, key.destination_id, key.attempt)
 
 
 class Outcome(StrEnum):
@@ -303,6 +328,10 @@ class DeliveryLogRow(BaseModel):
     def unique_key(self) -> tuple[str, str, str, str | None, int]:
         return (self.tenant_id, self.event_id, self.channel.value, self.endpoint_id, self.attempt)
 
+    @property
+    def key(self) -> AttemptKey:
+        return AttemptKey(self.tenant_id, self.event_id, self.channel, self.endpoint_id, self.attempt)
+
     def key_filter(self) -> dict[str, Any]:
         """The unique-key filter, for an upsert that replaces a PENDING row by its outcome."""
         return dict(zip(UNIQUE_KEY_FIELDS, self.unique_key, strict=True))
@@ -319,3 +348,22 @@ class DeliveryLogRow(BaseModel):
     def from_document(cls, document: dict[str, Any]) -> DeliveryLogRow:
         """Read a stored row back (MongoDB's `_id` is not part of the row)."""
         return cls.model_validate({key: value for key, value in document.items() if key != "_id"})
+
+
+def row_document(row: DeliveryLogRow, body: bytes) -> dict[str, Any]:
+    """The stored document of a row: `_id` = `deliveryId` (derived from the key, so writing a row twice
+    leaves one), and the exact envelope text it delivered (`envelopeJson`, never a nested document)."""
+    document = row.to_document()
+    identifier = attempt_row_id(row.key)
+    document["_id"] = identifier
+    document["deliveryId"] = identifier
+    document[ENVELOPE_FIELD] = envelope_text(body)
+    return document
+
+
+def envelope_text(body: bytes) -> str | bytes:
+    """How a row stores the envelope it delivered: its exact JSON text (binary if not UTF-8)."""
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError:
+        return body

@@ -1,28 +1,33 @@
-"""The dispatch pipeline: one event in, signed deliveries out, every step logged. The I/O edge.
+"""The dispatch pipeline: one event in, deliveries out, every step logged. The orchestration.
 
-The decisions are pure functions (`preferences`, `selection`, `retry_schedule`, `delivery_log`);
-this module runs them in order against MongoDB, the network and Kafka:
+The decisions are pure functions (`preferences`, `selection`, `retry_schedule`, `delivery_log`); the
+I/O is behind the small interfaces of `ports` (configuration, cooldowns, the attempt ledger, the log
+sink, the producer, one sender per channel). This module runs them in order:
 
 1. the event's definition and the customer's preference → the channels to deliver on, or SKIPPED
    rows naming the gate (a cooldown is claimed atomically in MongoDB, so it holds across replicas);
 2. the customer's endpoints → the subscribed, active ones, or SKIPPED rows;
-3. per endpoint, attempt 1 now: claim it (idempotency), sign, POST, log the row; a retryable
-   failure parks attempt n+1 on the delay topic of its tier; the last failure is FAILED and
-   dead-lettered. Delayed attempts come back through `run_attempt` from the retry consumer.
+3. per destination, attempt 1 now: unless it already happened (the ledger), send it, log its row;
+   a retryable failure parks attempt n+1 on the delay topic of its tier; the last failure is FAILED
+   and dead-lettered. Parked attempts come back through `run_attempt` from the retry consumer.
+
+Idempotency without a write on the hot path: an attempt's delivery-log row is its record. An attempt
+is not sent again when its row is stored or buffered, or while this process has it in flight; the
+partition that carries an attempt's record is owned by one consumer at a time, so two replicas only
+meet on replays and on the reconciler's take-ups, which reserve the attempt with a PENDING row first.
+See docs/dispatch.md for what a crash at each step leaves.
 """
 
 from __future__ import annotations
 
 import asyncio
-import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
-import aiohttp
-from aiokafka import AIOKafkaProducer
-
+from aforo.dispatcher.consequences import Consequences
 from aforo.dispatcher.delivery_log import (
+    AttemptKey,
     AttemptVerdict,
     DeadLetterReason,
     DeliveryLogRow,
@@ -30,54 +35,40 @@ from aforo.dispatcher.delivery_log import (
     classify_response,
     judge_attempt,
 )
-from aforo.dispatcher.log_writer import DeliveryLogWriter
-from aforo.dispatcher.metrics import (
-    ATTEMPT_SECONDS,
-    DEAD_LETTERED,
-    DEFERRED,
-    DELIVERIES,
-    IN_FLIGHT,
-    RETRIES_SCHEDULED,
-    SKIPPED,
+from aforo.dispatcher.endpoint_limits import EndpointLimits
+from aforo.dispatcher.metrics import ATTEMPT_SECONDS, DEFERRED, DELIVERIES, IN_FLIGHT, SKIPPED
+from aforo.dispatcher.ports import (
+    AttemptLedger,
+    ConfigurationSource,
+    CooldownClaims,
+    LogSink,
+    Sender,
+    Sent,
+    Unusable,
 )
 from aforo.dispatcher.preferences import decide_preferences
-from aforo.dispatcher.repositories import (
-    ClaimStatus,
-    ConfigurationReader,
-    CooldownStore,
-    DeliveryStateStore,
-    EndpointRecord,
-    StateStatus,
-)
-from aforo.dispatcher.retry_schedule import RetryConfig, RetryRecordHeaders, retry_after_for, retry_topic_for
+from aforo.dispatcher.repositories import StateStatus, retrying_state, settled_state
+from aforo.dispatcher.retry_schedule import retry_after_for
 from aforo.dispatcher.selection import select_endpoints, webhook_test_target
 from aforo.dispatcher.settings import DispatcherSettings
-from aforo.dispatcher.webhook_sender import AttemptResult, send_webhook
 from aforo.shared.catalog import WEBHOOK_TEST_EVENT
-from aforo.shared.config_changes import ConfigChange, ConfigKind, ConfigOperation
-from aforo.shared.dead_letters import DeadLetterHeaders
-from aforo.shared.delivery import ENVELOPE_FIELD, Channel, DeliveryStatus
+from aforo.shared.delivery import Channel, DeliveryStatus
 from aforo.shared.envelope import EventEnvelope
-from aforo.shared.kafka import TopicNames
 from aforo.shared.logging import bind_event_context, get_logger
 
 log = get_logger(__name__)
 
-
 # A permanent failure that is not the receiver's answer: nothing to retry, nothing to dead-letter twice.
 _UNDELIVERABLE = AttemptVerdict(Outcome.REFUSED, DeliveryStatus.FAILED)
 
-
-@dataclass
-class _EndpointLimiter:
-    semaphore: asyncio.Semaphore
-    waiting: int = 0
-    running: int = 0
+RECENTLY_FINISHED = 100_000
+"""Attempts this process finished lately, remembered so that a duplicate record of one is recognised
+without asking the database (its row may still be in the log writer's buffer, or just flushed)."""
 
 
 @dataclass(frozen=True, slots=True)
 class AttemptJob:
-    """One attempt of one event at one endpoint; `body` is the envelope's exact bytes."""
+    """One attempt of one event at one destination; `body` is the envelope's exact bytes."""
 
     envelope: EventEnvelope
     body: bytes
@@ -85,23 +76,34 @@ class AttemptJob:
     attempt: int
     replay: bool = False
     reconcile: bool = False
-    """Taken up by the reconciler: if another owner holds it, leave it to them (park nothing)."""
+    """Taken up by the reconciler: reserve it first (another replica may be taking it up too)."""
+    attempt_base: int = 0
+    """Where this chain's retry budget started (a replay of a FAILED delivery starts a new one)."""
+    channel: Channel = Channel.WEBHOOK
+
+    def key(self, attempt: int | None = None) -> AttemptKey:
+        envelope = self.envelope
+        number = self.attempt if attempt is None else attempt
+        return AttemptKey(envelope.tenant_id, envelope.event_id, self.channel, self.endpoint_id, number)
 
 
 @dataclass
 class Dispatcher:
     settings: DispatcherSettings
-    producer: AIOKafkaProducer
-    session: aiohttp.ClientSession
-    config: ConfigurationReader
-    cooldowns: CooldownStore
-    state: DeliveryStateStore
-    log_writer: DeliveryLogWriter
-    topics: TopicNames = field(init=False)
-    _limiters: dict[str, _EndpointLimiter] = field(default_factory=dict)
+    config: ConfigurationSource
+    cooldowns: CooldownClaims
+    ledger: AttemptLedger
+    log_sink: LogSink
+    consequences: Consequences
+    senders: Mapping[Channel, Sender]
+    limits: EndpointLimits = field(init=False)
+    _in_flight: set[AttemptKey] = field(default_factory=set)
+    _finished: dict[AttemptKey, None] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.topics = TopicNames(self.settings.topic_prefix)
+        self.limits = EndpointLimits(
+            self.settings.per_endpoint_concurrency, self.settings.per_endpoint_backlog
+        )
 
     # ---- events -------------------------------------------------------------------------------
 
@@ -112,7 +114,7 @@ class Dispatcher:
         now = datetime.now(UTC)
         definition = await self.config.definition(envelope.tenant_id, envelope.event_type)
         if definition is None:
-            await self.dead_letter(
+            await self.consequences.dead_letter(
                 body, None, "unknown_event_type", f"no definition of {envelope.event_type!r}", 0
             )
             return
@@ -132,19 +134,20 @@ class Dispatcher:
                 body,
             )
         for channel in sorted(decision.deliver - {Channel.WEBHOOK}):
-            # Email, SMS and PagerDuty senders are not built yet: say so in the log rather than drop silently.
-            self._log(
-                DeliveryLogRow.attempted(
-                    envelope,
-                    endpoint_id=None,
-                    attempt=1,
-                    verdict=_UNDELIVERABLE,
-                    created_at=now,
-                    error=f"no {channel.value} sender is configured",
-                    channel=channel,
-                ),
-                body,
-            )
+            if channel not in self.senders:
+                # No sender for this channel in this build: say so in the log rather than drop silently.
+                self._log(
+                    DeliveryLogRow.attempted(
+                        envelope,
+                        endpoint_id=None,
+                        attempt=1,
+                        verdict=_UNDELIVERABLE,
+                        created_at=now,
+                        error=f"no {channel.value} sender is configured",
+                        channel=channel,
+                    ),
+                    body,
+                )
         if Channel.WEBHOOK not in decision.deliver:
             return
         if target_endpoint_id is None and envelope.event_type == WEBHOOK_TEST_EVENT:
@@ -153,7 +156,7 @@ class Dispatcher:
         try:
             selection = select_endpoints(envelope, endpoints, target_endpoint_id=target_endpoint_id)
         except ValueError as error:
-            await self.dead_letter(body, target_endpoint_id, "invalid_target", str(error), 0)
+            await self.consequences.dead_letter(body, target_endpoint_id, "invalid_target", str(error), 0)
             return
         for endpoint_skip in selection.skipped:
             self._log(
@@ -182,254 +185,187 @@ class Dispatcher:
     # ---- attempts -----------------------------------------------------------------------------
 
     async def run_attempt(self, job: AttemptJob) -> bool:
-        """Claim, send, log and settle one attempt; park the next one or dead-letter the last.
-
-        Returns whether this call claimed the attempt (False: deferred, done, or owned elsewhere).
-        """
-        limiter = self._limiters.setdefault(
-            job.endpoint_id, _EndpointLimiter(asyncio.Semaphore(self.settings.per_endpoint_concurrency))
-        )
-        if limiter.waiting >= self.settings.per_endpoint_backlog and not job.replay:
-            # This endpoint is saturated: park the attempt (unclaimed) so other endpoints keep moving.
+        """Send, log and follow up one attempt unless it already happened; park the next one or
+        dead-letter the last. Returns whether this call made the attempt."""
+        if not job.replay and not job.reconcile and self.limits.saturated(job.endpoint_id):
+            # This endpoint is saturated: park the attempt so other endpoints keep moving.
             DEFERRED.inc()
-            await self.park(job, job.attempt, delay_seconds=1.0)
+            await self.consequences.park(
+                job.envelope,
+                job.body,
+                job.endpoint_id,
+                job.attempt,
+                delay_seconds=1.0,
+                attempt_base=job.attempt_base,
+                channel=job.channel,
+            )
             return False
-        limiter.waiting += 1
-        entered = False
-        try:
-            async with limiter.semaphore:
-                limiter.waiting -= 1
-                entered = True
-                limiter.running += 1
-                try:
-                    return await self._claimed_attempt(job)
-                finally:
-                    limiter.running -= 1
-        finally:
-            if not entered:
-                limiter.waiting -= 1
-            if (
-                limiter.waiting == 0
-                and limiter.running == 0
-                and self._limiters.get(job.endpoint_id) is limiter
-            ):
-                # Idle: forget it, so the map holds only endpoints with attempts under way.
-                del self._limiters[job.endpoint_id]
+        async with self.limits.slot(job.endpoint_id):
+            return await self._attempt_once(job)
 
-    async def _claimed_attempt(self, job: AttemptJob) -> bool:
+    async def _attempt_once(self, job: AttemptJob) -> bool:
         envelope = job.envelope
         now = datetime.now(UTC)
-        token = uuid.uuid4().hex
-        lease_until = now + timedelta(seconds=self.settings.lease_seconds)
-        claim = await self.state.claim(
-            envelope.tenant_id,
-            envelope.event_id,
-            job.endpoint_id,
-            job.attempt,
-            token,
-            now,
-            lease_until,
-            replay=job.replay,
-        )
-        if claim.status is ClaimStatus.DONE:
+        attempt, attempt_base = job.attempt, job.attempt_base
+        if job.replay:
+            latest = await self.ledger.latest(
+                envelope.tenant_id, envelope.event_id, job.channel, job.endpoint_id
+            )
+            if latest is not None and latest.status not in (
+                DeliveryStatus.FAILED.value,
+                DeliveryStatus.PENDING.value,
+            ):
+                return False  # delivered, or a chain is still running: nothing to replay
+            attempt_base = 0 if latest is None else latest.attempt
+            attempt = attempt_base + 1
+            if latest is not None and latest.status == DeliveryStatus.PENDING.value:
+                attempt, attempt_base = latest.attempt, latest.attempt - 1  # an abandoned replay: take over
+        key = job.key(attempt)
+        if key in self._in_flight or key in self._finished or self.log_sink.holds(key):
             return False
-        if claim.status is ClaimStatus.BUSY and job.reconcile:
-            return False
-        if claim.status is ClaimStatus.BUSY:
-            # Another owner holds the attempt; look again once its lease has run out.
-            assert claim.lease_until is not None
-            wait = max(1.0, (claim.lease_until - now).total_seconds() + 0.5)
-            await self.park(job, job.attempt, delay_seconds=wait)
-            return False
-        attempt = claim.attempt
-        with bind_event_context(
-            tenant_id=envelope.tenant_id,
-            event_id=envelope.event_id,
-            endpoint_id=job.endpoint_id,
-            attempt=attempt,
-        ):
-            await self._send_claimed(job, attempt, claim.attempt_base, token)
-        return True
+        self._in_flight.add(key)
+        try:
+            if job.replay or job.reconcile:
+                stale_before = now - timedelta(seconds=self.settings.lease_seconds)
+                pending = DeliveryLogRow.pending(
+                    envelope,
+                    endpoint_id=job.endpoint_id,
+                    attempt=attempt,
+                    created_at=now,
+                    channel=job.channel,
+                )
+                if not await self.ledger.reserve(key, pending, job.body, stale_before):
+                    return False
+            elif await self.ledger.recorded(key):
+                return False
+            with bind_event_context(
+                tenant_id=envelope.tenant_id,
+                event_id=envelope.event_id,
+                endpoint_id=job.endpoint_id,
+                attempt=attempt,
+            ):
+                await self._send(job, key, attempt_base)
+            self._remember_finished(key)
+            return True
+        finally:
+            self._in_flight.discard(key)
 
-    async def _send_claimed(self, job: AttemptJob, attempt: int, attempt_base: int, token: str) -> None:
-        envelope = job.envelope
-        endpoint = await self.config.endpoint(envelope.tenant_id, job.endpoint_id)
-        secrets = [] if endpoint is None else endpoint.secrets_at(datetime.now(UTC))
-        unusable = _unusable(endpoint, secrets, envelope.event_type)
-        if unusable is not None or endpoint is None:
-            await self._undeliverable(job, attempt, token, unusable or "endpoint was deleted")
+    def _remember_finished(self, key: AttemptKey) -> None:
+        self._finished[key] = None
+        if len(self._finished) > RECENTLY_FINISHED:
+            del self._finished[next(iter(self._finished))]
+
+    async def _send(self, job: AttemptJob, key: AttemptKey, attempt_base: int) -> None:
+        sender = self.senders.get(job.channel)
+        if sender is None:
+            await self._undeliverable(job, key, f"no {job.channel.value} sender is configured")
             return
         IN_FLIGHT.inc()
         try:
-            result = await send_webhook(
-                self.session,
-                url=endpoint.view.url,
-                body=job.body,
-                secrets=secrets,
-                event_id=envelope.event_id,
-                event_type=envelope.event_type,
-                attempt=attempt,
-                timeout_seconds=self.settings.attempt_timeout_seconds,
-                response_body_limit=self.settings.response_body_limit_bytes,
-            )
+            sent = await sender.send(job.envelope, job.body, job.endpoint_id, key.attempt)
         finally:
             IN_FLIGHT.dec()
-        ATTEMPT_SECONDS.observe(result.duration_ms / 1000)
-        await self._conclude(job, attempt, attempt_base, token, result, endpoint.view.retry_config)
+        if isinstance(sent, Unusable):
+            await self._undeliverable(job, key, sent.reason)
+            return
+        ATTEMPT_SECONDS.observe(sent.duration_ms / 1000)
+        await self._conclude(job, key, attempt_base, sent)
 
-    async def _undeliverable(self, job: AttemptJob, attempt: int, token: str, reason: str) -> None:
-        """The endpoint cannot take this attempt (deleted, deactivated, no secret): FAILED, no retry."""
+    async def _undeliverable(self, job: AttemptJob, key: AttemptKey, reason: str) -> None:
+        """The destination cannot take this attempt (deleted, deactivated, no secret): FAILED, no retry."""
         envelope, now = job.envelope, datetime.now(UTC)
         row = DeliveryLogRow.attempted(
             envelope,
             endpoint_id=job.endpoint_id,
-            attempt=attempt,
+            attempt=key.attempt,
             verdict=_UNDELIVERABLE,
             created_at=now,
             error=reason,
+            channel=job.channel,
         )
         self._log(row, job.body)
-        self._settle(job, token, StateStatus.FAILED, now, lastError=reason)
-        await self.dead_letter(job.body, job.endpoint_id, "endpoint_unavailable", reason, attempt)
+        self._settle(key, StateStatus.FAILED, now)
+        await self.consequences.dead_letter(
+            job.body, job.endpoint_id, "endpoint_unavailable", reason, key.attempt
+        )
         log.warning("delivery_failed", error=reason, reason="endpoint_unavailable")
 
-    async def _conclude(
-        self,
-        job: AttemptJob,
-        attempt: int,
-        attempt_base: int,
-        token: str,
-        result: AttemptResult,
-        retry_config: RetryConfig,
-    ) -> None:
+    async def _conclude(self, job: AttemptJob, key: AttemptKey, attempt_base: int, sent: Sent) -> None:
         envelope = job.envelope
         now = datetime.now(UTC)
-        outcome = classify_response(result.status, result.error)
-        retry_after = retry_after_for(result.status, result.retry_after, now)
+        outcome = classify_response(sent.status, sent.error)
+        retry_after = retry_after_for(sent.status, sent.retry_after, now)
         verdict = judge_attempt(
-            attempt - attempt_base, outcome, retry_config, retry_after, self.settings.max_retry_after_seconds
+            key.attempt - attempt_base,
+            outcome,
+            sent.retry_config,
+            retry_after,
+            self.settings.max_retry_after_seconds,
         )
         row = DeliveryLogRow.attempted(
             envelope,
             endpoint_id=job.endpoint_id,
-            attempt=attempt,
+            attempt=key.attempt,
             verdict=verdict,
             created_at=now,
-            response_status=result.status,
-            response_body=result.response_body,
+            response_status=sent.status,
+            response_body=sent.response_body,
+            error=sent.error,
+            duration_ms=sent.duration_ms,
+            channel=job.channel,
             body_limit_bytes=self.settings.response_body_limit_bytes,
-            error=result.error,
-            duration_ms=result.duration_ms,
         )
         if verdict.retry is not None:
             next_attempt = attempt_base + verdict.retry.attempt
-            await self.park(job, next_attempt, delay_seconds=verdict.retry.delay_seconds)
+            # Parked first: once the row says RETRYING, the next attempt is on its delay topic.
+            await self.consequences.park(
+                envelope,
+                job.body,
+                job.endpoint_id,
+                next_attempt,
+                delay_seconds=verdict.retry.delay_seconds,
+                attempt_base=attempt_base,
+                channel=job.channel,
+            )
             self._log(row, job.body)
-            self._settle(job, token, StateStatus.RETRYING, now, nextAttemptAt=row.next_attempt_at)
+            assert row.next_attempt_at is not None
+            self.log_sink.add_state_update(retrying_state(key, attempt_base, row.next_attempt_at, now))
             log.info(
                 "delivery_retrying",
-                status=result.status,
-                error=result.error,
-                detail=result.detail,
+                status=sent.status,
+                error=sent.error,
+                detail=sent.detail,
                 delay=verdict.retry.delay_seconds,
             )
             return
         self._log(row, job.body)
         if verdict.status is DeliveryStatus.DELIVERED:
-            self._settle(job, token, StateStatus.DELIVERED, now)
-            log.info("delivery_delivered", status=result.status, duration_ms=round(result.duration_ms, 1))
+            self._settle(key, StateStatus.DELIVERED, now)
+            if self.settings.log_each_delivery:
+                log.info("delivery_delivered", status=sent.status, duration_ms=round(sent.duration_ms, 1))
             return
-        self._settle(job, token, StateStatus.FAILED, now, lastError=result.error)
+        self._settle(key, StateStatus.FAILED, now)
         reason = (verdict.dead_letter_reason or DeadLetterReason.RETRIES_EXHAUSTED).value
-        await self.dead_letter(job.body, job.endpoint_id, reason, result.error or "", attempt)
+        await self.consequences.dead_letter(job.body, job.endpoint_id, reason, sent.error or "", key.attempt)
         log.warning(
-            "delivery_failed", status=result.status, error=result.error, detail=result.detail, reason=reason
+            "delivery_failed", status=sent.status, error=sent.error, detail=sent.detail, reason=reason
         )
         if verdict.disable_endpoint:
-            await self._disable(
-                envelope.tenant_id, job.endpoint_id, f"receiver answered {result.status}", now
+            await self.consequences.disable_endpoint(
+                envelope.tenant_id, job.endpoint_id, f"receiver answered {sent.status}", now
             )
 
     # ---- side effects -------------------------------------------------------------------------
 
-    def _settle(self, job: AttemptJob, token: str, status: StateStatus, now: datetime, **fields: Any) -> None:
-        """Settle the attempt's idempotency record in the same flush as its row (see log_writer)."""
-        envelope = job.envelope
-        self.log_writer.add_state_update(
-            self.state.settle(
-                envelope.tenant_id, envelope.event_id, job.endpoint_id, token, status, now, **fields
-            )
-        )
+    def _settle(self, key: AttemptKey, status: StateStatus, now: datetime) -> None:
+        """A delivery that was retried (or replayed) reached its end: its state says so, with the row.
 
-    async def park(self, job: AttemptJob, attempt: int, *, delay_seconds: float) -> None:
-        """Put an attempt on the delay topic of its tier; returns once the broker has it."""
-        due = datetime.now(UTC) + timedelta(seconds=delay_seconds)
-        topic = retry_topic_for(delay_seconds, self.settings.topic_prefix)
-        headers = RetryRecordHeaders(job.endpoint_id, max(1, attempt), due).to_kafka()
-        if job.replay and attempt == 0:
-            headers.append(("aforo-replay", b"1"))
-        await self.producer.send_and_wait(topic, job.body, key=job.envelope.partition_key, headers=headers)
-        RETRIES_SCHEDULED.labels(topic).inc()
-
-    async def dead_letter(
-        self, body: bytes, endpoint_id: str | None, reason: str, error: str, attempts: int
-    ) -> None:
-        DEAD_LETTERED.labels(reason).inc()
-        extra = [("aforo-attempts", str(attempts))]
-        if endpoint_id is not None:
-            extra.append(("aforo-endpoint-id", endpoint_id))
-        headers = DeadLetterHeaders(reason, error, extra=tuple(extra)).to_kafka()
-        await self.producer.send_and_wait(self.topics.dispatch_dead_letter, body, headers=headers)
-
-    async def dead_letter_row(self, document: dict[str, Any], reason: str) -> None:
-        """A delivery-log row the database refused: its envelope and why, on the dispatch DLQ."""
-        stored = document.get(ENVELOPE_FIELD)
-        body = stored.encode() if isinstance(stored, str) else bytes(stored or b"")
-        endpoint_id = document.get("endpointId")
-        log.error(
-            "delivery_log_row_dead_lettered",
-            event_id=document.get("eventId"),
-            status=document.get("status"),
-            attempt=document.get("attempt"),
-            reason=reason,
-        )
-        await self.dead_letter(
-            body,
-            str(endpoint_id) if endpoint_id else None,
-            "log_row_unstorable",
-            f"{document.get('status')} row of attempt {document.get('attempt')} not stored: {reason}",
-            int(document.get("attempt") or 0),
-        )
-
-    async def _disable(self, tenant_id: str, endpoint_id: str, reason: str, now: datetime) -> None:
-        document = await self.config.disable_endpoint(tenant_id, endpoint_id, reason, now)
-        if document is None:
-            return
-        change = ConfigChange(
-            kind=ConfigKind.WEBHOOK_ENDPOINT,
-            tenant_id=tenant_id,
-            document_id=endpoint_id,
-            operation=ConfigOperation.UPSERT,
-            version=int(document.get("version", 0)),
-            document=document,
-            changed_at=now,
-        )
-        await self.producer.send_and_wait(self.topics.config_changes, change.to_json_bytes(), key=change.key)
-        log.warning("endpoint_disabled", reason=reason)
+        A first attempt that ends at once has no state record (nothing is owed): it writes nothing."""
+        if key.attempt > 1:
+            self.log_sink.add_state_update(settled_state(key, status, now))
 
     def _log(self, row: DeliveryLogRow, body: bytes) -> None:
         DELIVERIES.labels(row.status.value, row.channel.value).inc()
         if row.skip_reason is not None:
             SKIPPED.labels(row.skip_reason.value).inc()
-        self.log_writer.add(row, body)
-
-
-def _unusable(endpoint: EndpointRecord | None, secrets: list[str], event_type: str) -> str | None:
-    """Why an endpoint cannot take an attempt now, if it cannot. An explicit test reaches an inactive one."""
-    if endpoint is None:
-        return "endpoint was deleted"
-    if not secrets:
-        return "endpoint has no valid signing secret"
-    if not endpoint.view.active and event_type != WEBHOOK_TEST_EVENT:
-        return "endpoint is inactive"
-    return None
+        self.log_sink.add(row, body)

@@ -1,11 +1,11 @@
 """Delivery-log rows, and the delivery-state updates they go with, written to MongoDB in batches.
 
-Rows are inserted in bulk; a row whose unique key (tenant, event, channel, endpoint, attempt) is
-already there (a replayed Kafka record, a flush retried after an error, a PENDING row's outcome)
-replaces it, so writing a row twice leaves one row. Inserting first keeps the common case cheap: a
+Rows are inserted in bulk; a row whose `_id` (derived from its unique key: tenant, event, channel,
+endpoint, attempt) is already there (a replayed Kafka record, a flush retried after an error, a
+PENDING row's outcome) replaces it, so writing a row twice leaves one row. Inserting first keeps the common case cheap: a
 bulk insert costs a fraction of a bulk upsert, which looks every row up before writing it. An attempt's outcome
-settles its idempotency record in the same flush, after its row: a crash before the flush loses both
-(the claim's lease expires and the attempt is taken over), never a settled state without its row.
+updates the state of a retried delivery in the same flush, after its row: a crash before the flush
+loses both (the record is read again and the attempt made again), never a state without its row.
 The consumers flush before they commit offsets: a committed event always has its rows.
 
 A row keeps the envelope it delivered as its exact JSON text (`envelopeJson`), never as a nested
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -28,26 +27,13 @@ from bson.errors import BSONError
 from pymongo import ReplaceOne, UpdateOne
 from pymongo.errors import BulkWriteError, PyMongoError
 
-from aforo.dispatcher.delivery_log import UNIQUE_KEY_FIELDS, DeliveryLogRow
+from aforo.dispatcher.delivery_log import AttemptKey, DeliveryLogRow, attempt_row_id, row_document
 from aforo.dispatcher.metrics import UNSTORABLE_ROWS
 from aforo.shared.collections import DELIVERY_LOGS, DELIVERY_STATE
-from aforo.shared.delivery import ENVELOPE_FIELD
 from aforo.shared.logging import get_logger
 from aforo.shared.mongo import Document, MongoStore, bulk_insert_outcomes
 
 log = get_logger(__name__)
-
-
-def _unique_key_of(document: Document) -> tuple[Any, ...]:
-    return tuple(document[key] for key in UNIQUE_KEY_FIELDS)
-
-
-def delivery_id_for(row: DeliveryLogRow) -> str:
-    """A stable id per unique key, so the API can address a row (replay) and a rewrite keeps it."""
-    tenant, event, channel, endpoint, attempt = row.unique_key
-    return str(
-        uuid.uuid5(uuid.NAMESPACE_URL, f"aforo-delivery:{tenant}/{event}/{channel}/{endpoint}/{attempt}")
-    )
 
 
 UnstorableRowHandler = Callable[[Document, str], Awaitable[None]]
@@ -60,14 +46,6 @@ _ENCODING_ERRORS = (BSONError, OverflowError, UnicodeError, ValueError, TypeErro
 
 async def _log_only(document: Document, reason: str) -> None:
     log.error("delivery_log_row_unstorable", event_id=document.get("eventId"), reason=reason)
-
-
-def envelope_text(body: bytes) -> str | bytes:
-    """How a row stores the envelope it delivered: its exact JSON text (binary if not UTF-8)."""
-    try:
-        return body.decode("utf-8")
-    except UnicodeDecodeError:
-        return body
 
 
 def unstorable_reason(document: Document) -> str | None:
@@ -93,19 +71,21 @@ class DeliveryLogWriter:
         self._state_updates: list[UpdateOne] = []
         self._batch_size = batch_size
         self._interval = flush_interval_seconds
-        self._pending: dict[tuple[Any, ...], dict[str, Any]] = {}
+        self._pending: dict[str, dict[str, Any]] = {}
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
 
     def add(self, row: DeliveryLogRow, body: bytes) -> None:
         """Buffer a row with the envelope bytes it delivered (what a replay re-sends, same eventId)."""
-        document = row.to_document()
-        document["deliveryId"] = delivery_id_for(row)
-        document[ENVELOPE_FIELD] = envelope_text(body)
-        self._pending[row.unique_key] = document
+        document = row_document(row, body)
+        self._pending[document["_id"]] = document
+
+    def holds(self, key: AttemptKey) -> bool:
+        """Whether this attempt's row is buffered, not yet flushed."""
+        return attempt_row_id(key) in self._pending
 
     def add_state_update(self, update: UpdateOne) -> None:
-        """Settle an idempotency record with the next flush, after the rows added before it."""
+        """Write a retried delivery's state with the next flush, after the rows added before it."""
         self._state_updates.append(update)
 
     async def flush(self) -> None:
@@ -123,7 +103,7 @@ class DeliveryLogWriter:
                         await self.reject(document, reason)
                         UNSTORABLE_ROWS.labels(reason.split(":", 1)[0][:64]).inc()
                         # Stored or dead-lettered: either way it is no longer this writer's to keep.
-                        batch.pop(_unique_key_of(document), None)
+                        batch.pop(document["_id"], None)
                 if state_updates:
                     await self._state.bulk_write(state_updates, ordered=False)
             except BaseException:
@@ -140,8 +120,7 @@ class DeliveryLogWriter:
         Returns the rows the database refused, with why; the others are stored when it returns.
         """
         try:
-            # Copies: the driver adds an `_id` to what it inserts, and a kept row must stay without one.
-            await self._collection.insert_many([dict(document) for document in documents], ordered=False)
+            await self._collection.insert_many(documents, ordered=False)
             return []
         except _ENCODING_ERRORS:
             # The driver refused the whole batch for one document it cannot encode: find it, set it
@@ -165,7 +144,7 @@ class DeliveryLogWriter:
             if isinstance(outcome, Exception)
         ]
         rewrites = [
-            ReplaceOne({key: document[key] for key in UNIQUE_KEY_FIELDS}, document, upsert=True)
+            ReplaceOne({"_id": document["_id"]}, document, upsert=True)
             for document, inserted in zip(documents, outcomes, strict=True)
             if inserted is False
         ]

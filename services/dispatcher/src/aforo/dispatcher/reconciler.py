@@ -2,8 +2,8 @@
 `reconciliation` for when a delivery counts as stranded). The I/O edge of that decision.
 
 Every replica runs one, every `reconcile_interval_seconds`. A stranded delivery goes through the
-normal attempt path (claim, send, log, park or settle), so the claim's compare-and-set decides which
-replica takes it: exactly one does, and a replica that loses the claim leaves it to the winner.
+normal attempt path (reserve, send, log, park or settle): the reservation is a PENDING row with the
+attempt's unique `_id`, so exactly one replica takes it and the others leave it to the winner.
 """
 
 from __future__ import annotations
@@ -73,11 +73,6 @@ class Reconciler:
             async for state in self._state.find(
                 {"status": "RETRYING", "nextAttemptAt": {"$lt": cutoff}}
             ).limit(self._batch_size)
-        ] + [
-            state
-            async for state in self._state.find({"status": "IN_FLIGHT", "leaseUntil": {"$lt": cutoff}}).limit(
-                self._batch_size
-            )
         ]
         taken = 0
         for state in candidates:
@@ -112,7 +107,14 @@ class Reconciler:
             except ValueError as error:
                 log.error("reconcile_envelope_unreadable", error=str(error)[:300])
                 return False
-            job = AttemptJob(envelope, body, stranded.endpoint_id, stranded.attempt, reconcile=True)
+            job = AttemptJob(
+                envelope,
+                body,
+                stranded.endpoint_id,
+                stranded.attempt,
+                reconcile=True,
+                attempt_base=stranded.attempt_base,
+            )
             if not await self._dispatcher.run_attempt(job):
                 return False  # another replica (or the retry consumer) holds it now
             RECONCILED.labels(stranded.reason.value).inc()

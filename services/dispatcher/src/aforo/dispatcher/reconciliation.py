@@ -1,14 +1,12 @@
 """Which recorded deliveries are stranded, and how a stranded one is taken up again. Pure.
 
-The delivery state record is the truth about a delivery. Normally a RETRYING delivery's next attempt
-waits on a delay topic and an IN_FLIGHT one is owned under a lease, so nothing needs to look at
-them. If that record is ever lost (a delay topic deleted or truncated, a bug that skipped a record,
-offsets reset by an operator), the state alone still says the delivery is owed. A delivery whose next
-attempt is overdue by more than its bound, and which no live lease protects, is *stranded*:
-
-- RETRYING whose `nextAttemptAt` passed more than `overdue_bound` ago: take up attempt n + 1;
-- IN_FLIGHT whose lease ran out more than `overdue_bound` ago: take over attempt n (its owner died
-  and the Kafka record that would have brought it back is gone).
+The delivery state is the truth about a delivery that is owed another attempt: a `delivery_state`
+record says RETRYING, attempt n, next one due at `nextAttemptAt` (a delivery that ends at its first
+attempt needs no record). Normally that next attempt waits on a delay topic, so nothing needs to look
+at it. If that record is ever lost (a delay topic deleted or truncated, a bug that skipped a record,
+offsets reset by an operator), the state alone still says the delivery is owed. A RETRYING delivery
+whose `nextAttemptAt` passed more than `overdue_bound` ago is *stranded*: take up attempt n + 1
+(unless a live reservation, a fresh PENDING row of that attempt, shows someone else has it).
 
 The bound is twice the largest delay tier the attempt could wait on (a busy tier's head may hold a
 due record back by up to one tier), and never less than `minimum_seconds` (60 s by default): under
@@ -33,8 +31,6 @@ class ReconcileReason(StrEnum):
 
     RETRY_OVERDUE = "retry_overdue"
     """RETRYING, and its next attempt is overdue: the parked retry record was lost."""
-    LEASE_EXPIRED = "lease_expired"
-    """IN_FLIGHT under a lease that expired long ago: its owner died and nothing brought it back."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +42,7 @@ class StrandedDelivery:
     endpoint_id: str
     attempt: int
     reason: ReconcileReason
+    attempt_base: int = 0
 
 
 def _aware(moment: Any) -> datetime | None:
@@ -83,27 +80,26 @@ def stranded_delivery(
         )
     except (KeyError, TypeError, ValueError):
         return None
+    if status != "RETRYING":
+        return None
+    due = _aware(state.get("nextAttemptAt"))
+    if due is None:
+        return None
     updated_at = _aware(state.get("updatedAt"))
-    if status == "RETRYING":
-        due = _aware(state.get("nextAttemptAt"))
-        if due is None:
-            return None
-        waited = (due - updated_at).total_seconds() if updated_at is not None else 0.0
-        if now - due > overdue_bound(waited, minimum_seconds=minimum_seconds, tiers=tiers):
-            return StrandedDelivery(
-                tenant_id, event_id, endpoint_id, attempt + 1, ReconcileReason.RETRY_OVERDUE
-            )
+    waited = (due - updated_at).total_seconds() if updated_at is not None else 0.0
+    if now - due <= overdue_bound(waited, minimum_seconds=minimum_seconds, tiers=tiers):
         return None
-    if status == "IN_FLIGHT":
-        lease_until = _aware(state.get("leaseUntil"))
-        if lease_until is None:
-            return None
-        if now - lease_until > overdue_bound(0.0, minimum_seconds=minimum_seconds, tiers=tiers):
-            return StrandedDelivery(tenant_id, event_id, endpoint_id, attempt, ReconcileReason.LEASE_EXPIRED)
-        return None
-    return None
+    base = state.get("attemptBase")
+    return StrandedDelivery(
+        tenant_id,
+        event_id,
+        endpoint_id,
+        attempt + 1,
+        ReconcileReason.RETRY_OVERDUE,
+        attempt_base=base if isinstance(base, int) and 0 <= base <= attempt else 0,
+    )
 
 
 def candidate_cutoff(now: datetime, minimum_seconds: float) -> datetime:
-    """Records due (or leased) before this may be stranded; the query's coarse filter."""
+    """Records due before this may be stranded; the query's coarse filter."""
     return now - timedelta(seconds=minimum_seconds)

@@ -7,7 +7,7 @@ reaches the pipeline well inside the 2 s the design asks for.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -16,6 +16,8 @@ from typing import Any
 from pymongo import ReturnDocument, UpdateOne
 from pymongo.errors import DuplicateKeyError
 
+from aforo.dispatcher.delivery_log import DeliveryLogRow, attempt_row_id, row_document
+from aforo.dispatcher.ports import AttemptKey, LatestAttempt
 from aforo.dispatcher.preferences import (
     CooldownClaim,
     EventDefinitionView,
@@ -25,14 +27,14 @@ from aforo.dispatcher.preferences import (
 )
 from aforo.dispatcher.selection import EndpointView
 from aforo.shared.collections import (
-    DELIVERY_STATE,
+    DELIVERY_LOGS,
     EVENT_DEFINITIONS,
     NOTIFICATION_COOLDOWNS,
     NOTIFICATION_PREFERENCES,
     WEBHOOK_ENDPOINTS,
 )
 from aforo.shared.delivery import Channel
-from aforo.shared.mongo import InsertBatcher, MongoStore
+from aforo.shared.mongo import ExistenceBatcher, MongoStore
 from aforo.shared.secret_box import SecretBox
 from aforo.shared.serde import dumps_json
 from aforo.shared.ttl_cache import TtlCache
@@ -156,149 +158,104 @@ class CooldownStore:
         return True
 
 
-class ClaimStatus(StrEnum):
-    CLAIMED = "claimed"
-    DONE = "done"  # delivered, failed, or another owner carries the chain on: nothing to do
-    BUSY = "busy"  # another owner holds a live lease on this attempt: look again when it expires
-
-
 class StateStatus(StrEnum):
-    IN_FLIGHT = "IN_FLIGHT"
     RETRYING = "RETRYING"
     DELIVERED = "DELIVERED"
     FAILED = "FAILED"
 
 
-@dataclass(frozen=True, slots=True)
-class Claim:
-    status: ClaimStatus
-    attempt: int = 0
-    attempt_base: int = 0
-    lease_until: datetime | None = None
+def state_record_id(tenant_id: str, event_id: str, channel: Channel, destination_id: str | None) -> str:
+    """The `delivery_state` id of one delivery (every attempt of it)."""
+    return dumps_json([tenant_id, event_id, channel.value, destination_id]).decode()
 
 
-class DeliveryStateStore:
-    """The idempotency record per (event, channel, endpoint) and the atomic claim of each attempt.
+def retrying_state(key: AttemptKey, attempt_base: int, next_attempt_at: datetime, now: datetime) -> UpdateOne:
+    """A delivery goes on to another attempt: the state the reconciler watches (upserted)."""
+    return UpdateOne(
+        {"_id": state_record_id(key.tenant_id, key.event_id, key.channel, key.destination_id)},
+        {
+            "$set": {
+                "status": StateStatus.RETRYING.value,
+                "attempt": key.attempt,
+                "attemptBase": attempt_base,
+                "nextAttemptAt": next_attempt_at,
+                "updatedAt": now,
+            },
+            "$setOnInsert": {
+                "tenantId": key.tenant_id,
+                "eventId": key.event_id,
+                "channel": key.channel.value,
+                "endpointId": key.destination_id,
+                "createdAt": now,
+            },
+        },
+        upsert=True,
+    )
 
-    An attempt is sent only by whoever claims it, and a claim is a compare-and-set: read the record,
-    decide (`claim_decision`, pure), then write with a filter on the record's `_id` and its current
-    `token`, which every claim replaces, so of two contenders exactly one write matches. A claim is a
-    lease: if its owner dies mid-attempt, the attempt may be taken over once the lease has expired,
-    so a crash delays an attempt but never loses it. `attemptBase` is where the current retry budget
-    started (a replay of a FAILED delivery gets a fresh budget, same eventId).
 
-    Every write filters on `_id` (plus the token): a point lookup on any MongoDB-compatible server,
-    never a scan, however many deliveries the collection holds. Most claims are a first attempt that
-    meets no record; their inserts are batched across concurrent attempts (`InsertBatcher`), and a
-    duplicate key sends that one claim down the read-and-compare path.
+def settled_state(key: AttemptKey, status: StateStatus, now: datetime) -> UpdateOne:
+    """A retried (or replayed) delivery reached DELIVERED or FAILED: nothing is owed any more.
+
+    Never moves the state back: it applies only while the record is at this attempt or before."""
+    return UpdateOne(
+        {
+            "_id": state_record_id(key.tenant_id, key.event_id, key.channel, key.destination_id),
+            "attempt": {"$lte": key.attempt},
+        },
+        {"$set": {"status": status.value, "attempt": key.attempt, "nextAttemptAt": None, "updatedAt": now}},
+    )
+
+
+class DeliveryLedger:
+    """Which attempts already happened, from the delivery log itself: one row per attempt, its `_id`
+    derived from (tenant, event, channel, destination, attempt), so the row *is* the idempotency record.
+
+    The hot path writes nothing here: an attempt asks `recorded` (batched with every other attempt
+    of the same loop turn into one `find` by `_id`), is sent, and its row is written by the log
+    writer in bulk. Only replays and the reconciler, which two replicas could run at once, `reserve`
+    the attempt first with a PENDING row (a unique `_id`: exactly one insert wins).
     """
 
     def __init__(self, mongo: MongoStore) -> None:
-        self._state = mongo.collection(DELIVERY_STATE.collection)
-        self._inserts = InsertBatcher(self._state)
+        self._rows = mongo.collection(DELIVERY_LOGS.collection)
+        self._lookups = ExistenceBatcher(self._rows)
 
-    @staticmethod
-    def record_id(tenant_id: str, event_id: str, endpoint_id: str) -> str:
-        return dumps_json([tenant_id, event_id, "WEBHOOK", endpoint_id]).decode()
+    async def recorded(self, key: AttemptKey) -> bool:
+        return await self._lookups.exists(attempt_row_id(key))
 
-    async def claim(
-        self,
-        tenant_id: str,
-        event_id: str,
-        endpoint_id: str,
-        attempt: int,
-        token: str,
-        now: datetime,
-        lease_until: datetime,
-        *,
-        replay: bool = False,
-    ) -> Claim:
-        """Claim `attempt` (or, for a replay, the next attempt of a FAILED delivery)."""
-        record_id = self.record_id(tenant_id, event_id, endpoint_id)
-        first_sight = attempt == 1 and not replay  # most attempts 1 meet no record: insert straight away
-        for _ in range(5):  # each loop is one lost race; contention on one delivery is rare
-            current = None if first_sight else await self._state.find_one({"_id": record_id})
-            first_sight = False
-            decision = claim_decision(current, attempt, now, replay=replay)
-            if decision.status is not ClaimStatus.CLAIMED:
-                return decision
-            fields = {
-                "status": StateStatus.IN_FLIGHT.value,
-                "attempt": decision.attempt,
-                "attemptBase": decision.attempt_base,
-                "token": token,
-                "leaseUntil": lease_until,
-                "updatedAt": now,
-            }
-            if current is None:
-                inserted = await self._inserts.insert(
-                    {
-                        "_id": record_id,
-                        "tenantId": tenant_id,
-                        "eventId": event_id,
-                        "channel": "WEBHOOK",
-                        "endpointId": endpoint_id,
-                        "createdAt": now,
-                        **fields,
-                    }
-                )
-                if inserted:
-                    return decision
-                continue
-            result = await self._state.update_one(
-                {"_id": record_id, "token": current.get("token")}, {"$set": fields}
-            )
-            if result.modified_count == 1:
-                return decision
-        return Claim(ClaimStatus.BUSY, lease_until=lease_until)
-
-    def settle(
-        self,
-        tenant_id: str,
-        event_id: str,
-        endpoint_id: str,
-        token: str,
-        status: StateStatus,
-        now: datetime,
-        **fields: Any,
-    ) -> UpdateOne:
-        """The update recording an attempt's outcome; it applies only while this owner holds the claim.
-
-        Returned, not run: the log writer applies it in the flush that writes the attempt's row.
-        """
-        return UpdateOne(
-            {"_id": self.record_id(tenant_id, event_id, endpoint_id), "token": token},
-            {"$set": {"status": status.value, "leaseUntil": None, "updatedAt": now, **fields}},
+    async def reserve(
+        self, key: AttemptKey, row: DeliveryLogRow, body: bytes, stale_before: datetime
+    ) -> bool:
+        document = row_document(row, body)
+        try:
+            await self._rows.insert_one(dict(document))
+            return True
+        except DuplicateKeyError:
+            pass
+        # A PENDING row whose owner died long ago may be taken over; any other row means done.
+        result = await self._rows.replace_one(
+            {"_id": document["_id"], "status": "PENDING", "createdAt": {"$lt": stale_before}}, document
         )
+        return result.modified_count == 1
 
-
-def claim_decision(
-    current: Mapping[str, Any] | None, attempt: int, now: datetime, *, replay: bool = False
-) -> Claim:
-    """Whether `attempt` may be claimed given the delivery's record. Pure.
-
-    CLAIMED carries the attempt number and budget base to write; BUSY the live lease to wait out;
-    DONE means nothing is left to do here (delivered, failed, or another owner carries the chain).
-    """
-    if replay:
-        if current is None:
-            return Claim(ClaimStatus.CLAIMED, 1, 0)
-        if current["status"] == StateStatus.FAILED.value:
-            previous = int(current["attempt"])
-            return Claim(ClaimStatus.CLAIMED, previous + 1, previous)
-        return Claim(ClaimStatus.DONE)
-    if current is None:
-        return Claim(ClaimStatus.CLAIMED, attempt, 0)
-    status, recorded = current["status"], int(current["attempt"])
-    base = int(current.get("attemptBase", 0))
-    if status == StateStatus.RETRYING.value and recorded == attempt - 1:
-        return Claim(ClaimStatus.CLAIMED, attempt, base)
-    if status == StateStatus.IN_FLIGHT.value and recorded in (attempt - 1, attempt):
-        lease_until = current.get("leaseUntil")
-        if lease_until is not None and lease_until.tzinfo is None:
-            lease_until = lease_until.replace(tzinfo=UTC)
-        if lease_until is None or lease_until < now:
-            # Its owner died after scheduling this attempt, or mid-send of it: take it over.
-            return Claim(ClaimStatus.CLAIMED, attempt, base)
-        return Claim(ClaimStatus.BUSY, lease_until=lease_until)
-    return Claim(ClaimStatus.DONE)
+    async def latest(
+        self, tenant_id: str, event_id: str, channel: Channel, destination_id: str
+    ) -> LatestAttempt | None:
+        newest: LatestAttempt | None = None
+        cursor = self._rows.find(
+            {
+                "tenantId": tenant_id,
+                "eventId": event_id,
+                "channel": channel.value,
+                "endpointId": destination_id,
+            },
+            {"attempt": 1, "status": 1, "createdAt": 1},
+        )
+        async for document in cursor:
+            attempt = int(document.get("attempt") or 0)
+            if attempt > 0 and (newest is None or attempt > newest.attempt):
+                created = document.get("createdAt")
+                if isinstance(created, datetime) and created.tzinfo is None:
+                    created = created.replace(tzinfo=UTC)
+                newest = LatestAttempt(attempt, str(document.get("status")), created or datetime.now(UTC))
+        return newest

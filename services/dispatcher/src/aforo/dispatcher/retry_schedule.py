@@ -18,6 +18,8 @@ from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Final
 
+from aforo.shared.delivery import Channel
+
 DEFAULT_MAX_RETRY_ATTEMPTS: Final = 3
 DEFAULT_INITIAL_BACKOFF_SECONDS: Final = 2.0
 DEFAULT_BACKOFF_MULTIPLIER: Final = 2.0
@@ -196,6 +198,8 @@ def seconds_until_due(due: datetime, now: datetime) -> float:
 DUE_AT_HEADER: Final = "aforo-due-at"
 ATTEMPT_HEADER: Final = "aforo-attempt"
 ENDPOINT_ID_HEADER: Final = "aforo-endpoint-id"
+ATTEMPT_BASE_HEADER: Final = "aforo-attempt-base"
+CHANNEL_HEADER: Final = "aforo-channel"
 _MAX_HEADER_DIGITS: Final = 18
 
 
@@ -210,22 +214,32 @@ class RetryRecordHeaders:
     endpoint_id: str
     attempt: int
     due_at: datetime
+    attempt_base: int = 0
+    """Where the retry budget of this chain started (a replay of a FAILED delivery starts a new one)."""
+    channel: Channel = Channel.WEBHOOK
 
     def __post_init__(self) -> None:
         _require_aware(self.due_at, "due_at")
         if not self.endpoint_id:
             raise ValueError("endpoint_id: must not be empty")
         if self.attempt < 1:
-            # Attempt 1 is parked too: deferred behind a saturated endpoint, or a takeover check.
+            # Attempt 1 is parked too: deferred behind a saturated endpoint.
             raise ValueError(f"attempt: attempts are numbered from 1, got {self.attempt}")
+        if not 0 <= self.attempt_base < self.attempt:
+            raise ValueError(f"attempt_base: must be in [0, attempt), got {self.attempt_base}")
 
     def to_kafka(self) -> list[tuple[str, bytes]]:
         due_ms = round(self.due_at.timestamp() * 1000)
-        return [
+        headers = [
             (ENDPOINT_ID_HEADER, self.endpoint_id.encode()),
             (ATTEMPT_HEADER, str(self.attempt).encode()),
             (DUE_AT_HEADER, str(due_ms).encode()),
         ]
+        if self.attempt_base:
+            headers.append((ATTEMPT_BASE_HEADER, str(self.attempt_base).encode()))
+        if self.channel is not Channel.WEBHOOK:
+            headers.append((CHANNEL_HEADER, self.channel.value.encode()))
+        return headers
 
     @classmethod
     def from_kafka(cls, headers: Iterable[tuple[str, bytes]]) -> RetryRecordHeaders:
@@ -238,7 +252,15 @@ class RetryRecordHeaders:
             due = datetime.fromtimestamp(due_ms / 1000, tz=UTC)
         except (OverflowError, OSError, ValueError) as error:
             raise ValueError(f"{DUE_AT_HEADER}: not a usable epoch-milliseconds value ({due_ms})") from error
-        return cls(endpoint_id, attempt, due)
+        attempt_base = _header_integer(found, ATTEMPT_BASE_HEADER) if ATTEMPT_BASE_HEADER in found else 0
+        channel_text = (
+            _header_text(found, CHANNEL_HEADER) if CHANNEL_HEADER in found else Channel.WEBHOOK.value
+        )
+        try:
+            channel = Channel(channel_text)
+        except ValueError:
+            raise ValueError(f"{CHANNEL_HEADER}: unknown channel {channel_text!r}") from None
+        return cls(endpoint_id, attempt, due, attempt_base, channel)
 
 
 def _header_text(headers: dict[str, bytes], name: str) -> str:

@@ -27,6 +27,10 @@ class DispatcherSettings(ServiceSettings):
     outbound_allowlist: str = Field(
         default="", description="CIDRs admitted despite being non-public (e.g. 127.0.0.1/32 for local dev)."
     )
+    log_each_delivery: bool = Field(
+        default=False,
+        description="Log a line per successful delivery (failures and retries are always logged).",
+    )
     response_body_limit_bytes: int = Field(
         default=4096,
         ge=0,
@@ -50,7 +54,8 @@ class DispatcherSettings(ServiceSettings):
     lease_seconds: float = Field(
         default=30.0,
         gt=0,
-        description="How long a claimed attempt is owned before another replica may take it over.",
+        description="How long a replay's or the reconciler's reservation (a PENDING row) holds before "
+        "another replica may take the attempt over.",
     )
     log_batch_size: int = Field(default=500, ge=1)
     log_flush_interval_seconds: float = Field(default=0.1, gt=0)

@@ -17,12 +17,23 @@ import asyncio
 import ssl
 import time
 from dataclasses import dataclass
-from typing import Final
+from datetime import UTC, datetime
+from typing import Final, Protocol
 
 import aiohttp
 
 from aforo.dispatcher.outbound import outbound_refusal_of
+from aforo.dispatcher.ports import Sent, Unusable
+from aforo.dispatcher.repositories import EndpointRecord
+from aforo.shared.catalog import WEBHOOK_TEST_EVENT
+from aforo.shared.delivery import Channel
+from aforo.shared.envelope import EventEnvelope
 from aforo.shared.signing import SIGNATURE_HEADER, sign_payload
+
+
+class EndpointSource(Protocol):
+    async def endpoint(self, tenant_id: str, endpoint_id: str) -> EndpointRecord | None: ...
+
 
 RESPONSE_BODY_LIMIT: Final = 4096
 """The default of the `response_body_limit_bytes` setting: how much of a response the log keeps."""
@@ -147,3 +158,55 @@ def _failure(error: str, began: float, cause: BaseException, *, refused: bool = 
         refused=refused,
         detail=f"{type(cause).__name__}: {cause}"[:1000],
     )
+
+
+class WebhookSender:
+    """The WEBHOOK channel's `Sender`: the endpoint's URL and secrets from configuration, one signed POST."""
+
+    channel = Channel.WEBHOOK
+
+    def __init__(
+        self,
+        config: EndpointSource,
+        session: aiohttp.ClientSession,
+        *,
+        timeout_seconds: float,
+        response_body_limit: int = RESPONSE_BODY_LIMIT,
+    ) -> None:
+        self._config = config
+        self._session = session
+        self._timeout = timeout_seconds
+        self._response_body_limit = response_body_limit
+
+    async def send(
+        self, envelope: EventEnvelope, body: bytes, destination_id: str, attempt: int
+    ) -> Sent | Unusable:
+        endpoint = await self._config.endpoint(envelope.tenant_id, destination_id)
+        if endpoint is None:
+            return Unusable("endpoint was deleted")
+        secrets = endpoint.secrets_at(datetime.now(UTC))
+        if not secrets:
+            return Unusable("endpoint has no valid signing secret")
+        if not endpoint.view.active and envelope.event_type != WEBHOOK_TEST_EVENT:
+            return Unusable("endpoint is inactive")  # an explicit test still reaches an inactive one
+        result = await send_webhook(
+            self._session,
+            url=endpoint.view.url,
+            body=body,
+            secrets=secrets,
+            event_id=envelope.event_id,
+            event_type=envelope.event_type,
+            attempt=attempt,
+            timeout_seconds=self._timeout,
+            response_body_limit=self._response_body_limit,
+        )
+        return Sent(
+            status=result.status,
+            error=result.error,
+            response_body=result.response_body,
+            duration_ms=result.duration_ms,
+            retry_after=result.retry_after,
+            retry_config=endpoint.view.retry_config,
+            refused=result.refused,
+            detail=result.detail,
+        )

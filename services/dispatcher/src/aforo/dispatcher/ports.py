@@ -1,0 +1,136 @@
+"""The dispatcher's I/O edges as small interfaces, so the orchestration (`dispatch`) runs against
+MongoDB, Kafka and the network in production and against in-memory fakes in unit tests
+(`tests/support/fakes.py`). Each protocol is what `Dispatcher` needs of one collaborator, no more.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from aforo.dispatcher.delivery_log import AttemptKey, DeliveryLogRow
+from aforo.dispatcher.preferences import CooldownClaim, EventDefinitionView, PreferenceView
+from aforo.dispatcher.retry_schedule import RetryConfig
+from aforo.dispatcher.selection import EndpointView
+from aforo.shared.delivery import Channel
+from aforo.shared.envelope import EventEnvelope
+
+KafkaHeaders = Sequence[tuple[str, bytes]]
+
+__all__ = [
+    "AttemptKey",
+    "AttemptLedger",
+    "ConfigurationSource",
+    "CooldownClaims",
+    "LatestAttempt",
+    "LogSink",
+    "RecordProducer",
+    "Sender",
+    "Sent",
+    "Unusable",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class LatestAttempt:
+    """The newest attempt recorded for a delivery: what a replay continues from."""
+
+    attempt: int
+    status: str
+    created_at: datetime
+
+
+class ConfigurationSource(Protocol):
+    """Definitions, preferences and endpoints as the API stored them (cached by the adapter)."""
+
+    async def definition(self, tenant_id: str, event_type: str) -> EventDefinitionView | None: ...
+
+    async def preference(
+        self, tenant_id: str, customer_id: str, event_type: str
+    ) -> PreferenceView | None: ...
+
+    async def endpoints(self, tenant_id: str, customer_id: str) -> list[EndpointView]: ...
+
+    async def disable_endpoint(
+        self, tenant_id: str, endpoint_id: str, reason: str, now: datetime
+    ) -> dict[str, Any] | None: ...
+
+
+class CooldownClaims(Protocol):
+    async def claim(self, claim: CooldownClaim) -> bool:
+        """Atomically take the cooldown slot; False when another event (or replica) holds it."""
+        ...
+
+
+class AttemptLedger(Protocol):
+    """Which attempts already happened, read from the delivery log itself (one row per attempt)."""
+
+    async def recorded(self, key: AttemptKey) -> bool:
+        """Whether a row for this attempt is stored (any status): then it is not sent again."""
+        ...
+
+    async def reserve(
+        self, key: AttemptKey, row: DeliveryLogRow, body: bytes, stale_before: datetime
+    ) -> bool:
+        """Store a PENDING row for the attempt unless one exists (one not older than `stale_before`):
+        the claim of the rare paths two replicas could run at once (replays, the reconciler)."""
+        ...
+
+    async def latest(
+        self, tenant_id: str, event_id: str, channel: Channel, destination_id: str
+    ) -> LatestAttempt | None: ...
+
+
+class LogSink(Protocol):
+    """Where rows (and the state of retried deliveries) go, written in batches beside the hot path."""
+
+    def add(self, row: DeliveryLogRow, body: bytes) -> None: ...
+
+    def holds(self, key: AttemptKey) -> bool:
+        """Whether an unflushed row for this attempt is buffered."""
+        ...
+
+    def add_state_update(self, update: Any) -> None: ...
+
+
+class RecordProducer(Protocol):
+    async def send_and_wait(
+        self,
+        topic: str,
+        value: bytes | None = None,
+        key: bytes | None = None,
+        headers: KafkaHeaders | None = None,
+    ) -> Any: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Unusable:
+    """The destination cannot take this attempt (deleted, deactivated, no secret): FAILED, no retry."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    """What one attempt came to, and the retry policy of the destination it went to."""
+
+    status: int | None
+    error: str | None
+    response_body: bytes | None
+    duration_ms: float
+    retry_after: str | None
+    retry_config: RetryConfig
+    refused: bool = False
+    detail: str | None = None
+
+
+class Sender(Protocol):
+    """Sends one attempt on one channel; never raises for a destination's or the network's failure."""
+
+    channel: Channel
+
+    async def send(
+        self, envelope: EventEnvelope, body: bytes, destination_id: str, attempt: int
+    ) -> Sent | Unusable: ...

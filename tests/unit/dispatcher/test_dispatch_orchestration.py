@@ -1,0 +1,172 @@
+"""The dispatch orchestration against in-memory fakes (tests/support/fakes.py): what is sent, logged,
+parked and dead-lettered for one event, without a broker or a database."""
+
+from __future__ import annotations
+
+import asyncio
+
+from tests.support.fakes import dispatcher_world, endpoint_view, invoice_envelope
+
+from aforo.dispatcher.delivery_log import AttemptKey
+from aforo.dispatcher.dispatch import AttemptJob
+from aforo.dispatcher.preferences import PreferenceView
+from aforo.shared.delivery import Channel, DeliveryStatus, SkipReason
+
+
+async def test_an_event_is_sent_once_to_each_subscribed_endpoint_and_logged() -> None:
+    world = dispatcher_world()
+    world.config.endpoint_views += [
+        endpoint_view("ep-all"),
+        endpoint_view("ep-filtered", events=["PAYMENT_OVERDUE"]),
+        endpoint_view("ep-other-customer", customer="c2"),
+    ]
+    envelope = invoice_envelope()
+
+    await world.dispatcher.dispatch_event(envelope, envelope.to_json_bytes())
+
+    assert world.sender.sends == [("evt-1", "ep-all", 1)]
+    statuses = sorted((row.endpoint_id, row.status, row.skip_reason) for row in world.sink.rows)
+    assert statuses == [
+        ("ep-all", DeliveryStatus.DELIVERED, None),
+        ("ep-filtered", DeliveryStatus.SKIPPED, SkipReason.ENDPOINT_FILTER),
+    ]
+    assert world.sink.state_updates == []  # delivered at once: nothing owed, nothing written but the row
+
+
+async def test_a_redelivered_event_is_not_sent_again() -> None:
+    world = dispatcher_world()
+    world.config.endpoint_views.append(endpoint_view("ep"))
+    envelope = invoice_envelope()
+    for _ in range(3):
+        await world.dispatcher.dispatch_event(envelope, envelope.to_json_bytes())
+    assert world.sender.sends == [("evt-1", "ep", 1)]
+
+
+async def test_a_retryable_failure_parks_the_next_attempt_then_the_last_is_failed_and_dead_lettered() -> None:
+    world = dispatcher_world()
+    world.config.endpoint_views.append(endpoint_view("ep"))
+    world.sender.statuses = [500, 503, 500]
+    envelope = invoice_envelope()
+    body = envelope.to_json_bytes()
+
+    await world.dispatcher.dispatch_event(envelope, body)
+    [parked] = world.parked()
+    assert (parked.endpoint_id, parked.attempt) == ("ep", 2)
+    # The retry consumer brings the parked attempts back.
+    await world.dispatcher.run_attempt(AttemptJob(envelope, body, "ep", 2))
+    await world.dispatcher.run_attempt(AttemptJob(envelope, body, "ep", 3))
+
+    assert [row.status for row in world.sink.rows] == [
+        DeliveryStatus.RETRYING,
+        DeliveryStatus.RETRYING,
+        DeliveryStatus.FAILED,
+    ]
+    assert [p.attempt for p in world.parked()] == [2, 3]
+    [dead] = world.producer.on(world.topics.dispatch_dead_letter)
+    assert (dead.value, dead.header("aforo-dlq-reason")) == (body, "retries_exhausted")
+    assert len(world.sink.state_updates) == 3  # RETRYING, RETRYING, FAILED: the reconciler's view
+
+
+async def test_a_410_disables_the_endpoint_without_retrying() -> None:
+    world = dispatcher_world()
+    world.config.endpoint_views.append(endpoint_view("ep"))
+    world.sender.statuses = [410]
+    envelope = invoice_envelope()
+
+    await world.dispatcher.dispatch_event(envelope, envelope.to_json_bytes())
+
+    assert world.config.disabled == ["ep"]
+    assert world.parked() == []
+    [change] = world.producer.on(world.topics.config_changes)
+    assert change.key is not None
+
+
+async def test_an_unusable_endpoint_is_failed_and_dead_lettered_at_once() -> None:
+    world = dispatcher_world()
+    world.config.endpoint_views.append(endpoint_view("ep"))
+    world.sender.statuses = ["endpoint has no valid signing secret"]
+    envelope = invoice_envelope()
+
+    await world.dispatcher.dispatch_event(envelope, envelope.to_json_bytes())
+
+    [row] = world.sink.rows
+    assert (row.status, row.error) == (DeliveryStatus.FAILED, "endpoint has no valid signing secret")
+    [dead] = world.producer.on(world.topics.dispatch_dead_letter)
+    assert dead.header("aforo-dlq-reason") == "endpoint_unavailable"
+
+
+async def test_a_disabled_preference_skips_every_channel_with_its_gate() -> None:
+    world = dispatcher_world()
+    world.config.endpoint_views.append(endpoint_view("ep"))
+    world.config.preferences[("t1", "c1", "INVOICE_GENERATED")] = PreferenceView(enabled=False)
+    envelope = invoice_envelope()
+
+    await world.dispatcher.dispatch_event(envelope, envelope.to_json_bytes())
+
+    assert world.sender.sends == []
+    assert {row.skip_reason for row in world.sink.rows} == {SkipReason.PREFERENCE_DISABLED}
+
+
+async def test_a_replay_of_a_failed_delivery_reserves_and_sends_the_next_attempt_with_a_fresh_budget() -> (
+    None
+):
+    world = dispatcher_world()
+    world.config.endpoint_views.append(endpoint_view("ep"))
+    world.sender.statuses = [500, 500, 500, 500, 200]
+    envelope = invoice_envelope()
+    body = envelope.to_json_bytes()
+    await world.dispatcher.dispatch_event(envelope, body)
+    for attempt in (2, 3):
+        await world.dispatcher.run_attempt(AttemptJob(envelope, body, "ep", attempt))
+    assert world.sink.rows[-1].status is DeliveryStatus.FAILED
+
+    await world.dispatcher.replay(envelope, body, "ep")
+    await world.dispatcher.replay(envelope, body, "ep")  # a second request while the first runs on
+
+    assert world.ledger.reserved == [AttemptKey("t1", "evt-1", Channel.WEBHOOK, "ep", 4)]
+    assert world.sink.rows[-1].attempt == 4
+    assert world.sink.rows[-1].status is DeliveryStatus.RETRYING  # attempt 1 of the new budget
+    [*_, parked] = world.parked()
+    assert (parked.attempt, parked.attempt_base) == (5, 3)
+    await world.dispatcher.run_attempt(AttemptJob(envelope, body, "ep", 5, attempt_base=3))
+    assert world.sink.rows[-1].status is DeliveryStatus.DELIVERED
+
+
+async def test_the_same_attempt_in_flight_twice_in_one_process_is_sent_once() -> None:
+    world = dispatcher_world()
+    world.config.endpoint_views.append(endpoint_view("ep"))
+    world.sender.gate = asyncio.Event()
+    envelope = invoice_envelope()
+    body = envelope.to_json_bytes()
+    first = asyncio.create_task(world.dispatcher.run_attempt(AttemptJob(envelope, body, "ep", 1)))
+    second = asyncio.create_task(world.dispatcher.run_attempt(AttemptJob(envelope, body, "ep", 1)))
+    await asyncio.sleep(0.01)
+    world.sender.gate.set()
+    assert sorted(await asyncio.gather(first, second)) == [False, True]
+    assert len(world.sender.sends) == 1
+
+
+async def test_a_reconciled_attempt_is_taken_once_and_left_when_already_reserved() -> None:
+    world = dispatcher_world()
+    world.config.endpoint_views.append(endpoint_view("ep"))
+    envelope = invoice_envelope()
+    body = envelope.to_json_bytes()
+    job = AttemptJob(envelope, body, "ep", 2, reconcile=True)
+    assert await world.dispatcher.run_attempt(job) is True
+    assert await world.dispatcher.run_attempt(job) is False
+    assert world.sender.sends == [("evt-1", "ep", 2)]
+
+
+async def test_a_channel_without_a_sender_is_logged_failed_not_dropped() -> None:
+    world = dispatcher_world()
+    world.config.add_custom("t1", "SMS_ONLY", frozenset({Channel.SMS}))
+    envelope = invoice_envelope().model_copy(update={"event_type": "SMS_ONLY", "category": "Custom"})
+
+    await world.dispatcher.dispatch_event(envelope, envelope.to_json_bytes())
+
+    [row] = world.sink.rows
+    assert (row.channel, row.status, row.error) == (
+        Channel.SMS,
+        DeliveryStatus.FAILED,
+        "no SMS sender is configured",
+    )
