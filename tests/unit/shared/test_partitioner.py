@@ -1,0 +1,41 @@
+"""The cached key partitioner gives exactly the partitions aiokafka's default one gives."""
+
+from __future__ import annotations
+
+from aiokafka.partitioner import DefaultPartitioner
+from hypothesis import given
+from hypothesis import strategies as st
+
+from aforo.shared.kafka import CachedKeyPartitioner
+
+
+@given(st.lists(st.binary(max_size=80), min_size=1, max_size=200), st.integers(min_value=1, max_value=64))
+def test_same_partition_as_aiokafka_for_any_key(keys: list[bytes], partitions: int) -> None:
+    cached = CachedKeyPartitioner(max_keys=16)  # small: eviction is exercised too
+    default = DefaultPartitioner()
+    all_partitions = list(range(partitions))
+    for key in keys + keys:  # every key twice: a miss, then (usually) a hit
+        assert cached(key, all_partitions, all_partitions) == default(key, all_partitions, all_partitions)
+
+
+def test_same_partition_for_ten_thousand_tenant_customer_keys() -> None:
+    cached = CachedKeyPartitioner()
+    default = DefaultPartitioner()
+    for partitions in (1, 3, 12, 50):
+        all_partitions = list(range(partitions))
+        for n in range(10_000):
+            key = f"tenant-{n % 37}:customer-{n}".encode()
+            assert cached(key, all_partitions, all_partitions) == default(key, all_partitions, all_partitions)
+
+
+def test_keyless_records_go_to_an_available_partition() -> None:
+    cached = CachedKeyPartitioner()
+    assert cached(None, [0, 1, 2], [2]) == 2
+    assert cached(None, [0, 1, 2], []) in (0, 1, 2)
+
+
+def test_the_cache_stays_bounded() -> None:
+    cached = CachedKeyPartitioner(max_keys=100)
+    for n in range(1000):
+        cached(str(n).encode(), [0, 1], [0, 1])
+    assert len(cached._hashes) == 100
