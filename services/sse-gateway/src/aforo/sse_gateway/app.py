@@ -28,6 +28,7 @@ from aforo.shared.secret_box import SecretBox, SecretBoxError
 from aforo.sse_gateway.boundary import MAX_BODY_BYTES, error_middleware
 from aforo.sse_gateway.connections import HEARTBEAT_SHARDS, CloseReason, ConnectionRegistry
 from aforo.sse_gateway.context import GatewayContext
+from aforo.sse_gateway.descriptor_budget import apply_descriptor_budget
 from aforo.sse_gateway.embed_store import EmbedStore
 from aforo.sse_gateway.embed_tokens import session_secrets
 from aforo.sse_gateway.fanout import WidgetFeed
@@ -75,6 +76,15 @@ class SseGatewayService(Service):
         except ValueError as error:
             raise SseGatewayConfigError(str(error)) from None
         secret_box = secret_box_from(settings)
+        budget = apply_descriptor_budget(settings.max_connections)
+        if budget.lowered:
+            log.warning(
+                "max_connections_lowered_to_fit_descriptors",
+                configured=settings.max_connections,
+                effective=budget.max_connections,
+                nofile_limit=budget.soft_limit,
+            )
+            settings = settings.model_copy(update={"max_connections": budget.max_connections})
         self.settings = settings
         self.topics = TopicNames(settings.topic_prefix)
         self.mongo = MongoStore(settings.mongo_uri, settings.mongo_database, app_name=f"aforo-{self.name}")
