@@ -16,7 +16,7 @@ from pydantic import Field
 from structlog.testing import capture_logs
 
 from aforo.api import changes
-from aforo.api.app import ApiConfigError, ApiService
+from aforo.api.app import ApiService
 from aforo.api.boundary import problem_middleware, read_body, read_query
 from aforo.api.openapi import OPERATIONS, openapi_document
 from aforo.api.problems import NotFoundError, UnavailableError
@@ -29,6 +29,7 @@ from aforo.shared.config_changes import ConfigKind
 from aforo.shared.kafka import TopicNames
 from aforo.shared.lifecycle import ServiceRunner
 from aforo.shared.secret_box import generate_key
+from aforo.shared.settings import ConfigurationError
 
 JWT_SECRET = "unit-test-secret-0123456789abcdef-xyz"
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
@@ -63,7 +64,7 @@ def settings(**overrides: Any) -> ApiSettings:
 def test_a_configuration_that_cannot_work_is_refused_naming_the_setting(
     overrides: dict[str, Any], names: str
 ) -> None:
-    with pytest.raises(ApiConfigError) as refused:
+    with pytest.raises(ConfigurationError) as refused:
         ApiService(settings(**overrides))
 
     assert names in str(refused.value)

@@ -28,7 +28,8 @@ from aforo.shared.embed import (
 from aforo.shared.lifecycle import ServiceRunner
 from aforo.shared.secret_box import generate_key
 from aforo.shared.serde import dumps_json
-from aforo.sse_gateway.app import SseGatewayConfigError, SseGatewayService
+from aforo.shared.settings import ConfigurationError
+from aforo.sse_gateway.app import SseGatewayService
 from aforo.sse_gateway.connections import CloseReason
 from aforo.sse_gateway.embed_store import EmbedStore, Revocations
 from aforo.sse_gateway.embed_tokens import SigningKey
@@ -141,7 +142,7 @@ def settings(**overrides: Any) -> SseGatewaySettings:
 def test_a_configuration_that_cannot_work_is_refused_naming_the_setting(
     overrides: dict[str, Any], setting: str
 ) -> None:
-    with pytest.raises(SseGatewayConfigError) as refused:
+    with pytest.raises(ConfigurationError) as refused:
         SseGatewayService(settings(**overrides))
 
     assert setting in str(refused.value)

@@ -12,17 +12,20 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import sys
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import NoReturn, TypeVar
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
+from pydantic import ValidationError
 
 from aforo.shared.http import health_routes
-from aforo.shared.logging import get_logger
+from aforo.shared.logging import configure_logging, get_logger
 from aforo.shared.metrics import SERVICE_UP
-from aforo.shared.settings import ServiceSettings
+from aforo.shared.settings import ConfigurationError, ServiceSettings
 
 log = get_logger(__name__)
 
@@ -181,3 +184,39 @@ class ServiceRunner:
 def run_service(service: Service, settings: ServiceSettings) -> int:
     """Entrypoint helper: run the service on a fresh event loop and return its exit code."""
     return asyncio.run(ServiceRunner(service, settings).run())
+
+
+EXIT_MISCONFIGURED = 2
+"""The exit code of a process whose settings cannot work (an orchestrator shows it; no restart helps)."""
+
+SettingsT = TypeVar("SettingsT", bound=ServiceSettings)
+
+
+def run_main(
+    service_type: Callable[[SettingsT], Service],
+    settings_type: type[SettingsT],
+    *,
+    service_name: str,
+    before_run: Callable[[], None] | None = None,
+) -> NoReturn:
+    """Every `__main__`: settings → logging → service → run, and one way to fail on bad settings:
+    exit 2 with one log line naming what is wrong (never a value, never a traceback)."""
+    try:
+        settings = settings_type()
+    except ValidationError as error:
+        configure_logging(service_name, "INFO", json=True)
+        problems = [
+            f"{'.'.join(str(part) for part in problem['loc']) or 'settings'}: {problem['msg']}"
+            for problem in error.errors(include_input=False, include_url=False)
+        ]
+        get_logger(__name__).error("settings_invalid", service=service_name, problems=problems)
+        sys.exit(EXIT_MISCONFIGURED)
+    configure_logging(service_name, settings.log_level, json=settings.log_json)
+    try:
+        service = service_type(settings)
+    except ConfigurationError as error:
+        get_logger(__name__).error("settings_invalid", service=service_name, problems=[str(error)])
+        sys.exit(EXIT_MISCONFIGURED)
+    if before_run is not None:
+        before_run()
+    sys.exit(run_service(service, settings))

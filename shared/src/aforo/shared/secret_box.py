@@ -11,6 +11,8 @@ from collections.abc import Sequence
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
+from aforo.shared.settings import ConfigurationError
+
 
 class SecretBoxError(ValueError):
     """A key is malformed or a ciphertext does not decrypt under any configured key."""
@@ -45,3 +47,17 @@ class SecretBox:
 
 def generate_key() -> str:
     return Fernet.generate_key().decode()
+
+
+def secret_box_from(keys_setting: str | None, needed_for: str) -> SecretBox:
+    """The SecretBox of `AFORO_SECRETS_ENCRYPTION_KEYS`, or a ConfigurationError saying what it is
+    `needed_for` (every service that stores or reads a secret refuses to start without it)."""
+    if not keys_setting or not keys_setting.strip():
+        raise ConfigurationError(
+            f"secrets_encryption_keys (AFORO_SECRETS_ENCRYPTION_KEYS) is required: {needed_for} "
+            "(comma-separated Fernet keys, newest first)"
+        )
+    try:
+        return SecretBox.from_setting(keys_setting)
+    except SecretBoxError as error:
+        raise ConfigurationError(f"{error} (AFORO_SECRETS_ENCRYPTION_KEYS)") from None

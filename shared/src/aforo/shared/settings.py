@@ -20,6 +20,11 @@ from pydantic_settings import (
 COMMON_ENV_PREFIX = "AFORO_"
 
 
+class ConfigurationError(ValueError):
+    """A service's settings cannot work: the process exits 2 with this message (`run_main`), which
+    names the setting and never its value (a secret must not reach a log)."""
+
+
 class ServiceSettings(BaseSettings):
     """Connection and runtime settings every process needs; subclass per service."""
 

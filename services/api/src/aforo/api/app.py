@@ -42,7 +42,8 @@ from aforo.shared.connected_service import ConnectedService
 from aforo.shared.http import json_response
 from aforo.shared.kafka import ensure_topics, topic_specs
 from aforo.shared.logging import get_logger
-from aforo.shared.secret_box import SecretBox, SecretBoxError
+from aforo.shared.secret_box import secret_box_from
+from aforo.shared.settings import ConfigurationError
 
 log = get_logger(__name__)
 
@@ -58,21 +59,8 @@ API_COLLECTIONS = (
 )
 
 
-class ApiConfigError(ValueError):
+class ApiConfigError(ConfigurationError):
     """The API's settings cannot work; the message names the setting, never its value."""
-
-
-def secret_box_from(settings: ApiSettings) -> SecretBox:
-    """Webhook secrets are stored encrypted or not at all: no keys, no API."""
-    if not settings.secrets_encryption_keys or not settings.secrets_encryption_keys.strip():
-        raise ApiConfigError(
-            "secrets_encryption_keys (AFORO_SECRETS_ENCRYPTION_KEYS) is required: webhook secrets are "
-            "stored encrypted with it (comma-separated Fernet keys, newest first)"
-        )
-    try:
-        return SecretBox.from_setting(settings.secrets_encryption_keys)
-    except SecretBoxError as error:
-        raise ApiConfigError(f"{error} (AFORO_SECRETS_ENCRYPTION_KEYS)") from None
 
 
 class ApiService(ConnectedService):
@@ -84,7 +72,9 @@ class ApiService(ConnectedService):
             auth_config = AuthConfig.from_settings(settings)
         except AuthConfigError as error:
             raise ApiConfigError(str(error)) from None
-        secret_box = secret_box_from(settings)
+        secret_box = secret_box_from(
+            settings.secrets_encryption_keys, "webhook secrets are stored encrypted with it"
+        )
         super().__init__(settings, API_COLLECTIONS)
         self.api_settings = settings
         self.verifier = JwtVerifier(auth_config)

@@ -1,19 +1,14 @@
-"""`python -m aforo.bridge`: settings → logging → service → run."""
+"""`python -m aforo.bridge`: settings → logging → service → run (`aforo.shared.lifecycle.run_main`)."""
 
 from __future__ import annotations
 
-import sys
-
 from aforo.bridge.app import BridgeService
 from aforo.bridge.settings import BridgeSettings
-from aforo.shared.lifecycle import run_service
-from aforo.shared.logging import configure_logging
+from aforo.shared.lifecycle import run_main
 
 
 def main() -> None:
-    settings = BridgeSettings()
-    configure_logging(BridgeService.name, settings.log_level, json=settings.log_json)
-    sys.exit(run_service(BridgeService(settings), settings))
+    run_main(BridgeService, BridgeSettings, service_name=BridgeService.name)
 
 
 if __name__ == "__main__":

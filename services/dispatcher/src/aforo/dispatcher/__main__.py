@@ -1,19 +1,14 @@
-"""`python -m aforo.dispatcher`: settings → logging → service → run."""
+"""`python -m aforo.dispatcher`: settings → logging → service → run (`aforo.shared.lifecycle.run_main`)."""
 
 from __future__ import annotations
 
-import sys
-
 from aforo.dispatcher.app import DispatcherService
 from aforo.dispatcher.settings import DispatcherSettings
-from aforo.shared.lifecycle import run_service
-from aforo.shared.logging import configure_logging
+from aforo.shared.lifecycle import run_main
 
 
 def main() -> None:
-    settings = DispatcherSettings()
-    configure_logging(DispatcherService.name, settings.log_level, json=settings.log_json)
-    sys.exit(run_service(DispatcherService(settings), settings))
+    run_main(DispatcherService, DispatcherSettings, service_name=DispatcherService.name)
 
 
 if __name__ == "__main__":

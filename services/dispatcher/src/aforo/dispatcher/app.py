@@ -30,7 +30,7 @@ from aforo.shared.connected_service import ConnectedService
 from aforo.shared.delivery import Channel
 from aforo.shared.kafka import create_consumer, ensure_topics, topic_specs
 from aforo.shared.logging import get_logger
-from aforo.shared.secret_box import SecretBox, SecretBoxError
+from aforo.shared.secret_box import secret_box_from
 
 log = get_logger(__name__)
 
@@ -52,11 +52,9 @@ class DispatcherService(ConnectedService):
             ),
         )
         self.dispatcher_settings = settings
-        if not settings.secrets_encryption_keys:
-            raise SecretBoxError(
-                "secrets_encryption_keys: required to decrypt webhook secrets (AFORO_SECRETS_ENCRYPTION_KEYS)"
-            )
-        self.secret_box = SecretBox.from_setting(settings.secrets_encryption_keys)
+        self.secret_box = secret_box_from(
+            settings.secrets_encryption_keys, "webhook secrets are decrypted with it to sign deliveries"
+        )
         self.allowlist = parse_cidr_allowlist(settings.outbound_allowlist)
         self.session: aiohttp.ClientSession | None = None
         self.log_writer = DeliveryLogWriter(

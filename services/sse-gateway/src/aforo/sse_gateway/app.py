@@ -24,7 +24,8 @@ from aforo.shared.kafka import TopicNames, ensure_topics, topic_specs
 from aforo.shared.lifecycle import Service
 from aforo.shared.logging import get_logger
 from aforo.shared.mongo import MongoStore
-from aforo.shared.secret_box import SecretBox, SecretBoxError
+from aforo.shared.secret_box import secret_box_from
+from aforo.shared.settings import ConfigurationError
 from aforo.sse_gateway.boundary import MAX_BODY_BYTES, error_middleware
 from aforo.sse_gateway.connections import HEARTBEAT_SHARDS, CloseReason, ConnectionRegistry
 from aforo.sse_gateway.context import GatewayContext
@@ -48,22 +49,8 @@ CLOCK_SKEW_MARGIN = timedelta(seconds=60)
 DRAIN_CLOSE_WAIT_SECONDS = 2.0
 
 
-class SseGatewayConfigError(ValueError):
+class SseGatewayConfigError(ConfigurationError):
     """The gateway's settings cannot work; the message names the setting, never its value."""
-
-
-def secret_box_from(settings: SseGatewaySettings) -> SecretBox:
-    """Bridge signing keys are stored encrypted by the API; the gateway decrypts them to verify."""
-    value = settings.secrets_encryption_keys
-    if not value or not value.strip():
-        raise SseGatewayConfigError(
-            "secrets_encryption_keys (AFORO_SECRETS_ENCRYPTION_KEYS) is required: the auth-bridge "
-            "signing keys are stored encrypted with it (the API's keys, newest first)"
-        )
-    try:
-        return SecretBox.from_setting(value)
-    except SecretBoxError as error:
-        raise SseGatewayConfigError(f"{error} (AFORO_SECRETS_ENCRYPTION_KEYS)") from None
 
 
 class SseGatewayService(Service):
@@ -75,7 +62,10 @@ class SseGatewayService(Service):
             secrets = session_secrets(secret)
         except ValueError as error:
             raise SseGatewayConfigError(str(error)) from None
-        secret_box = secret_box_from(settings)
+        secret_box = secret_box_from(
+            settings.secrets_encryption_keys,
+            "the auth-bridge signing keys are stored encrypted with it (the API's keys)",
+        )
         budget = apply_descriptor_budget(settings.max_connections)
         if budget.lowered:
             log.warning(

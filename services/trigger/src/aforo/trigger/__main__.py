@@ -1,19 +1,14 @@
-"""`python -m aforo.trigger`: settings → logging → service → run."""
+"""`python -m aforo.trigger`: settings → logging → service → run (`aforo.shared.lifecycle.run_main`)."""
 
 from __future__ import annotations
 
-import sys
-
-from aforo.shared.lifecycle import run_service
-from aforo.shared.logging import configure_logging
+from aforo.shared.lifecycle import run_main
 from aforo.trigger.app import TriggerService
 from aforo.trigger.settings import TriggerSettings
 
 
 def main() -> None:
-    settings = TriggerSettings()
-    configure_logging(TriggerService.name, settings.log_level, json=settings.log_json)
-    sys.exit(run_service(TriggerService(settings), settings))
+    run_main(TriggerService, TriggerSettings, service_name=TriggerService.name)
 
 
 if __name__ == "__main__":

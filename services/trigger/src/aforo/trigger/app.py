@@ -47,6 +47,7 @@ def build_faust_app(settings: TriggerSettings) -> faust.App:
         f"{settings.topic_prefix}{settings.app_id}",
         broker=brokers,
         store="memory://",
+        datadir=settings.data_dir,
         web_enabled=False,
         topic_partitions=settings.topic_partitions,
         topic_replication_factor=settings.topic_replication_factor,

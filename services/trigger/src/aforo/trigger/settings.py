@@ -16,6 +16,11 @@ class TriggerSettings(ServiceSettings):
 
     http_port: int = Field(default=9102, ge=0, le=65535)
     app_id: str = Field(default="aforo-trigger", description="faust app id: consumer group and table prefix.")
+    data_dir: str = Field(
+        default=".local/trigger-data",
+        description="faust's data directory (it keeps no state the trigger needs: memory store); in a "
+        "container with a read-only root filesystem, a path under the /tmp emptyDir.",
+    )
     definitions_resync_seconds: float = Field(
         default=60.0,
         gt=0,
