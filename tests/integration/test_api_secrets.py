@@ -121,7 +121,7 @@ async def test_the_api_refuses_to_start_without_usable_encryption_keys(
 
     for code, log_text in (missing, malformed):
         assert code == 2
-        assert "api_misconfigured" in log_text
+        assert "settings_invalid" in log_text
         assert "AFORO_SECRETS_ENCRYPTION_KEYS" in log_text
     assert "is required" in missing[1]
     assert "SHOULD-NOT-BE-LOGGED" not in malformed[1]

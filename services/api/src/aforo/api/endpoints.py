@@ -31,11 +31,14 @@ from aforo.api.wire import (
     refuse_explicit_null,
     unique_in_order,
 )
+from aforo.shared.webhook_endpoints import (
+    DEFAULT_BACKOFF_MULTIPLIER,
+    DEFAULT_INITIAL_BACKOFF_SECONDS,
+    DEFAULT_MAX_RETRY_ATTEMPTS,
+    SigningSecretEntry,
+    WebhookEndpointDocument,
+)
 
-ALL_EVENTS: Final = "*"
-DEFAULT_MAX_RETRY_ATTEMPTS: Final = 3
-DEFAULT_INITIAL_BACKOFF_SECONDS: Final = 2.0
-DEFAULT_BACKOFF_MULTIPLIER: Final = 2.0
 MAX_URL_LENGTH: Final = 2048
 DISABLED_BY_ADMIN: Final = "disabled_by_admin"
 
@@ -182,29 +185,29 @@ class EndpointList(ResponseBody):
 
 
 def secret_entry(ciphertext: str, now: datetime) -> dict[str, Any]:
-    return {"ciphertext": ciphertext, "createdAt": now, "retiresAt": None}
+    return SigningSecretEntry(ciphertext=ciphertext, created_at=now).model_dump(by_alias=True)
 
 
 def new_endpoint_document(
     tenant_id: str, body: EndpointRegistration, *, endpoint_id: str, ciphertext: str, now: datetime
 ) -> dict[str, Any]:
-    """The `webhook_endpoints` document (the shape the dispatcher reads); version 1."""
-    return {
-        "endpointId": endpoint_id,
-        "tenantId": tenant_id,
-        "endCustomerId": body.end_customer_id,
-        "url": body.url,
-        "events": list(body.events),
-        "active": True,
-        "secrets": [secret_entry(ciphertext, now)],
-        "maxRetryAttempts": body.max_retry_attempts,
-        "initialBackoffSeconds": float(body.initial_backoff_seconds),
-        "backoffMultiplier": float(body.backoff_multiplier),
-        "version": 1,
-        "createdAt": now,
-        "updatedAt": now,
-        "disabledReason": None,
-    }
+    """The `webhook_endpoints` document (`aforo.shared.webhook_endpoints`, what the dispatcher reads)."""
+    return WebhookEndpointDocument(
+        endpoint_id=endpoint_id,
+        tenant_id=tenant_id,
+        end_customer_id=body.end_customer_id,
+        url=body.url,
+        events=tuple(body.events),
+        active=True,
+        secrets=(SigningSecretEntry(ciphertext=ciphertext, created_at=now),),
+        max_retry_attempts=body.max_retry_attempts,
+        initial_backoff_seconds=float(body.initial_backoff_seconds),
+        backoff_multiplier=float(body.backoff_multiplier),
+        version=1,
+        created_at=now,
+        updated_at=now,
+        disabled_reason=None,
+    ).to_document()
 
 
 def rotate_secrets(
@@ -261,21 +264,25 @@ def endpoint_changes(
 
 
 def endpoint_view(document: Mapping[str, Any]) -> EndpointView:
+    """What a client sees of a stored endpoint: everything but the secrets' ciphertexts."""
+    stored = WebhookEndpointDocument.from_document(document)
+    if stored.created_at is None or stored.updated_at is None:
+        raise ValueError("createdAt/updatedAt: every endpoint the API stores has them")
     return EndpointView(
-        endpoint_id=document["endpointId"],
-        end_customer_id=document["endCustomerId"],
-        url=document["url"],
-        events=list(document.get("events", [])),
-        active=bool(document.get("active", True)),
-        max_retry_attempts=int(document.get("maxRetryAttempts", DEFAULT_MAX_RETRY_ATTEMPTS)),
-        initial_backoff_seconds=float(document.get("initialBackoffSeconds", DEFAULT_INITIAL_BACKOFF_SECONDS)),
-        backoff_multiplier=float(document.get("backoffMultiplier", DEFAULT_BACKOFF_MULTIPLIER)),
-        disabled_reason=document.get("disabledReason"),
+        endpoint_id=stored.endpoint_id,
+        end_customer_id=stored.end_customer_id,
+        url=stored.url,
+        events=list(stored.events),
+        active=stored.active,
+        max_retry_attempts=stored.max_retry_attempts,
+        initial_backoff_seconds=stored.initial_backoff_seconds,
+        backoff_multiplier=stored.backoff_multiplier,
+        disabled_reason=stored.disabled_reason,
         signing_secrets=[
-            SigningSecretView(created_at=secret["createdAt"], retires_at=secret.get("retiresAt"))
-            for secret in document.get("secrets", [])
+            SigningSecretView(created_at=secret.created_at, retires_at=secret.retires_at)
+            for secret in stored.secrets
         ],
-        version=int(document.get("version", 0)),
-        created_at=document["createdAt"],
-        updated_at=document["updatedAt"],
+        version=stored.version,
+        created_at=stored.created_at,
+        updated_at=stored.updated_at,
     )

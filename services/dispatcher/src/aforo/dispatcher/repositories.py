@@ -38,6 +38,7 @@ from aforo.shared.mongo import ExistenceBatcher, MongoStore
 from aforo.shared.secret_box import SecretBox
 from aforo.shared.serde import dumps_json
 from aforo.shared.ttl_cache import TtlCache
+from aforo.shared.webhook_endpoints import WebhookEndpointDocument
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,11 +124,13 @@ class ConfigurationReader:
         document = await self._endpoints.find_one({"tenantId": tenant_id, "endpointId": endpoint_id})
         if document is None:
             return None
+        stored = WebhookEndpointDocument.from_document(document)
         secrets = tuple(
-            (self._secret_box.decrypt(entry["ciphertext"]), entry.get("retiresAt"))
-            for entry in document.get("secrets") or []
+            (self._secret_box.decrypt(entry.ciphertext), entry.retires_at)
+            for entry in stored.secrets
+            if entry.ciphertext is not None
         )
-        return EndpointRecord(EndpointView.from_document(document), secrets)
+        return EndpointRecord(EndpointView.from_stored(stored), secrets)
 
     async def disable_endpoint(
         self, tenant_id: str, endpoint_id: str, reason: str, now: datetime

@@ -19,10 +19,18 @@ from email.utils import parsedate_to_datetime
 from typing import Final
 
 from aforo.shared.delivery import Channel
+from aforo.shared.webhook_endpoints import (
+    DEFAULT_BACKOFF_MULTIPLIER,
+    DEFAULT_INITIAL_BACKOFF_SECONDS,
+    DEFAULT_MAX_RETRY_ATTEMPTS,
+)
 
-DEFAULT_MAX_RETRY_ATTEMPTS: Final = 3
-DEFAULT_INITIAL_BACKOFF_SECONDS: Final = 2.0
-DEFAULT_BACKOFF_MULTIPLIER: Final = 2.0
+__all__ = [
+    "DEFAULT_BACKOFF_MULTIPLIER",
+    "DEFAULT_INITIAL_BACKOFF_SECONDS",
+    "DEFAULT_MAX_RETRY_ATTEMPTS",
+]
+
 
 MAX_BACKOFF_SECONDS: Final = 86_400.0
 """No computed backoff exceeds a day, whatever the endpoint asks (and `multiplier ** n` cannot overflow)."""

@@ -23,9 +23,7 @@ from aforo.dispatcher.retry_schedule import (
 from aforo.shared.catalog import WEBHOOK_TEST_EVENT
 from aforo.shared.delivery import SkipReason
 from aforo.shared.envelope import EventEnvelope
-
-ALL_EVENTS: Final = "*"
-"""An endpoint subscribed to "*" receives every event type of its customer."""
+from aforo.shared.webhook_endpoints import ALL_EVENTS, WebhookEndpointDocument
 
 WEBHOOK_TEST_TARGET_FIELD: Final = "endpointId"
 """The `webhook.test` envelope's payload names the endpoint the probe is for in this field."""
@@ -57,51 +55,22 @@ class EndpointView:
 
     @classmethod
     def from_document(cls, document: Mapping[str, Any]) -> EndpointView:
-        """Read the document the API stored (camelCase); raise ValueError naming the bad field."""
-        events = document.get("events", [])
-        if not isinstance(events, list | tuple) or not all(isinstance(event, str) for event in events):
-            raise ValueError(f"events: expected a list of event types, got {events!r}")
-        active = document.get("active", True)
-        if not isinstance(active, bool):
-            raise ValueError(f"active: expected a boolean, got {active!r}")
+        """Read the document the API stored; raise ValueError (pydantic's) naming the bad field."""
+        return cls.from_stored(WebhookEndpointDocument.from_document(document))
+
+    @classmethod
+    def from_stored(cls, stored: WebhookEndpointDocument) -> EndpointView:
         return cls(
-            endpoint_id=_text(document, "endpointId"),
-            tenant_id=_text(document, "tenantId"),
-            end_customer_id=_text(document, "endCustomerId"),
-            url=_text(document, "url"),
-            events=frozenset(events),
-            active=active,
-            max_retry_attempts=_integer(document, "maxRetryAttempts", DEFAULT_MAX_RETRY_ATTEMPTS),
-            initial_backoff_seconds=_float(
-                document, "initialBackoffSeconds", DEFAULT_INITIAL_BACKOFF_SECONDS
-            ),
-            backoff_multiplier=_float(document, "backoffMultiplier", DEFAULT_BACKOFF_MULTIPLIER),
+            endpoint_id=stored.endpoint_id,
+            tenant_id=stored.tenant_id,
+            end_customer_id=stored.end_customer_id,
+            url=stored.url,
+            events=frozenset(stored.events),
+            active=stored.active,
+            max_retry_attempts=stored.max_retry_attempts,
+            initial_backoff_seconds=stored.initial_backoff_seconds,
+            backoff_multiplier=stored.backoff_multiplier,
         )
-
-
-def _text(document: Mapping[str, Any], name: str) -> str:
-    value = document.get(name)
-    if not isinstance(value, str) or not value:
-        raise ValueError(f"{name}: expected a non-empty string, got {value!r}")
-    return value
-
-
-def _integer(document: Mapping[str, Any], name: str, default: int) -> int:
-    value = document.get(name)
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{name}: expected an integer, got {value!r}")
-    return value
-
-
-def _float(document: Mapping[str, Any], name: str, default: float) -> float:
-    value = document.get(name)
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValueError(f"{name}: expected a number, got {value!r}")
-    return float(value)
 
 
 @dataclass(frozen=True)
