@@ -10,7 +10,7 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 OUT=$(realpath -m "${1:-$ROOT/build/aforo-notify.oci.tar}")
 WORK=$ROOT/.local/image
 ROOTFS=$WORK/rootfs
-PY=${AFORO_PYTHON:-$ROOT/.venv/bin/python}
+UV_PY=${PYTHON_BOOTSTRAP:-python3}  # the Python that has uv, as in the Makefile
 STORAGE=(--root "$WORK/storage" --runroot "$WORK/run" --storage-driver vfs)
 say() { echo "make image: $*" >&2; }
 
@@ -29,23 +29,34 @@ trap cleanup EXIT
 
 rm -rf "$ROOTFS" "$WORK/dist"
 mkdir -p "$WORK/dist" "$(dirname "$OUT")"
-say "debootstrap bookworm minbase from $mirror"
-debootstrap --variant=minbase --include=python3.11,ca-certificates bookworm "$ROOTFS" "$mirror" \
-  >"$WORK/debootstrap.log" 2>&1 || { tail -20 "$WORK/debootstrap.log" >&2; exit 1; }
+# The pristine minbase is kept between builds (delete .local/image to refresh it).
+MINBASE=$WORK/minbase-bookworm-python3.11.tar
+if [[ ! -f $MINBASE ]]; then
+  say "debootstrap bookworm minbase from $mirror"
+  debootstrap --variant=minbase --include=python3.11,ca-certificates bookworm "$ROOTFS" "$mirror" \
+    >"$WORK/debootstrap.log" 2>&1 || { tail -20 "$WORK/debootstrap.log" >&2; exit 1; }
+  tar -C "$ROOTFS" --numeric-owner -cf "$MINBASE.partial" . && mv "$MINBASE.partial" "$MINBASE"
+else
+  say "reusing the minbase rootfs in $MINBASE"
+  mkdir -p "$ROOTFS" && tar -C "$ROOTFS" --numeric-owner -xf "$MINBASE"
+fi
 
 say "building the project's wheels and the locked requirements"
-uv=("$PY" -m uv)
+uv=("$UV_PY" -m uv)
 (cd "$ROOT" && UV_PYTHON_DOWNLOADS=never "${uv[@]}" build --all-packages --wheel --out-dir "$WORK/dist" -q)
 (cd "$ROOT" && "${uv[@]}" export --frozen --no-dev --all-packages --no-emit-workspace --quiet \
   --output-file "$WORK/dist/requirements.txt")
-uv_binary=$("$PY" -c 'import uv; print(uv.find_uv_bin())')
+uv_binary=$("$UV_PY" -c 'import uv; print(uv.find_uv_bin())')
 
 say "installing the locked venv under chroot"
 mkdir -p "$ROOTFS/build"
 cp "$WORK"/dist/*.whl "$WORK/dist/requirements.txt" "$uv_binary" "$ROOTFS/build/"
+# The host's trust store, so the package index is reached as the host reaches it (a TLS-inspecting
+# proxy's CA included); it leaves with /build.
+cp "${SSL_CERT_FILE:-/etc/ssl/certs/ca-certificates.crt}" "$ROOTFS/build/ca.crt"
 cp /etc/resolv.conf "$ROOTFS/etc/resolv.conf"
 mount -t proc proc "$ROOTFS/proc"
-chroot "$ROOTFS" /usr/bin/env -i PATH=/usr/bin:/bin UV_CACHE_DIR=/build/cache UV_PYTHON_DOWNLOADS=never \
+chroot "$ROOTFS" /usr/bin/env -i PATH=/usr/bin:/bin UV_CACHE_DIR=/build/cache UV_PYTHON_DOWNLOADS=never SSL_CERT_FILE=/build/ca.crt \
   UV_COMPILE_BYTECODE=1 /bin/sh -ec '
     /build/uv venv --quiet --python /usr/bin/python3.11 /opt/aforo/venv
     /build/uv pip install --quiet --python /opt/aforo/venv/bin/python --require-hashes -r /build/requirements.txt

@@ -10,7 +10,14 @@ from typing import Any, Final
 import promql_parser
 from prometheus_client import REGISTRY
 
-PACKAGES: Final = ("aforo.shared", "aforo.bridge", "aforo.trigger", "aforo.dispatcher", "aforo.api", "aforo.sse_gateway")
+PACKAGES: Final = (
+    "aforo.shared",
+    "aforo.bridge",
+    "aforo.trigger",
+    "aforo.dispatcher",
+    "aforo.api",
+    "aforo.sse_gateway",
+)
 
 EXTERNAL: Final = {
     "up": "Prometheus itself, one per scrape target",

@@ -21,7 +21,8 @@ from tests.deploy.manifests import K8S, by_kind, copy_k8s
 
 def generator() -> ModuleType:
     spec = importlib.util.spec_from_file_location("aforo_k8s_generate", K8S / "generate.py")
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -83,7 +84,9 @@ def test_the_code_reads_its_topics_and_tiers_from_the_registry() -> None:
     assert [t.delay_seconds for t in topics.OWNED_TOPICS if t.delay_seconds] == list(topics.DELAY_TIERS)
 
 
-def test_consumers_scale_at_most_to_their_partitions(rendered_components: dict[str, list[dict[str, Any]]]) -> None:
+def test_consumers_scale_at_most_to_their_partitions(
+    rendered_components: dict[str, list[dict[str, Any]]],
+) -> None:
     scaled = {so["metadata"]["name"]: so for so in by_kind(rendered_components["keda"], "ScaledObject")}
     for group in topics.CONSUMER_GROUPS:
         so = scaled[f"aforo-{group.service}"]

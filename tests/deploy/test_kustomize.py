@@ -20,7 +20,9 @@ def test_overlays_render_the_five_processes(rendered_overlays: dict[str, list[di
             "aforo-sse-gateway",
             "aforo-trigger",
         ], overlay
-        assert {doc["metadata"].get("namespace") for doc in docs} == {f"aforo-dev" if overlay == "dev" else "aforo"}
+        assert {doc["metadata"].get("namespace") for doc in docs} == {
+            "aforo-dev" if overlay == "dev" else "aforo"
+        }
 
 
 def test_each_component_renders_over_the_base(rendered_components: dict[str, list[dict[str, Any]]]) -> None:
@@ -44,6 +46,8 @@ def test_no_secret_is_rendered(everything_rendered: list[dict[str, Any]]) -> Non
 def test_a_typo_in_a_kustomization_fails_to_render(tmp_path: Path) -> None:
     k8s = copy_k8s(tmp_path)
     kustomization = k8s / "overlays" / "prod" / "kustomization.yaml"
-    kustomization.write_text(kustomization.read_text().replace("../../components/keda", "../../components/kedda"))
+    kustomization.write_text(
+        kustomization.read_text().replace("../../components/keda", "../../components/kedda")
+    )
     with pytest.raises(RuntimeError, match="kedda"):
         kustomize(k8s / "overlays" / "prod")

@@ -95,14 +95,18 @@ def test_the_processes_run_as_the_image_s_uid_with_only_tmp_writable(
     assert env["APP_DATADIR"].startswith("/tmp/")
 
 
-def test_the_sse_gateway_rolls_without_dropping_streams(rendered_overlays: dict[str, list[dict[str, Any]]]) -> None:
+def test_the_sse_gateway_rolls_without_dropping_streams(
+    rendered_overlays: dict[str, list[dict[str, Any]]],
+) -> None:
     for docs in rendered_overlays.values():
         gateway = next(d for d in by_kind(docs, "Deployment") if d["metadata"]["name"] == "aforo-sse-gateway")
         assert gateway["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
         assert gateway["spec"]["minReadySeconds"] > 0
         container = gateway["spec"]["template"]["spec"]["containers"][0]
         assert container["lifecycle"]["preStop"]["sleep"]["seconds"] > 0
-        budgets = [d for d in by_kind(docs, "PodDisruptionBudget") if d["metadata"]["name"] == "aforo-sse-gateway"]
+        budgets = [
+            d for d in by_kind(docs, "PodDisruptionBudget") if d["metadata"]["name"] == "aforo-sse-gateway"
+        ]
         assert budgets
 
 
@@ -112,7 +116,10 @@ def test_secrets_are_only_referenced(rendered_overlays: dict[str, list[dict[str,
     )
     env = {v["name"]: v for v in api["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["AFORO_MONGO_URI"]["valueFrom"]["secretKeyRef"] == {"name": "aforo-mongo", "key": "uri"}
-    assert env["AFORO_SECRETS_ENCRYPTION_KEYS"]["valueFrom"]["secretKeyRef"]["name"] == "aforo-secrets-encryption"
+    assert (
+        env["AFORO_SECRETS_ENCRYPTION_KEYS"]["valueFrom"]["secretKeyRef"]["name"]
+        == "aforo-secrets-encryption"
+    )
 
 
 def test_a_missing_probe_a_writable_root_or_an_inline_secret_is_caught(
@@ -130,5 +137,11 @@ def test_a_missing_probe_a_writable_root_or_an_inline_secret_is_caught(
     broken["spec"]["terminationGracePeriodSeconds"] = 20
     violations = pod_violations(name, broken, settings)
     assert len(violations) == 5, violations
-    for expected in ("no livenessProbe", "readOnlyRootFilesystem", "inline", "limits", "terminationGracePeriod"):
+    for expected in (
+        "no livenessProbe",
+        "readOnlyRootFilesystem",
+        "inline",
+        "limits",
+        "terminationGracePeriod",
+    ):
         assert any(expected in v for v in violations), expected

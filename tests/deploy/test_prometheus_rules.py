@@ -40,7 +40,9 @@ def promtool(*arguments: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 def lay_out(workdir: Path, rule: dict[str, Any], tests: str) -> None:
     """promtool reads plain rule files: the PrometheusRule's groups, beside the unit tests."""
-    (workdir / "aforo.rules.yaml").write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}, sort_keys=False))
+    (workdir / "aforo.rules.yaml").write_text(
+        yaml.safe_dump({"groups": rule["spec"]["groups"]}, sort_keys=False)
+    )
     (workdir / "rules-test.yaml").write_text(tests)
 
 
