@@ -87,5 +87,5 @@ buildah "${STORAGE[@]}" config \
   "$container"
 rm -f "$OUT"
 buildah "${STORAGE[@]}" commit --quiet --format oci --rm "$container" "oci-archive:$OUT:aforo-notify:latest" >/dev/null
-rm -f "$WORK/rootfs.tar"
+rm -rf "$WORK/rootfs.tar" "$ROOTFS"
 say "built $OUT ($(du -h "$OUT" | cut -f1))"

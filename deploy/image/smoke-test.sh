@@ -9,7 +9,9 @@ ARCHIVE=$(realpath "${1:-$ROOT/build/aforo-notify.oci.tar}")
 WORK=$ROOT/.local/image
 STORAGE=(--root "$WORK/storage" --runroot "$WORK/run" --storage-driver vfs)
 container=$(buildah "${STORAGE[@]}" from --quiet "oci-archive:$ARCHIVE")
-trap 'buildah "${STORAGE[@]}" rm "$container" >/dev/null 2>&1 || true' EXIT
+# The storage under .local/image is this script's own: leave no container or image behind.
+trap 'buildah "${STORAGE[@]}" rm "$container" >/dev/null 2>&1 || true
+      buildah "${STORAGE[@]}" rmi --all --force >/dev/null 2>&1 || true' EXIT
 run() { buildah "${STORAGE[@]}" run --isolation chroot "$container" -- "$@"; }
 
 uid=$(run python3 -c 'import os; print(os.getuid())')

@@ -15,7 +15,8 @@ import pytest
 
 from aforo.dispatcher.retry_schedule import DEFAULT_DELAY_TIERS, all_retry_topics
 from aforo.shared import topics
-from aforo.shared.kafka import TopicNames
+from aforo.shared.kafka import TopicNames, topic_specs
+from aforo.shared.settings import ServiceSettings
 from tests.deploy.manifests import K8S, by_kind, copy_k8s
 
 
@@ -103,3 +104,20 @@ def test_keda_and_the_cpu_hpa_never_scale_the_same_deployment(
         by_keda = {s["spec"]["scaleTargetRef"]["name"] for s in by_kind(docs, "ScaledObject")}
         assert not by_hpa & by_keda, overlay
         assert by_hpa or by_keda, overlay
+
+
+def test_a_topic_a_process_creates_takes_the_registry_s_configuration() -> None:
+    settings = ServiceSettings(topic_prefix="t.", topic_partitions=3)
+    names = TopicNames("t.")
+    specs = {
+        s.name: s
+        for s in topic_specs([names.dispatch_dead_letter, names.config_changes, "t.other"], settings)
+    }
+    assert specs[names.dispatch_dead_letter].config == {
+        "cleanup.policy": "delete",
+        "retention.ms": str(30 * topics.DAY_MS),
+    }
+    assert specs[names.config_changes].config["cleanup.policy"] == "compact"
+    assert "retention.ms" not in specs[names.config_changes].config
+    assert specs["t.other"].config == {}
+    assert specs[names.dispatch_dead_letter].partitions == 3

@@ -197,8 +197,18 @@ async def kafka_answers(client: AIOKafkaProducer | AIOKafkaConsumer, timeout_sec
 
 
 def topic_specs(names: Sequence[str], settings: ServiceSettings, **config: str) -> list[TopicSpec]:
-    """Specs for topics that take the suite's default partitions and replication."""
+    """Specs for topics that take the suite's default partitions and replication.
+
+    An owned topic also takes its cleanup policy and retention from the registry (`aforo.shared.topics`),
+    so a topic a process creates matches the KafkaTopic a cluster declares; `config` overrides them.
+    """
+    registry = {topic.name(settings.topic_prefix): topic.kafka_config() for topic in topics.OWNED_TOPICS}
     return [
-        TopicSpec(name, settings.topic_partitions, settings.topic_replication_factor, dict(config))
+        TopicSpec(
+            name,
+            settings.topic_partitions,
+            settings.topic_replication_factor,
+            {**registry.get(name, {}), **config},
+        )
         for name in names
     ]
