@@ -27,7 +27,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-rm -rf "$ROOTFS" "$WORK/dist"
+# Never follow a mount out of the rootfs (a proc left mounted by an interrupted build).
+umount "$ROOTFS/proc" 2>/dev/null || true
+rm -rf --one-file-system "$ROOTFS" "$WORK/dist"
 mkdir -p "$WORK/dist" "$(dirname "$OUT")"
 # The pristine minbase is kept between builds (delete .local/image to refresh it).
 MINBASE=$WORK/minbase-bookworm-python3.11.tar
@@ -65,7 +67,7 @@ chroot "$ROOTFS" /usr/bin/env -i PATH=/usr/bin:/bin UV_CACHE_DIR=/build/cache UV
 umount "$ROOTFS/proc"
 
 say "removing build leftovers"
-rm -rf "$ROOTFS/build" "$ROOTFS"/var/lib/apt/lists/* "$ROOTFS"/var/cache/apt/* "$ROOTFS"/var/log/* \
+rm -rf --one-file-system "$ROOTFS/build" "$ROOTFS"/var/lib/apt/lists/* "$ROOTFS"/var/cache/apt/* "$ROOTFS"/var/log/* \
   "$ROOTFS"/usr/share/doc/* "$ROOTFS"/usr/share/man/* "$ROOTFS"/tmp/*
 : >"$ROOTFS/etc/resolv.conf"
 echo "aforo:x:10001:10001:aforo-notify:/nonexistent:/usr/sbin/nologin" >>"$ROOTFS/etc/passwd"
@@ -87,5 +89,5 @@ buildah "${STORAGE[@]}" config \
   "$container"
 rm -f "$OUT"
 buildah "${STORAGE[@]}" commit --quiet --format oci --rm "$container" "oci-archive:$OUT:aforo-notify:latest" >/dev/null
-rm -rf "$WORK/rootfs.tar" "$ROOTFS"
+rm -rf --one-file-system "$WORK/rootfs.tar" "$ROOTFS"
 say "built $OUT ($(du -h "$OUT" | cut -f1))"
