@@ -13,7 +13,7 @@ export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
 
 PROJECT_FILES := uv.lock pyproject.toml shared/pyproject.toml $(wildcard services/*/pyproject.toml)
 
-.PHONY: help install up down status test test-unit test-integration lint format bench clean
+.PHONY: help install up down status test test-unit test-integration lint format bench clean test-deploy-offline image test-deploy
 
 help:
 	@echo "make up      install, start Kafka + SecantusDB + the five services, print their URLs"
@@ -22,6 +22,8 @@ help:
 	@echo "make lint    ruff + mypy --strict on shared and services"
 	@echo "make bench   benchmarks, each next to a baseline measured in the same run"
 	@echo "make clean   stop and remove .local/ (broker data, database, logs) and the venv"
+	@echo "make image   build the OCI image (debootstrap + buildah, no registry) to build/aforo-notify.oci.tar"
+	@echo "make test-deploy  the offline deploy checks, then make image and its smoke test"
 
 $(VENV)/.installed: $(PROJECT_FILES)
 	@$(PYTHON_BOOTSTRAP) -m uv --version >/dev/null 2>&1 || $(PYTHON_BOOTSTRAP) -m pip install -q --disable-pip-version-check "uv==$(UV_VERSION)"
@@ -69,5 +71,21 @@ bench: install
 	@$(STACK) fetch-kafka
 	$(PY) bench/run.py
 
+# The offline deploy checks alone (they also run in `make test`): kustomize, kubernetes-validate,
+# CRD schemas, pod security, yamllint, hadolint, promtool, generated YAML.
+test-deploy-offline: install
+	@deploy/local/ensure-debian-packages.sh promtool:prometheus
+	$(PY) -m pytest tests/deploy -q
+
+IMAGE_ARCHIVE := build/aforo-notify.oci.tar
+
+# One image for the five processes, built without a registry (needs root: debootstrap, chroot, buildah).
+image: install
+	deploy/image/build.sh $(IMAGE_ARCHIVE)
+
+# What CI runs besides `make test`: the image is built and each of its five entrypoints runs in it.
+test-deploy: test-deploy-offline image
+	deploy/image/smoke-test.sh $(IMAGE_ARCHIVE)
+
 clean: down
-	rm -rf .local $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf .local build $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

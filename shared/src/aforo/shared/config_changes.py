@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from aforo.shared.serde import dumps_json, loads_json
+from aforo.shared.topics import CONFIG_CHANGES
 
 
 class ConfigKind(StrEnum):
@@ -52,4 +53,4 @@ class ConfigChange(BaseModel):
         return cls.model_validate(loads_json(raw))
 
 
-CONFIG_TOPIC_SETTINGS = {"cleanup.policy": "compact", "min.compaction.lag.ms": "60000"}
+CONFIG_TOPIC_SETTINGS = CONFIG_CHANGES.kafka_config()

@@ -1,7 +1,8 @@
 """The one Kafka helper: topic names, client factories, topic creation, readiness.
 
-Every topic the suite owns is named here, behind a configurable prefix, so a newcomer can see the
-whole data flow in one place (see README, "Topics"). Producer topics (`billing.invoice.finalized`, ...)
+Every topic the suite owns is named here, behind a configurable prefix, from the one registry in
+`aforo.shared.topics` (which also sizes them for deployment), so a newcomer can see the whole data
+flow in one place (see README, "Topics"). Producer topics (`billing.invoice.finalized`, ...)
 belong to the billing platform and are named by the bridge's mapping file instead.
 """
 
@@ -19,6 +20,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from aiokafka.partitioner import murmur2
 
+from aforo.shared import topics
 from aforo.shared.serde import dumps_json, loads_json
 from aforo.shared.settings import ServiceSettings
 
@@ -45,42 +47,42 @@ class TopicNames:
     @property
     def system_events(self) -> str:
         """Bridge → trigger, dispatcher: canonical SYSTEM event envelopes."""
-        return f"{self.prefix}events.system"
+        return topics.SYSTEM_EVENTS.name(self.prefix)
 
     @property
     def custom_events(self) -> str:
         """Trigger and API manual emit → dispatcher: CUSTOM event envelopes."""
-        return f"{self.prefix}events.custom"
+        return topics.CUSTOM_EVENTS.name(self.prefix)
 
     @property
     def widget_events(self) -> str:
         """Bridge → SSE gateway: widget (browser) events."""
-        return f"{self.prefix}events.widget"
+        return topics.WIDGET_EVENTS.name(self.prefix)
 
     @property
     def config_changes(self) -> str:
         """API → trigger, dispatcher: compacted configuration changes for their caches."""
-        return f"{self.prefix}config.changes"
+        return topics.CONFIG_CHANGES.name(self.prefix)
 
     @property
     def bridge_dead_letter(self) -> str:
         """Producer records the bridge could not turn into an envelope, bytes untouched."""
-        return f"{self.prefix}dlq.bridge"
+        return topics.BRIDGE_DEAD_LETTER.name(self.prefix)
 
     @property
     def trigger_dead_letter(self) -> str:
         """SYSTEM-event records the trigger agent could not parse."""
-        return f"{self.prefix}dlq.trigger"
+        return topics.TRIGGER_DEAD_LETTER.name(self.prefix)
 
     @property
     def dispatch_requests(self) -> str:
         """API → dispatcher: replays, recoveries and webhook.test probes aimed at one endpoint."""
-        return f"{self.prefix}dispatch.requests"
+        return topics.DISPATCH_REQUESTS.name(self.prefix)
 
     @property
     def dispatch_dead_letter(self) -> str:
         """Deliveries that exhausted their retries."""
-        return f"{self.prefix}dlq.dispatch"
+        return topics.DISPATCH_DEAD_LETTER.name(self.prefix)
 
 
 @dataclass(frozen=True)
@@ -195,8 +197,18 @@ async def kafka_answers(client: AIOKafkaProducer | AIOKafkaConsumer, timeout_sec
 
 
 def topic_specs(names: Sequence[str], settings: ServiceSettings, **config: str) -> list[TopicSpec]:
-    """Specs for topics that take the suite's default partitions and replication."""
+    """Specs for topics that take the suite's default partitions and replication.
+
+    An owned topic also takes its cleanup policy and retention from the registry (`aforo.shared.topics`),
+    so a topic a process creates matches the KafkaTopic a cluster declares; `config` overrides them.
+    """
+    registry = {topic.name(settings.topic_prefix): topic.kafka_config() for topic in topics.OWNED_TOPICS}
     return [
-        TopicSpec(name, settings.topic_partitions, settings.topic_replication_factor, dict(config))
+        TopicSpec(
+            name,
+            settings.topic_partitions,
+            settings.topic_replication_factor,
+            {**registry.get(name, {}), **config},
+        )
         for name in names
     ]

@@ -19,6 +19,7 @@ from email.utils import parsedate_to_datetime
 from typing import Final
 
 from aforo.shared.delivery import Channel
+from aforo.shared.topics import DELAY_TIERS, retry_topic_suffix
 from aforo.shared.webhook_endpoints import (
     DEFAULT_BACKOFF_MULTIPLIER,
     DEFAULT_INITIAL_BACKOFF_SECONDS,
@@ -38,8 +39,8 @@ MAX_BACKOFF_SECONDS: Final = 86_400.0
 DEFAULT_MAX_RETRY_AFTER_SECONDS: Final = 3_600.0
 """Suggested default for the dispatcher's `max_retry_after_seconds` setting: the largest tier."""
 
-DEFAULT_DELAY_TIERS: Final = (1, 2, 4, 8, 16, 32, 64, 128, 300, 900, 3600)
-"""Delay topics `<prefix>dispatch.retry.<n>s`, in seconds."""
+DEFAULT_DELAY_TIERS: Final = DELAY_TIERS
+"""Delay topics `<prefix>dispatch.retry.<n>s`, in seconds (the topic registry owns them)."""
 
 RETRY_AFTER_STATUSES: Final = frozenset({429, 503})
 """Statuses whose `Retry-After` header is honoured (RFC 9110 defines it for these and 3xx)."""
@@ -173,7 +174,7 @@ def tier_for_delay(delay_seconds: float, tiers: Sequence[int] = DEFAULT_DELAY_TI
 
 def retry_topic(tier: int, topic_prefix: str) -> str:
     """The delay topic of one tier: `<prefix>dispatch.retry.<tier>s`."""
-    return f"{topic_prefix}dispatch.retry.{tier}s"
+    return f"{topic_prefix}{retry_topic_suffix(tier)}"
 
 
 def retry_topic_for(
