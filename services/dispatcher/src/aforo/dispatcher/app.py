@@ -149,7 +149,8 @@ class DispatcherService(ConnectedService):
 
     def is_alive(self) -> bool:
         loops_alive = all(loop.is_alive() for loop in (self.events, self.retries) if loop is not None)
-        return loops_alive and (self.reconciler is None or self.reconciler.is_alive())
+        reconciler_alive = self.reconciler is None or self.reconciler.is_alive()
+        return loops_alive and reconciler_alive and self.log_writer.is_alive()
 
     async def drain(self) -> None:
         """Stop fetching; finish in-flight attempts (each bounded by its timeout); flush; commit."""

@@ -14,7 +14,6 @@ commit runs beside the fetch loop, not inside it: a slow flush must not stop rec
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from abc import ABC, abstractmethod
 from datetime import UTC, datetime
@@ -38,6 +37,7 @@ from aforo.dispatcher.metrics import (
 )
 from aforo.dispatcher.offsets import OffsetTracker
 from aforo.dispatcher.retry_schedule import RetryRecordHeaders
+from aforo.shared.background import BackgroundTasks
 from aforo.shared.dispatch_requests import DispatchRequest, DispatchRequestKind
 from aforo.shared.envelope import EventEnvelope
 from aforo.shared.logging import get_logger
@@ -60,13 +60,6 @@ class _DrainOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
         return None
 
 
-async def _cancelled(task: asyncio.Task[None] | None) -> None:
-    if task is not None and not task.done():
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-
 class ConsumerLoop(ABC):
     def __init__(
         self,
@@ -87,33 +80,28 @@ class ConsumerLoop(ABC):
         self._tasks: set[asyncio.Task[None]] = set()
         self._commit_interval = commit_interval_seconds
         self._stopping = False
-        self._main: asyncio.Task[None] | None = None
-        self._committer: asyncio.Task[None] | None = None
+        self._loops = BackgroundTasks(name)
         self._commit_lock = asyncio.Lock()
         self._stalled_since: float | None = None
 
     async def start(self) -> None:
         self.consumer.subscribe(self.topics, listener=_DrainOnRevoke(self))
         await self.consumer.start()
-        self._main = asyncio.create_task(self._run(), name=self.name)
-        self._committer = asyncio.create_task(self._commit_periodically(), name=f"{self.name}-commit")
+        self._loops.spawn("fetch", self._run())
+        self._loops.spawn("commit", self._commit_periodically())
 
     def is_alive(self) -> bool:
-        if self._stopping:
-            return True
-        return all(task is None or not task.done() for task in (self._main, self._committer))
+        return self._stopping or self._loops.alive()
 
     async def drain(self) -> None:
         """Fetch nothing more; finish what is in flight; flush the log; commit."""
         self._stopping = True
-        if self._main is not None:
-            await self._main
-        await _cancelled(self._committer)
+        await self._loops.wait("fetch")
+        await self._loops.cancel("commit")
         await self.finish_in_flight()
 
     async def stop(self) -> None:
-        await _cancelled(self._main)
-        await _cancelled(self._committer)
+        await self._loops.cancel_all()
         for task in list(self._tasks):
             task.cancel()
         await self.consumer.stop()

@@ -18,7 +18,6 @@ hostile payload never holds up another tenant's audit trail or the offsets behin
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -29,6 +28,7 @@ from pymongo.errors import BulkWriteError, PyMongoError
 
 from aforo.dispatcher.delivery_log import AttemptKey, DeliveryLogRow, attempt_row_id, row_document
 from aforo.dispatcher.metrics import UNSTORABLE_ROWS
+from aforo.shared.background import BackgroundTasks
 from aforo.shared.collections import DELIVERY_LOGS, DELIVERY_STATE
 from aforo.shared.logging import get_logger
 from aforo.shared.mongo import Document, MongoStore, bulk_insert_outcomes
@@ -73,7 +73,7 @@ class DeliveryLogWriter:
         self._interval = flush_interval_seconds
         self._pending: dict[str, dict[str, Any]] = {}
         self._lock = asyncio.Lock()
-        self._task: asyncio.Task[None] | None = None
+        self._loops = BackgroundTasks("delivery-log")
 
     def add(self, row: DeliveryLogRow, body: bytes) -> None:
         """Buffer a row with the envelope bytes it delivered (what a replay re-sends, same eventId)."""
@@ -153,7 +153,10 @@ class DeliveryLogWriter:
         return refused
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._flush_periodically(), name="delivery-log-flush")
+        self._loops.spawn("flush", self._flush_periodically())
+
+    def is_alive(self) -> bool:
+        return self._loops.alive()
 
     async def _flush_periodically(self) -> None:
         while True:
@@ -164,8 +167,5 @@ class DeliveryLogWriter:
                 log.warning("delivery_log_flush_failed", error=repr(error))
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self._loops.cancel_all()
         await self.flush()

@@ -9,7 +9,6 @@ attempt's unique `_id`, so exactly one replica takes it and the others leave it 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from datetime import UTC, datetime
 
 from pymongo.errors import PyMongoError
@@ -17,6 +16,7 @@ from pymongo.errors import PyMongoError
 from aforo.dispatcher.dispatch import AttemptJob, Dispatcher
 from aforo.dispatcher.metrics import RECONCILED
 from aforo.dispatcher.reconciliation import StrandedDelivery, candidate_cutoff, stranded_delivery
+from aforo.shared.background import BackgroundTasks
 from aforo.shared.collections import DELIVERY_LOGS, DELIVERY_STATE
 from aforo.shared.delivery import ENVELOPE_FIELD, Channel
 from aforo.shared.envelope import EventEnvelope
@@ -42,19 +42,16 @@ class Reconciler:
         self._interval = interval_seconds
         self._minimum = minimum_overdue_seconds
         self._batch_size = batch_size
-        self._task: asyncio.Task[None] | None = None
+        self._loops = BackgroundTasks("reconciler")
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="delivery-reconciler")
+        self._loops.spawn("reconcile", self._run())
 
     def is_alive(self) -> bool:
-        return self._task is None or not self._task.done()
+        return self._loops.alive()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self._loops.cancel_all()
 
     async def _run(self) -> None:
         while True:
