@@ -82,10 +82,12 @@ class FakeLogSink:
     rows: list[DeliveryLogRow] = field(default_factory=list)
     bodies: list[bytes] = field(default_factory=list)
     state_updates: list[Any] = field(default_factory=list)
+    keys: set[AttemptKey] = field(default_factory=set)
 
     def add(self, row: DeliveryLogRow, body: bytes) -> None:
         self.rows.append(row)
         self.bodies.append(body)
+        self.keys.add(row.key)
 
     def holds(self, key: AttemptKey) -> bool:
         return False  # everything added counts as flushed: the ledger answers for it
@@ -102,7 +104,7 @@ class FakeLedger:
     reserved: list[AttemptKey] = field(default_factory=list)
 
     async def recorded(self, key: AttemptKey) -> bool:
-        return any(row.key == key for row in self.sink.rows) or key in self.reserved
+        return key in self.sink.keys or key in self.reserved
 
     async def reserve(
         self, key: AttemptKey, row: DeliveryLogRow, body: bytes, stale_before: datetime
