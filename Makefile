@@ -11,13 +11,15 @@ STACK := deploy/local/stack.sh
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
 
-PROJECT_FILES := uv.lock pyproject.toml shared/pyproject.toml $(wildcard services/*/pyproject.toml)
+PROJECT_FILES := uv.lock pyproject.toml shared/pyproject.toml $(wildcard services/*/pyproject.toml) \
+  clients/python/pyproject.toml tools/harness/pyproject.toml
 
-.PHONY: help install up down status test test-unit test-integration lint format bench clean test-deploy-offline image test-deploy
+.PHONY: help install up down status harness node-test-deps test test-unit test-integration lint format bench clean test-deploy-offline image test-deploy
 
 help:
 	@echo "make up      install, start Kafka + SecantusDB + the five services, print their URLs"
 	@echo "make down    stop everything make up started"
+	@echo "make harness the integrator harness alone on http://127.0.0.1:3001 (API: AFORO_HARNESS_API_URL)"
 	@echo "make test    install and run the whole suite (starts its own Kafka + SecantusDB)"
 	@echo "make lint    ruff + mypy --strict on shared and services"
 	@echo "make bench   benchmarks, each next to a baseline measured in the same run"
@@ -41,10 +43,22 @@ down:
 status:
 	@$(STACK) status
 
+# The integrator harness in the foreground, against the API at AFORO_HARNESS_API_URL (default the local one).
+harness: install
+	@$(STACK) harness
+
+# The receiving guide's Express sample runs against express from npm, pinned by tests/integrator/node/package-lock.json.
+NODE_TEST_DIR := tests/integrator/node
+$(NODE_TEST_DIR)/node_modules/.installed: $(NODE_TEST_DIR)/package.json $(NODE_TEST_DIR)/package-lock.json
+	cd $(NODE_TEST_DIR) && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+node-test-deps: $(NODE_TEST_DIR)/node_modules/.installed
+
 # pytest exits 5 when it collected no tests: a suite that runs nothing is broken, not green.
 TEST_DEBIAN_PACKAGES := prometheus:prometheus promtool:prometheus chromium:chromium
 
-test: install
+test: install node-test-deps
 	@$(STACK) fetch-kafka
 	@deploy/local/ensure-debian-packages.sh $(TEST_DEBIAN_PACKAGES)
 	@$(PY) -m pytest; status=$$?; \
@@ -53,19 +67,20 @@ test: install
 test-unit: install
 	$(PY) -m pytest tests/unit
 
-test-integration: install
+test-integration: install node-test-deps
 	@$(STACK) fetch-kafka
 	@deploy/local/ensure-debian-packages.sh $(TEST_DEBIAN_PACKAGES)
 	$(PY) -m pytest tests/integration tests/browser
 
 lint: install
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check shared services tests bench
-	$(VENV)/bin/mypy shared/src services/bridge/src services/trigger/src services/dispatcher/src services/api/src services/sse-gateway/src
+	$(VENV)/bin/ruff format --check shared services clients tools tests bench
+	$(VENV)/bin/mypy shared/src services/bridge/src services/trigger/src services/dispatcher/src services/api/src services/sse-gateway/src \
+	  clients/python/src tools/harness/src
 
 format: install
 	$(VENV)/bin/ruff check --fix .
-	$(VENV)/bin/ruff format shared services tests bench
+	$(VENV)/bin/ruff format shared services clients tools tests bench
 
 bench: install
 	@$(STACK) fetch-kafka

@@ -2,7 +2,10 @@
 
 import hashlib
 import hmac
+import json
 import time
+from pathlib import Path
+from typing import Any
 
 import pytest
 import stripe
@@ -188,3 +191,38 @@ class TestStripeCompatibility:
 
         with pytest.raises(stripe.SignatureVerificationError, match="tolerance"):
             stripe.WebhookSignature.verify_header(BODY.decode(), header, OLD_SECRET, 300)
+
+
+class TestSharedVectors:
+    """The vectors the Python and Node receiver packages are tested with hold for the signer too."""
+
+    VECTORS = json.loads(
+        (
+            Path(__file__).resolve().parents[2] / "clients" / "test-vectors" / "webhook-signatures.json"
+        ).read_text(encoding="utf-8")
+    )
+
+    @pytest.mark.parametrize("vector", VECTORS["signing"], ids=lambda vector: vector["name"])
+    def test_the_signer_writes_each_vectors_header(self, vector: dict[str, Any]) -> None:
+        header = sign_payload(vector["body"].encode("utf-8"), vector["secrets"], vector["timestamp"])
+
+        assert header == vector["header"]
+
+    @pytest.mark.parametrize("vector", VECTORS["verification"], ids=lambda vector: vector["name"])
+    def test_verify_signature_accepts_exactly_the_genuine_vectors(self, vector: dict[str, Any]) -> None:
+        secrets = [vector["secrets"]] if isinstance(vector["secrets"], str) else vector["secrets"]
+        # verify_signature checks the signature only; a signed body that is not JSON is still signed.
+        genuine = vector["expected"].get("reason") in (None, "body_not_json")
+
+        accepted = any(
+            verify_signature(
+                vector["body"].encode("utf-8"),
+                vector["header"],
+                secret,
+                vector["toleranceSeconds"],
+                vector["now"],
+            )
+            for secret in secrets
+        )
+
+        assert accepted is genuine
