@@ -9,7 +9,7 @@
 #   AFORO_LOCAL_DIR [.local]  AFORO_KAFKA_PORT [9092]  AFORO_KAFKA_CONTROLLER_PORT [9093]
 #   AFORO_MONGO_PORT [27017]  AFORO_KAFKA_HEAP [512m]
 #   AFORO_API_HTTP_PORT [8089]  AFORO_SSE_GATEWAY_HTTP_PORT [8090]  AFORO_BRIDGE_HTTP_PORT [9101]
-#   AFORO_TRIGGER_HTTP_PORT [9102]  AFORO_DISPATCHER_HTTP_PORT [9103]
+#   AFORO_TRIGGER_HTTP_PORT [9102]  AFORO_DISPATCHER_HTTP_PORT [9103]  AFORO_HARNESS_HTTP_PORT [3001]
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -32,10 +32,12 @@ declare -A SERVICE_PORT=(
   [api]=${AFORO_API_HTTP_PORT:-8089}
   [sse_gateway]=${AFORO_SSE_GATEWAY_HTTP_PORT:-8090}
 )
+HARNESS_PORT=${AFORO_HARNESS_HTTP_PORT:-3001}
 
 mkdir -p "$RUN" "$LOGS"
 
 say() { printf '%s\n' "$*" >&2; }
+ready_line() { printf '  %-12s ready  %s\n' "$1" "$2" >&2; } # name what: one line per component
 
 running() { # name -> 0 if its recorded pid is alive
   local pidfile="$RUN/$1.pid"
@@ -66,7 +68,7 @@ fetch_kafka() {
   if [[ -f $stamp && $(cat "$stamp") == "$want" ]]; then return 0; fi
   say "fetching Kafka jars from Maven Central (once; cached in $KAFKA_LIBS)"
   rm -rf "$KAFKA_LIBS.tmp" && mkdir -p "$KAFKA_LIBS.tmp"
-  mvn -q -B -f "$HERE/kafka/pom.xml" dependency:copy-dependencies \
+  mvn -q -B -Dstyle.color=never -f "$HERE/kafka/pom.xml" dependency:copy-dependencies \
     -DincludeScope=runtime -DoutputDirectory="$KAFKA_LIBS.tmp" >&2
   rm -rf "$KAFKA_LIBS" && mv "$KAFKA_LIBS.tmp" "$KAFKA_LIBS"
   echo "$want" >"$stamp"
@@ -90,7 +92,7 @@ start_kafka() {
     -Dlog4j2.configurationFile="$HERE/kafka/log4j2.properties" \
     -cp "$KAFKA_LIBS/*" kafka.Kafka "$props"
   wait_port kafka "$KAFKA_PORT" 90
-  say "kafka ready on 127.0.0.1:$KAFKA_PORT"
+  ready_line kafka "127.0.0.1:$KAFKA_PORT"
 }
 
 start_mongo() {
@@ -102,7 +104,15 @@ start_mongo() {
   launch mongodb "$LOGS/mongodb.log" "$PY" -m secantus --host 127.0.0.1 --port "$MONGO_PORT" \
     --storage-path "$LOCAL/secantus" --log-level WARNING
   wait_port mongodb "$MONGO_PORT" 60
-  say "secantusdb (MongoDB wire protocol) ready on 127.0.0.1:$MONGO_PORT"
+  ready_line mongodb "127.0.0.1:$MONGO_PORT (SecantusDB, MongoDB wire protocol)"
+}
+
+dev_env() { # the development-only secrets and settings the services (and the harness's dev tokens) use
+  export AFORO_SECRETS_ENCRYPTION_KEYS=${AFORO_SECRETS_ENCRYPTION_KEYS:-$(dev_secret secrets-key "$PY" -c \
+    'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())')}
+  export AFORO_API_AUTH_MODE=${AFORO_API_AUTH_MODE:-hs256}
+  export AFORO_API_JWT_HS256_SECRET=${AFORO_API_JWT_HS256_SECRET:-$(dev_secret jwt-secret "$PY" -c \
+    'import secrets; print(secrets.token_urlsafe(48))')}
 }
 
 dev_secret() { # name generator-command: a per-checkout development secret, made once, kept in .local/
@@ -113,11 +123,7 @@ dev_secret() { # name generator-command: a per-checkout development secret, made
 
 start_services() {
   # Development-only secrets and settings; production sets these in its own environment.
-  export AFORO_SECRETS_ENCRYPTION_KEYS=${AFORO_SECRETS_ENCRYPTION_KEYS:-$(dev_secret secrets-key "$PY" -c \
-    'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())')}
-  export AFORO_API_AUTH_MODE=${AFORO_API_AUTH_MODE:-hs256}
-  export AFORO_API_JWT_HS256_SECRET=${AFORO_API_JWT_HS256_SECRET:-$(dev_secret jwt-secret "$PY" -c \
-    'import secrets; print(secrets.token_urlsafe(48))')}
+  dev_env
   export AFORO_SSE_GATEWAY_SESSION_SECRET=${AFORO_SSE_GATEWAY_SESSION_SECRET:-$(dev_secret sse-session-secret "$PY" -c \
     'import secrets; print(secrets.token_urlsafe(48))')}
   export AFORO_DISPATCHER_OUTBOUND_ALLOWLIST=${AFORO_DISPATCHER_OUTBOUND_ALLOWLIST:-127.0.0.1/32}
@@ -133,14 +139,34 @@ start_services() {
   done
 }
 
-wait_ready() { # every service's /readyz answers 200
-  local deadline=$((SECONDS + ${1:-120})) service
-  for service in "${SERVICES[@]}"; do
-    until curl -fsS -o /dev/null "http://127.0.0.1:${SERVICE_PORT[$service]}/readyz"; do
-      if ! running "$service"; then say "$service exited; last lines of $LOGS/$service.log:"; tail -n 30 "$LOGS/$service.log" >&2; return 1; fi
-      if ((SECONDS > deadline)); then say "$service not ready in time; see $LOGS/$service.log"; return 1; fi
+harness_env() { # the harness beside the local stack: its API, and the dev setting for its dev tokens
+  export AFORO_HARNESS_HTTP_PORT=$HARNESS_PORT
+  export AFORO_HARNESS_API_URL=${AFORO_HARNESS_API_URL:-http://127.0.0.1:${SERVICE_PORT[api]}}
+  export AFORO_KAFKA_BOOTSTRAP_SERVERS=${AFORO_KAFKA_BOOTSTRAP_SERVERS:-127.0.0.1:$KAFKA_PORT}
+  dev_env
+}
+
+start_harness() {
+  harness_env
+  launch harness "$LOGS/harness.log" "$PY" -m aforo.harness
+}
+
+ready() { # name port: /readyz answers 200 (quietly: no curl errors while it is still starting)
+  curl -fs -o /dev/null --max-time 3 "http://127.0.0.1:$2/readyz"
+}
+
+wait_ready() { # each service's /readyz, then the harness's, one line as each becomes ready
+  local deadline=$((SECONDS + ${1:-120})) name port
+  local -a names=("${SERVICES[@]}")
+  running harness && names+=(harness)
+  for name in "${names[@]}"; do
+    port=${SERVICE_PORT[$name]:-$HARNESS_PORT}
+    until ready "$name" "$port"; do
+      if ! running "$name"; then say "$name exited; last lines of $LOGS/$name.log:"; tail -n 30 "$LOGS/$name.log" >&2; return 1; fi
+      if ((SECONDS > deadline)); then say "$name not ready in time; last lines of $LOGS/$name.log:"; tail -n 30 "$LOGS/$name.log" >&2; return 1; fi
       sleep 0.5
     done
+    ready_line "$name" "http://127.0.0.1:$port"
   done
 }
 
@@ -158,6 +184,7 @@ stop_one() { # name: SIGTERM, then SIGKILL after 30 s
 
 down() {
   local name
+  stop_one harness
   for name in "${SERVICES[@]}"; do stop_one "$name"; done
   stop_one mongodb
   stop_one kafka
@@ -165,7 +192,7 @@ down() {
 
 status() {
   local name
-  for name in kafka mongodb "${SERVICES[@]}"; do
+  for name in kafka mongodb "${SERVICES[@]}" harness; do
     if running "$name"; then echo "$name: running (pid $(cat "$RUN/$name.pid"))"; else echo "$name: stopped"; fi
   done
 }
@@ -179,9 +206,14 @@ aforo-notify is up.
   bridge        http://127.0.0.1:${SERVICE_PORT[bridge]}/readyz   /metrics
   trigger       http://127.0.0.1:${SERVICE_PORT[trigger]}/readyz   /metrics
   dispatcher    http://127.0.0.1:${SERVICE_PORT[dispatcher]}/readyz   /metrics
+  Harness       http://127.0.0.1:$HARNESS_PORT          (open it: catalog, webhook, fire, live inbox, audit)
   Kafka         127.0.0.1:$KAFKA_PORT      MongoDB  ${AFORO_MONGO_URI:-mongodb://127.0.0.1:$MONGO_PORT}
   Logs          $LOGS/<name>.log
   Stop          make down
+
+A development token (tenant t1, role ADMIN) for the API:
+  AFORO_API_AUTH_MODE=hs256 AFORO_API_JWT_HS256_SECRET=\$(cat $ROOT/.local/dev-jwt-secret) $PY -m aforo.api.dev_tokens token --tenant t1 --role ADMIN
+Receiving webhooks: docs/receiving-webhooks.md
 TXT
 }
 
@@ -190,13 +222,16 @@ case "${1:-}" in
   start-kafka) start_kafka ;;
   start-mongo) start_mongo ;;
   start-services) start_services ;;
+  start-harness) start_harness ;;
+  harness) harness_env; exec "$PY" -m aforo.harness ;;
   wait-ready) wait_ready "${2:-120}" ;;
   up)
+    say "starting the local stack; each component is listed as it becomes ready"
     # An existing Kafka or MongoDB named in the environment is used instead of starting one.
     if [[ -n ${AFORO_KAFKA_BOOTSTRAP_SERVERS:-} ]]; then say "using Kafka at $AFORO_KAFKA_BOOTSTRAP_SERVERS"; else start_kafka; fi
     if [[ -n ${AFORO_MONGO_URI:-} ]]; then say "using MongoDB at $AFORO_MONGO_URI"; else start_mongo; fi
-    start_services; wait_ready 150; urls ;;
+    start_services; start_harness; wait_ready 150; urls ;;
   down) down ;;
   status) status ;;
-  *) say "usage: $0 fetch-kafka|start-kafka|start-mongo|start-services|wait-ready|up|down|status"; exit 2 ;;
+  *) say "usage: $0 fetch-kafka|start-kafka|start-mongo|start-services|start-harness|harness|wait-ready|up|down|status"; exit 2 ;;
 esac
