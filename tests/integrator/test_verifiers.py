@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import subprocess
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -16,6 +17,7 @@ from hypothesis import strategies as st
 from aforo.shared.signing import sign_payload
 from aforo_webhooks import WebhookVerificationError, verify
 from tests.integrator.vectors import NodeVerifier, vectors
+from tests.support.stack import ROOT
 
 VERIFICATION = vectors()["verification"]
 
@@ -133,3 +135,17 @@ def test_python_and_node_agree_with_stripe(node: NodeVerifier, case: dict[str, A
     # Same verdict and reason; envelopes are not compared here because JavaScript's JSON.parse rounds
     # integers beyond 2**53 (the guide says so), which the generated amounts reach.
     assert theirs.get("reason") == ours.get("reason"), (case, ours, theirs)
+
+
+def test_the_node_packages_own_tests_pass() -> None:
+    """`npm test` in clients/node: the vectors again, and the Express middleware without Express."""
+    result = subprocess.run(
+        ["node", "--test", "test/"],
+        cwd=ROOT / "clients" / "node",
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert "# fail 0" in result.stdout
