@@ -168,10 +168,11 @@ async def run_receiver(name: str, directory: Path) -> AsyncIterator[RunningRecei
             application = module.app
         else:
             from django.core.wsgi import get_wsgi_application
+            from django.urls import clear_url_caches, path
 
-            sys.modules["guide_django_urls"].urlpatterns = [  # type: ignore[attr-defined]
-                __import__("django.urls", fromlist=["path"]).path("hooks/aforo", module.aforo_webhook)
-            ]
+            # This run's module: Django caches the URL resolver, which would keep an earlier run's view.
+            sys.modules["guide_django_urls"].urlpatterns = [path("hooks/aforo", module.aforo_webhook)]  # type: ignore[attr-defined]
+            clear_url_caches()
             application = get_wsgi_application()
         server = make_server("127.0.0.1", port, application, threaded=True)
         thread = threading.Thread(target=server.serve_forever, daemon=True)
