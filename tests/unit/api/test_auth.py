@@ -54,7 +54,9 @@ def claims(**overrides: Any) -> dict[str, Any]:
         "tenant_id": TENANT,
         "roles": ["ADMIN"],
         "iat": now,
-        "exp": now + 600,
+        # A day: module-level tokens are minted at collection, and `make test` reaches them after its
+        # integration tests, which take longer than minutes.
+        "exp": now + 24 * 3600,
     }
     base.update(overrides)
     return {key: value for key, value in base.items() if value is not None}
