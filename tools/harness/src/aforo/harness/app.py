@@ -16,6 +16,7 @@ from typing import Any, Final
 import aiohttp
 from aiohttp import web
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
 
 from aforo.api.auth import AuthConfig, AuthConfigError
 from aforo.api.dev_tokens import DevTokensRefusedError, mint_dev_token
@@ -341,7 +342,7 @@ async def fire_system(request: web.Request) -> web.Response:
         producer = await state.producer_started()
         key = f"{record['tenantId']}:{record['customerId']}".encode()
         metadata = await asyncio.wait_for(producer.send_and_wait(topic, dumps_json(record), key=key), 30)
-    except Exception as error:  # any broker failure is reported to the page, not raised
+    except (KafkaError, TimeoutError, OSError) as error:
         log.warning("harness_produce_failed", topic=topic, error=type(error).__name__)
         return error_response(
             503, "broker_unavailable", f"Kafka did not take the record: {type(error).__name__}"
@@ -385,8 +386,8 @@ async def inbox_stream(request: web.Request) -> web.StreamResponse:
             await state.inbox.wait_beyond(sequence, STREAM_HEARTBEAT_SECONDS)
             if len(state.inbox.deliveries) <= sequence:
                 await response.write(b": heartbeat\n\n")
-    except (ConnectionResetError, asyncio.CancelledError):
-        pass
+    except ConnectionResetError:
+        pass  # the page went away; it resumes from Last-Event-ID when it comes back
     return response
 
 
