@@ -197,7 +197,7 @@ def test_every_gate_is_explained_in_words(gate: str, words: str) -> None:
 def test_failed_and_retrying_rows_keep_the_verbatim_error() -> None:
     failed = {
         "status": "FAILED",
-        "error": "timeout: Read timed out, no response within 5 s",
+        "error": "timeout: Read timed out (no response within 5 s)",
         "channel": "WEBHOOK",
         "endpointId": "ep",
     }
@@ -209,7 +209,9 @@ def test_failed_and_retrying_rows_keep_the_verbatim_error() -> None:
 
     [shown] = explained([failed])
 
-    assert shown["explanation"] == "failed, no more attempts: timeout: Read timed out, no response within 5 s"
+    assert (
+        shown["explanation"] == "failed, no more attempts: timeout: Read timed out (no response within 5 s)"
+    )
     assert shown["replayable"] is True
     assert "HTTP 500 Internal Server Error" in explain(retrying)
     assert (
