@@ -24,12 +24,12 @@ from tests.integration.test_sse_harness import (
     ORIGIN,
     exchange,
     gateway_under_test,
-    metric,
     open_stream,
     process_rss_bytes,
     widget_envelope,
 )
 from tests.support.kafka import create_topics, produce, unique_prefix
+from tests.support.metrics import metric
 from tests.support.processes import ServiceProcess
 from tests.support.stack import LocalStack
 
