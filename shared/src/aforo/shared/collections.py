@@ -175,6 +175,44 @@ BRIDGE_TOKEN_USES = CollectionIndexes(
     ),
 )
 
+# Channels (docs/channels.md): the API writes providers, destinations and template overrides; the
+# dispatcher reads them per delivery, always by tenant first.
+CHANNEL_PROVIDERS = CollectionIndexes(
+    "channel_providers",
+    (IndexModel([("tenantId", ASCENDING), ("channel", ASCENDING)], unique=True, name="tenant_channel"),),
+)
+
+CONTACT_DESTINATIONS = CollectionIndexes(
+    "contact_destinations",
+    (
+        # The API's 409: one customer cannot register the same address twice on one channel.
+        IndexModel(
+            [
+                ("tenantId", ASCENDING),
+                ("endCustomerId", ASCENDING),
+                ("channel", ASCENDING),
+                ("addressKey", ASCENDING),
+            ],
+            unique=True,
+            name="tenant_customer_channel_address",
+        ),
+        IndexModel(
+            [("tenantId", ASCENDING), ("destinationId", ASCENDING)], unique=True, name="tenant_destination"
+        ),
+    ),
+)
+
+CHANNEL_TEMPLATES = CollectionIndexes(
+    "channel_templates",
+    (
+        IndexModel(
+            [("tenantId", ASCENDING), ("eventType", ASCENDING), ("channel", ASCENDING)],
+            unique=True,
+            name="tenant_event_type_channel",
+        ),
+    ),
+)
+
 ALL_COLLECTIONS = (
     EVENT_DEFINITIONS,
     WEBHOOK_ENDPOINTS,
@@ -187,4 +225,7 @@ ALL_COLLECTIONS = (
     BRIDGE_SIGNING_KEYS,
     EMBED_SESSIONS,
     BRIDGE_TOKEN_USES,
+    CHANNEL_PROVIDERS,
+    CONTACT_DESTINATIONS,
+    CHANNEL_TEMPLATES,
 )

@@ -23,6 +23,9 @@ class ConfigKind(StrEnum):
     EVENT_DEFINITION = "event_definition"
     WEBHOOK_ENDPOINT = "webhook_endpoint"
     NOTIFICATION_PREFERENCE = "notification_preference"
+    CHANNEL_PROVIDER = "channel_provider"
+    CONTACT_DESTINATION = "contact_destination"
+    CHANNEL_TEMPLATE = "channel_template"
 
 
 class ConfigOperation(StrEnum):

@@ -28,6 +28,7 @@ from aforo.api.wire import (
     unique_in_order,
 )
 from aforo.shared.catalog import SYSTEM_EVENTS, WEBHOOK_TEST_EVENT
+from aforo.shared.channels import NOTIFICATION_TEST_EVENT
 from aforo.shared.delivery import SYSTEM_THRESHOLD_METRICS, Channel
 from aforo.shared.envelope import EventCategory, Severity
 from aforo.shared.rules import parse_field_path, validate_trigger_rule
@@ -41,7 +42,7 @@ SYSTEM_THRESHOLD_FIELDS: Final[Mapping[str, str | None]] = {
 }
 """The payload field a preference threshold compares, per SYSTEM event; None for state changes."""
 
-RESERVED_EVENT_TYPES: Final = frozenset(SYSTEM_EVENTS) | {WEBHOOK_TEST_EVENT}
+RESERVED_EVENT_TYPES: Final = frozenset(SYSTEM_EVENTS) | {WEBHOOK_TEST_EVENT, NOTIFICATION_TEST_EVENT}
 
 
 class DefinitionSource(StrEnum):

@@ -66,6 +66,9 @@ class Outcome(StrEnum):
     """410: the receiver says the endpoint is gone for good; disable it, do not retry."""
     REFUSED = "refused"
     """The outbound (SSRF) policy refused the address: retrying cannot help."""
+    REJECTED = "rejected"
+    """A channel provider refused the message for good (SMTP 5yz, a Twilio recipient error, a
+    PagerDuty 400, bad credentials, a TLS failure): retrying cannot help."""
 
 
 class DeadLetterReason(StrEnum):
@@ -74,6 +77,7 @@ class DeadLetterReason(StrEnum):
     RETRIES_EXHAUSTED = "retries_exhausted"
     ENDPOINT_GONE = "endpoint_gone"
     OUTBOUND_REFUSED = "outbound_refused"
+    PROVIDER_REJECTED = "provider_rejected"
 
 
 def is_outbound_refusal(error: str) -> bool:
@@ -143,6 +147,10 @@ def judge_attempt(
     if outcome is Outcome.REFUSED:
         return AttemptVerdict(
             outcome, DeliveryStatus.FAILED, dead_letter_reason=DeadLetterReason.OUTBOUND_REFUSED
+        )
+    if outcome is Outcome.REJECTED:
+        return AttemptVerdict(
+            outcome, DeliveryStatus.FAILED, dead_letter_reason=DeadLetterReason.PROVIDER_REJECTED
         )
     plan = next_attempt(attempt, config, retry_after_seconds, max_retry_after_seconds)
     if plan is None:
