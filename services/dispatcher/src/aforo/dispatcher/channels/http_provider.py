@@ -46,7 +46,6 @@ async def post(
     read_timeout_seconds: float,
     json: Mapping[str, Any] | None = None,
     form: Mapping[str, str] | None = None,
-    auth: aiohttp.BasicAuth | None = None,
     headers: Mapping[str, str] | None = None,
 ) -> HttpAnswer | HttpFailure:
     """POST once, never following redirects; never raises for the network's or provider's failures."""
@@ -58,7 +57,6 @@ async def post(
             url,
             json=json,
             data=form,
-            auth=auth,
             headers=headers,
             allow_redirects=False,
             timeout=timeout,

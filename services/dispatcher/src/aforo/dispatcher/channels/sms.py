@@ -96,7 +96,7 @@ class SmsSender:
             self._session,
             messages_url(config),
             form=form,
-            auth=aiohttp.BasicAuth(config.account_sid, delivery.secret),
+            headers={"Authorization": aiohttp.encode_basic_auth(config.account_sid, delivery.secret)},
             connect_timeout_seconds=self._connect_timeout,
             read_timeout_seconds=self._read_timeout,
         )
