@@ -4,9 +4,12 @@ The API publishes them for a replay of a FAILED or SKIPPED delivery, for each de
 recovery (both `kind: "replay"`, same eventId as the original, new attempts), and for the
 `webhook.test` probe (`kind: "test"`). The dispatcher consumes them and delivers to `endpointId` only,
 bypassing the endpoint's event filter; signing and retries are the same as for any delivery.
+For `channel` EMAIL, SMS or PAGERDUTY, `endpointId` names a contact destination instead, and a test
+request carries `notification.test` (`POST /api/v1/contact-destinations/{id}/test`).
 
 Wire form (camelCase, keyed `tenantId:customerId` like every envelope):
-`{"kind", "endpointId", "tenantId", "envelope": <EventEnvelope wire dict>, "requestedAt", "replayOf"}`.
+`{"kind", "endpointId", "tenantId", "envelope": <EventEnvelope wire dict>, "requestedAt", "replayOf",
+"channel"?}`; `channel` appears only on EMAIL/SMS/PAGERDUTY requests (absent means WEBHOOK).
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from typing import Any, Self
 from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator, model_validator
 
 from aforo.shared.catalog import WEBHOOK_TEST_EVENT
+from aforo.shared.channels import NOTIFICATION_TEST_EVENT
+from aforo.shared.delivery import Channel
 from aforo.shared.envelope import EventEnvelope, format_utc, parse_utc
 from aforo.shared.serde import dumps_json, loads_json
 
@@ -26,7 +31,7 @@ class DispatchRequestKind(StrEnum):
     REPLAY = "replay"
     """Deliver a logged event again (a replay of one delivery, or one delivery of a recovery)."""
     TEST = "test"
-    """The `webhook.test` probe of one endpoint."""
+    """The `webhook.test` probe of one endpoint, or `notification.test` of one contact destination."""
 
 
 class DispatchRequest(BaseModel):
@@ -35,7 +40,13 @@ class DispatchRequest(BaseModel):
     model_config = ConfigDict(populate_by_name=True, frozen=True, extra="forbid", serialize_by_alias=True)
 
     kind: DispatchRequestKind
-    endpoint_id: str = Field(alias="endpointId", min_length=1, max_length=128)
+    channel: Channel = Channel.WEBHOOK
+    endpoint_id: str = Field(
+        alias="endpointId",
+        min_length=1,
+        max_length=128,
+        description="The webhook endpoint, or for EMAIL/SMS/PAGERDUTY the contact destination.",
+    )
     tenant_id: str = Field(alias="tenantId", min_length=1, max_length=128)
     envelope: EventEnvelope
     requested_at: datetime = Field(alias="requestedAt")
@@ -56,9 +67,9 @@ class DispatchRequest(BaseModel):
     def _consistent(self) -> Self:
         if self.envelope.tenant_id != self.tenant_id:
             raise ValueError("envelope.tenantId: must equal tenantId")
-        is_probe = self.envelope.event_type == WEBHOOK_TEST_EVENT
-        if self.kind is DispatchRequestKind.TEST and not is_probe:
-            raise ValueError(f"envelope.eventType: a test request carries {WEBHOOK_TEST_EVENT}")
+        probe = WEBHOOK_TEST_EVENT if self.channel is Channel.WEBHOOK else NOTIFICATION_TEST_EVENT
+        if self.kind is DispatchRequestKind.TEST and self.envelope.event_type != probe:
+            raise ValueError(f"envelope.eventType: a {self.channel.value} test request carries {probe}")
         if self.kind is DispatchRequestKind.TEST and self.replay_of is not None:
             raise ValueError("replayOf: a test request replays nothing")
         return self
@@ -69,7 +80,7 @@ class DispatchRequest(BaseModel):
         return self.envelope.partition_key
 
     def to_wire(self) -> dict[str, Any]:
-        return {
+        wire: dict[str, Any] = {
             "kind": self.kind.value,
             "endpointId": self.endpoint_id,
             "tenantId": self.tenant_id,
@@ -77,6 +88,10 @@ class DispatchRequest(BaseModel):
             "requestedAt": format_utc(self.requested_at),
             "replayOf": self.replay_of,
         }
+        if self.channel is not Channel.WEBHOOK:
+            # Only channel requests carry it, so a webhook request reads the same as before channels.
+            wire["channel"] = self.channel.value
+        return wire
 
     def to_json_bytes(self) -> bytes:
         return dumps_json(self.to_wire())
