@@ -19,6 +19,9 @@ from aforo.api.boundary import problem_middleware
 from aforo.api.openapi import OPENAPI_PATH, openapi_document
 from aforo.api.publishing import Publisher
 from aforo.api.request_gate import RequestGate
+from aforo.api.routes.channel_providers import ChannelProviderRoutes
+from aforo.api.routes.channel_templates import ChannelTemplateRoutes
+from aforo.api.routes.contact_destinations import ContactDestinationRoutes
 from aforo.api.routes.context import ApiContext
 from aforo.api.routes.delivery_logs import DeliveryLogRoutes
 from aforo.api.routes.embed_keys import EmbedKeyRoutes
@@ -29,7 +32,10 @@ from aforo.api.routes.webhook_endpoints import WebhookEndpointRoutes
 from aforo.api.settings import ApiSettings
 from aforo.shared.collections import (
     BRIDGE_SIGNING_KEYS,
+    CHANNEL_PROVIDERS,
+    CHANNEL_TEMPLATES,
     CONFIG_VERSIONS,
+    CONTACT_DESTINATIONS,
     DELIVERY_LOGS,
     EMBED_KEYS,
     EMBED_SESSIONS,
@@ -56,6 +62,9 @@ API_COLLECTIONS = (
     EMBED_KEYS,
     BRIDGE_SIGNING_KEYS,
     EMBED_SESSIONS,
+    CHANNEL_PROVIDERS,
+    CONTACT_DESTINATIONS,
+    CHANNEL_TEMPLATES,
 )
 
 
@@ -107,6 +116,9 @@ class ApiService(ConnectedService):
             PreferenceRoutes(self.context),
             DeliveryLogRoutes(self.context),
             EmbedKeyRoutes(self.context),
+            ChannelProviderRoutes(self.context),
+            ContactDestinationRoutes(self.context),
+            ChannelTemplateRoutes(self.context),
         ):
             app.add_routes(routes.routes())
         app.router.add_get(OPENAPI_PATH, self._openapi)

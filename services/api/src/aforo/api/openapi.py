@@ -34,7 +34,19 @@ from aforo.api.endpoints import (
 )
 from aforo.api.preferences import PreferenceList, PreferenceUpdate, PreferenceView
 from aforo.api.redelivery import RecoverQuery, RecoveryAccepted
+from aforo.api.channel_providers import ChannelProviderBody, ChannelProviderList, ChannelProviderView
+from aforo.api.channel_templates import TemplateOverrideBody, TemplateView
+from aforo.api.contact_destinations import (
+    DestinationList,
+    DestinationListQuery,
+    DestinationRegistration,
+    DestinationUpdate,
+    DestinationView,
+)
 from aforo.api.routes import (
+    channel_providers,
+    channel_templates,
+    contact_destinations,
     delivery_logs,
     embed_keys,
     emit,
@@ -97,6 +109,7 @@ _DEFINITION_NOT_FOUND: Final = {404: Answer("No CUSTOM definition of this type f
 _ENDPOINT_NOT_FOUND: Final = {404: Answer("No such endpoint for this tenant.")}
 _EMBED_KEY_NOT_FOUND: Final = {404: Answer("No such embed key for this tenant.")}
 _SIGNING_KEY_NOT_FOUND: Final = {404: Answer("No such bridge signing key for this tenant.")}
+_DESTINATION_NOT_FOUND: Final = {404: Answer("No such contact destination for this tenant.")}
 
 OPERATIONS: Final[tuple[Operation, ...]] = (
     Operation(
@@ -348,6 +361,112 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
         "admin",
         {200: Answer("How many sessions were revoked.", embed_keys.SessionsRevoked), **_BODY_ERRORS},
         body=embed_keys.EmbedSessionRevocation,
+    ),
+    Operation(
+        "put",
+        channel_providers.ITEM_PATH,
+        "putChannelProvider",
+        "Save the tenant's EMAIL, SMS or PAGERDUTY provider (the body of the path's channel); secrets are "
+        "write-only and a secret left out keeps the stored one.",
+        "admin",
+        {
+            200: Answer("Replaced.", ChannelProviderView),
+            201: Answer("Created.", ChannelProviderView),
+            404: Answer("The channel is not EMAIL, SMS or PAGERDUTY."),
+            **_BODY_ERRORS,
+        },
+        body=ChannelProviderBody,
+    ),
+    Operation(
+        "get",
+        channel_providers.COLLECTION_PATH,
+        "listChannelProviders",
+        "The tenant's channel providers (secrets shown as at most their last 4 characters).",
+        "admin",
+        {200: Answer("The providers.", ChannelProviderList)},
+    ),
+    Operation(
+        "delete",
+        channel_providers.ITEM_PATH,
+        "deleteChannelProvider",
+        "Remove a channel provider; deliveries on that channel then fail `provider_not_configured`.",
+        "admin",
+        {204: Answer("Removed."), 404: Answer("No provider of this channel for this tenant.")},
+    ),
+    Operation(
+        "post",
+        contact_destinations.COLLECTION_PATH,
+        "registerContactDestination",
+        "Register where a customer is reached on EMAIL, SMS or PAGERDUTY (a routing key is write-only).",
+        "admin",
+        {
+            201: Answer("Registered.", DestinationView, {"Location": "The destination's path."}),
+            409: Answer("The customer already has this address on this channel."),
+            **_BODY_ERRORS,
+        },
+        body=DestinationRegistration,
+    ),
+    Operation(
+        "get",
+        contact_destinations.COLLECTION_PATH,
+        "listContactDestinations",
+        "One customer's contact destinations, oldest first.",
+        "admin",
+        {200: Answer("The destinations.", DestinationList), **_QUERY_ERRORS},
+        query=DestinationListQuery,
+    ),
+    Operation(
+        "patch",
+        contact_destinations.ITEM_PATH,
+        "updateContactDestination",
+        "Change a destination's active flag, events or label.",
+        "admin",
+        {200: Answer("Changed.", DestinationView), **_DESTINATION_NOT_FOUND, **_BODY_ERRORS},
+        body=DestinationUpdate,
+    ),
+    Operation(
+        "delete",
+        contact_destinations.ITEM_PATH,
+        "deleteContactDestination",
+        "Remove a contact destination.",
+        "admin",
+        {204: Answer("Removed."), **_DESTINATION_NOT_FOUND},
+    ),
+    Operation(
+        "post",
+        contact_destinations.TEST_PATH,
+        "testContactDestination",
+        "Send the notification.test event to this destination through the tenant's real provider.",
+        "admin",
+        {
+            202: _ACCEPTED_EVENT,
+            **_DESTINATION_NOT_FOUND,
+            409: Answer("The tenant has no provider for the destination's channel."),
+        },
+    ),
+    Operation(
+        "put",
+        channel_templates.ITEM_PATH,
+        "putChannelTemplate",
+        "Override the template of one event type on one channel; rendered against a sample event first.",
+        "admin",
+        {
+            200: Answer("Saved, with the sample rendering.", TemplateView),
+            404: Answer("No such event type for this tenant, or not a templated channel."),
+            **_BODY_ERRORS,
+        },
+        body=TemplateOverrideBody,
+    ),
+    Operation(
+        "get",
+        channel_templates.ITEM_PATH,
+        "getChannelTemplate",
+        "The tenant's override of one event type on one channel, or the built-in template.",
+        "admin",
+        {
+            200: Answer("The template and its sample rendering.", TemplateView),
+            404: Answer("No such event type for this tenant, or not a templated channel."),
+        },
     ),
 )
 

@@ -42,6 +42,13 @@ class ApiSettings(ServiceSettings):
     publish_timeout_seconds: float = Field(
         default=10.0, gt=0, description="How long a request waits for the broker's acknowledgement."
     )
+    outbound_allowlist: str = Field(
+        default="",
+        description=(
+            "CIDRs (comma-separated) of non-public hosts an EMAIL provider may use plaintext SMTP with "
+            "(`security: none`, local development); the dispatcher's own allowlist still decides."
+        ),
+    )
     recover_max_deliveries: int = Field(
         default=5_000,
         ge=1,

@@ -13,7 +13,10 @@ from pymongo.errors import DuplicateKeyError
 from aforo.api.publishing import Publisher
 from aforo.api.settings import ApiSettings
 from aforo.shared.collections import (
+    CHANNEL_PROVIDERS,
+    CHANNEL_TEMPLATES,
     CONFIG_VERSIONS,
+    CONTACT_DESTINATIONS,
     DELIVERY_LOGS,
     EVENT_DEFINITIONS,
     NOTIFICATION_PREFERENCES,
@@ -57,6 +60,18 @@ class ApiContext:
     @property
     def delivery_logs(self) -> AsyncCollection[Document]:
         return self.mongo.collection(DELIVERY_LOGS.collection)
+
+    @property
+    def channel_providers(self) -> AsyncCollection[Document]:
+        return self.mongo.collection(CHANNEL_PROVIDERS.collection)
+
+    @property
+    def contact_destinations(self) -> AsyncCollection[Document]:
+        return self.mongo.collection(CONTACT_DESTINATIONS.collection)
+
+    @property
+    def channel_templates(self) -> AsyncCollection[Document]:
+        return self.mongo.collection(CHANNEL_TEMPLATES.collection)
 
     async def next_version(self, kind: ConfigKind, tenant_id: str, document_id: str) -> int:
         """The next version of a document, from a counter that outlives the document itself."""

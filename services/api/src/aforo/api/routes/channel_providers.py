@@ -1,0 +1,101 @@
+"""`/api/v1/admin/channel-providers`: a tenant's EMAIL, SMS and PAGERDUTY provider settings.
+
+    PUT    /api/v1/admin/channel-providers/{channel}   save (replace) → 201 created / 200 replaced
+    GET    /api/v1/admin/channel-providers             list, secrets never shown
+    DELETE /api/v1/admin/channel-providers/{channel}   remove → 204
+
+Roles OWNER, ADMIN or BILLING_ADMIN; every query starts with the caller's tenant. Each write is
+published as a config change without ciphertexts; its version comes from a counter that outlives a
+deleted provider, so a cache never keeps a stale one.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from aiohttp import web
+
+from aforo.api import changes
+from aforo.api.auth import require_admin
+from aforo.api.boundary import read_json
+from aforo.api.channel_providers import (
+    ChannelProviderList,
+    parse_provider_body,
+    provider_channel,
+    provider_document,
+    provider_view,
+)
+from aforo.api.problems import NotFoundError
+from aforo.api.routes.context import ApiContext
+from aforo.shared.channels import public_document
+from aforo.shared.config_changes import ConfigKind
+from aforo.shared.http import json_response
+from aforo.shared.logging import get_logger
+
+log = get_logger(__name__)
+
+COLLECTION_PATH: Final = "/api/v1/admin/channel-providers"
+ITEM_PATH: Final = "/api/v1/admin/channel-providers/{channel}"
+KIND: Final = ConfigKind.CHANNEL_PROVIDER
+
+
+class ChannelProviderRoutes:
+    def __init__(self, context: ApiContext) -> None:
+        self.context = context
+
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.put(ITEM_PATH, self.put),
+            web.get(COLLECTION_PATH, self.list),
+            web.delete(ITEM_PATH, self.delete),
+        ]
+
+    async def put(self, request: web.Request) -> web.Response:
+        principal = require_admin(request)
+        channel = provider_channel(request.match_info["channel"])
+        body = parse_provider_body(channel, await read_json(request, self.context.body_limit))
+        key = {"tenantId": principal.tenant_id, "channel": channel.value}
+        current = await self.context.channel_providers.find_one(key, {"_id": 0})
+        version = await self.context.next_version(KIND, principal.tenant_id, channel.value)
+        now = self.context.clock()
+        document = provider_document(
+            principal.tenant_id,
+            channel,
+            body,
+            current=current,
+            encrypt=self.context.secret_box.encrypt,
+            outbound_allowlist=self.context.settings.outbound_allowlist,
+            version=version,
+            now=now,
+        )
+        await self.context.channel_providers.replace_one(key, document, upsert=True)
+        log.info("channel_provider_saved", channel=channel.value, version=version, mode=document["mode"])
+        await self.context.publisher.config_change(
+            changes.upserted(KIND, channel.value, public_document(document), now=now)
+        )
+        return json_response(provider_view(document).to_wire(), status=200 if current else 201)
+
+    async def list(self, request: web.Request) -> web.Response:
+        principal = require_admin(request)
+        cursor = self.context.channel_providers.find({"tenantId": principal.tenant_id}, {"_id": 0}).sort(
+            "channel", 1
+        )
+        items = [provider_view(document) async for document in cursor]
+        return json_response(ChannelProviderList(items=items).to_wire())
+
+    async def delete(self, request: web.Request) -> web.Response:
+        principal = require_admin(request)
+        channel = provider_channel(request.match_info["channel"])
+        removed = await self.context.channel_providers.find_one_and_delete(
+            {"tenantId": principal.tenant_id, "channel": channel.value}, projection={"_id": 1}
+        )
+        if removed is None:
+            raise NotFoundError("provider_not_found", f"no {channel.value} provider is configured", "channel")
+        version = await self.context.next_version(KIND, principal.tenant_id, channel.value)
+        log.info("channel_provider_deleted", channel=channel.value, version=version)
+        await self.context.publisher.config_change(
+            changes.deleted(
+                KIND, principal.tenant_id, channel.value, version=version, now=self.context.clock()
+            )
+        )
+        return web.Response(status=204)

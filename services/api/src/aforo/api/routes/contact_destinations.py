@@ -1,0 +1,200 @@
+"""`/api/v1/contact-destinations`: where end customers are reached on EMAIL, SMS and PAGERDUTY.
+
+    POST   /api/v1/contact-destinations                        register → 201 (409: same address)
+    GET    /api/v1/contact-destinations?endCustomerId=         one customer's destinations
+    PATCH  /api/v1/contact-destinations/{destinationId}        active, events, label
+    DELETE /api/v1/contact-destinations/{destinationId}        remove → 204
+    POST   /api/v1/contact-destinations/{destinationId}/test   send notification.test → 202
+
+Roles OWNER, ADMIN or BILLING_ADMIN; another tenant's destination is a 404. A routing key is stored
+encrypted and never returned, published or logged; addresses are logged masked only.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Final
+
+from aiohttp import web
+from pymongo import ReturnDocument
+from pymongo.errors import DuplicateKeyError
+
+from aforo.api import changes
+from aforo.api.auth import require_admin
+from aforo.api.boundary import read_body, read_query
+from aforo.api.contact_destinations import (
+    DestinationList,
+    DestinationListQuery,
+    DestinationRegistration,
+    DestinationUpdate,
+    destination_changes,
+    destination_view,
+    new_destination_document,
+)
+from aforo.api.problems import ConflictError, NotFoundError
+from aforo.api.routes.context import ApiContext
+from aforo.api.routes.emit import accepted
+from aforo.shared.channels import NOTIFICATION_TEST_EVENT, new_destination_id, public_document
+from aforo.shared.config_changes import ConfigKind
+from aforo.shared.delivery import Channel
+from aforo.shared.dispatch_requests import DispatchRequest, DispatchRequestKind
+from aforo.shared.envelope import EventCategory, EventEnvelope, Severity
+from aforo.shared.http import json_response
+from aforo.shared.logging import bind_event_context, get_logger
+from aforo.shared.mongo import Document
+
+log = get_logger(__name__)
+
+COLLECTION_PATH: Final = "/api/v1/contact-destinations"
+ITEM_PATH: Final = "/api/v1/contact-destinations/{destinationId}"
+TEST_PATH: Final = "/api/v1/contact-destinations/{destinationId}/test"
+KIND: Final = ConfigKind.CONTACT_DESTINATION
+NO_ID: Final = {"_id": 0}
+TEST_MESSAGE: Final = "This is a test notification from aforo-notify."
+
+
+def not_found(destination_id: str) -> NotFoundError:
+    return NotFoundError("destination_not_found", f"no contact destination {destination_id}", "destinationId")
+
+
+def destination_test_request(destination: Document, *, event_id: str, now: datetime) -> DispatchRequest:
+    """`notification.test` for one destination, through the tenant's real provider."""
+    envelope = EventEnvelope(
+        event_id=event_id,
+        event_type=NOTIFICATION_TEST_EVENT,
+        category=EventCategory.CUSTOM.value,
+        severity=Severity.INFO,
+        tenant_id=str(destination["tenantId"]),
+        customer_id=str(destination["endCustomerId"]),
+        occurred_at=now,
+        payload={"destinationId": str(destination["destinationId"]), "message": TEST_MESSAGE},
+    )
+    return DispatchRequest(
+        kind=DispatchRequestKind.TEST,
+        channel=Channel(destination["channel"]),
+        endpoint_id=str(destination["destinationId"]),
+        tenant_id=envelope.tenant_id,
+        envelope=envelope,
+        requested_at=now,
+    )
+
+
+class ContactDestinationRoutes:
+    def __init__(self, context: ApiContext) -> None:
+        self.context = context
+
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.post(COLLECTION_PATH, self.register),
+            web.get(COLLECTION_PATH, self.list_for_customer),
+            web.patch(ITEM_PATH, self.update),
+            web.delete(ITEM_PATH, self.delete),
+            web.post(TEST_PATH, self.test),
+        ]
+
+    async def _find(self, tenant_id: str, destination_id: str) -> Document:
+        document = await self.context.contact_destinations.find_one(
+            {"tenantId": tenant_id, "destinationId": destination_id}, NO_ID
+        )
+        if document is None:
+            raise not_found(destination_id)
+        return document
+
+    async def register(self, request: web.Request) -> web.Response:
+        principal = require_admin(request)
+        body = await read_body(request, DestinationRegistration, self.context.body_limit)
+        now = self.context.clock()
+        document = new_destination_document(
+            principal.tenant_id,
+            body,
+            destination_id=new_destination_id(),
+            encrypt=self.context.secret_box.encrypt,
+            now=now,
+        )
+        try:
+            await self.context.contact_destinations.insert_one(dict(document))
+        except DuplicateKeyError:
+            raise ConflictError(
+                "destination_address_exists",
+                f"this customer already has this {body.channel} address",
+                "address",
+            ) from None
+        destination_id = str(document["destinationId"])
+        log.info(
+            "contact_destination_registered",
+            destination_id=destination_id,
+            channel=body.channel,
+            address=document["maskedAddress"],
+        )
+        await self.context.publisher.config_change(
+            changes.upserted(KIND, destination_id, public_document(document), now=now)
+        )
+        response = json_response(destination_view(document).to_wire(), status=201)
+        response.headers["Location"] = ITEM_PATH.format(destinationId=destination_id)
+        return response
+
+    async def list_for_customer(self, request: web.Request) -> web.Response:
+        principal = require_admin(request)
+        query = read_query(request, DestinationListQuery)
+        cursor = self.context.contact_destinations.find(
+            {"tenantId": principal.tenant_id, "endCustomerId": query.end_customer_id}, NO_ID
+        ).sort([("createdAt", 1), ("destinationId", 1)])
+        items = [destination_view(document) async for document in cursor]
+        return json_response(DestinationList(items=items).to_wire())
+
+    async def update(self, request: web.Request) -> web.Response:
+        principal = require_admin(request)
+        destination_id = request.match_info["destinationId"]
+        body = await read_body(request, DestinationUpdate, self.context.body_limit)
+        fields = destination_changes(body)
+        now = self.context.clock()
+        document = await self.context.contact_destinations.find_one_and_update(
+            {"tenantId": principal.tenant_id, "destinationId": destination_id},
+            {"$set": {**fields, "updatedAt": now}, "$inc": {"version": 1}},
+            projection=NO_ID,
+            return_document=ReturnDocument.AFTER,
+        )
+        if document is None:
+            raise not_found(destination_id)
+        log.info("contact_destination_updated", destination_id=destination_id, version=document["version"])
+        await self.context.publisher.config_change(
+            changes.upserted(KIND, destination_id, public_document(document), now=now)
+        )
+        return json_response(destination_view(document).to_wire())
+
+    async def delete(self, request: web.Request) -> web.Response:
+        principal = require_admin(request)
+        destination_id = request.match_info["destinationId"]
+        removed = await self.context.contact_destinations.find_one_and_delete(
+            {"tenantId": principal.tenant_id, "destinationId": destination_id}, projection={"version": 1}
+        )
+        if removed is None:
+            raise not_found(destination_id)
+        version = int(removed.get("version", 0)) + 1
+        log.info("contact_destination_deleted", destination_id=destination_id, version=version)
+        await self.context.publisher.config_change(
+            changes.deleted(
+                KIND, principal.tenant_id, destination_id, version=version, now=self.context.clock()
+            )
+        )
+        return web.Response(status=204)
+
+    async def test(self, request: web.Request) -> web.Response:
+        """Inactive destinations too (testing before re-enabling is the point); 409 without a provider."""
+        principal = require_admin(request)
+        destination = await self._find(principal.tenant_id, request.match_info["destinationId"])
+        provider = await self.context.channel_providers.find_one(
+            {"tenantId": principal.tenant_id, "channel": destination["channel"]}, {"_id": 1}
+        )
+        if provider is None:
+            raise ConflictError(
+                "provider_not_configured",
+                f"configure the {destination['channel']} provider before testing its destinations",
+                "channel",
+            )
+        probe = destination_test_request(destination, event_id=str(uuid.uuid4()), now=self.context.clock())
+        await self.context.publisher.dispatch_requests([probe])
+        with bind_event_context(event_id=probe.envelope.event_id):
+            log.info("contact_destination_test_requested", destination_id=probe.endpoint_id)
+        return accepted(probe.envelope.event_id)
