@@ -270,6 +270,85 @@ async def revoke_embed_sessions(api: ApiUnderTest, tenant: str) -> Call:
     return Call("POST", "/api/v1/admin/embed-sessions/revoke", json={"customerId": CUSTOMER})
 
 
+PROVIDERS = "/api/v1/admin/channel-providers"
+DESTINATIONS = "/api/v1/contact-destinations"
+TEMPLATES = "/api/v1/admin/templates"
+PAGERDUTY_PROVIDER = {"eventsUrl": "https://events.pagerduty.com/v2/enqueue"}
+
+
+def destination_body(customer: str = CUSTOMER) -> dict[str, Any]:
+    return {
+        "endCustomerId": customer,
+        "channel": "EMAIL",
+        "address": f"{uuid.uuid4().hex[:10]}@customer.example.com",
+    }
+
+
+async def provider(api: ApiUnderTest, tenant: str) -> str:
+    await owner(api, tenant, "PUT", f"{PROVIDERS}/PAGERDUTY", json=PAGERDUTY_PROVIDER)
+    return "PAGERDUTY"
+
+
+async def destination(api: ApiUnderTest, tenant: str) -> str:
+    created = await owner(api, tenant, "POST", DESTINATIONS, json=destination_body())
+    destination_id: str = created["destinationId"]
+    return destination_id
+
+
+async def put_provider(api: ApiUnderTest, tenant: str) -> Call:
+    return Call("PUT", f"{PROVIDERS}/PAGERDUTY", json=PAGERDUTY_PROVIDER)
+
+
+async def list_providers(api: ApiUnderTest, tenant: str) -> Call:
+    return Call("GET", PROVIDERS)
+
+
+async def delete_provider(api: ApiUnderTest, tenant: str) -> Call:
+    return Call("DELETE", f"{PROVIDERS}/{await provider(api, tenant)}")
+
+
+async def register_destination(api: ApiUnderTest, tenant: str) -> Call:
+    return Call("POST", DESTINATIONS, json=destination_body())
+
+
+async def list_destinations(api: ApiUnderTest, tenant: str) -> Call:
+    return Call("GET", DESTINATIONS, params={"endCustomerId": CUSTOMER})
+
+
+async def update_destination(api: ApiUnderTest, tenant: str) -> Call:
+    return Call("PATCH", f"{DESTINATIONS}/{await destination(api, tenant)}", json={"active": False})
+
+
+async def delete_destination(api: ApiUnderTest, tenant: str) -> Call:
+    return Call("DELETE", f"{DESTINATIONS}/{await destination(api, tenant)}")
+
+
+async def probe_destination(api: ApiUnderTest, tenant: str) -> Call:
+    await owner(
+        api,
+        tenant,
+        "PUT",
+        f"{PROVIDERS}/EMAIL",
+        json={
+            "host": "smtp.example.com",
+            "port": 587,
+            "security": "starttls",
+            "fromAddress": "n@example.com",
+        },
+    )
+    return Call("POST", f"{DESTINATIONS}/{await destination(api, tenant)}/test")
+
+
+async def put_template(api: ApiUnderTest, tenant: str) -> Call:
+    return Call(
+        "PUT", f"{TEMPLATES}/INVOICE_GENERATED/SMS", json={"text": "Invoice {{ payload.invoiceNumber }}"}
+    )
+
+
+async def get_template(api: ApiUnderTest, tenant: str) -> Call:
+    return Call("GET", f"{TEMPLATES}/{await definition(api, tenant)}/EMAIL")
+
+
 DEFINITIONS = "/api/v1/admin/event-definitions"
 ENDPOINTS = "/api/v1/webhook-endpoints"
 ROUTES = [
@@ -297,6 +376,16 @@ ROUTES = [
     Route("POST", f"{SIGNING_KEYS}/{{kid}}/promote", False, promote_signing_key),
     Route("DELETE", f"{SIGNING_KEYS}/{{kid}}", False, revoke_signing_key),
     Route("POST", "/api/v1/admin/embed-sessions/revoke", False, revoke_embed_sessions),
+    Route("PUT", f"{PROVIDERS}/{{channel}}", False, put_provider),
+    Route("GET", PROVIDERS, False, list_providers),
+    Route("DELETE", f"{PROVIDERS}/{{channel}}", False, delete_provider),
+    Route("POST", DESTINATIONS, False, register_destination),
+    Route("GET", DESTINATIONS, False, list_destinations),
+    Route("PATCH", f"{DESTINATIONS}/{{destinationId}}", False, update_destination),
+    Route("DELETE", f"{DESTINATIONS}/{{destinationId}}", False, delete_destination),
+    Route("POST", f"{DESTINATIONS}/{{destinationId}}/test", False, probe_destination),
+    Route("PUT", f"{TEMPLATES}/{{eventType}}/{{channel}}", False, put_template),
+    Route("GET", f"{TEMPLATES}/{{eventType}}/{{channel}}", False, get_template),
 ]
 
 
@@ -353,6 +442,10 @@ async def test_every_route_with_another_tenants_ids_is_404_and_changes_nothing(a
     delivery_id = await failed_delivery(api, home)
     key_id = await embed_key(api, home)
     kid = await signing_key(api, home)
+    destination_id = await destination(api, home)
+    await provider(api, home)
+    template = {"text": "Home tenant's {{ display_name }}"}
+    assert (await api.call("PUT", f"{TEMPLATES}/{event_type}/SMS", tenant=home, json=template)).status == 200
     preference = {"eventType": event_type, "enabled": True, "channels": ["SMS"]}
     assert (
         await api.portal("PUT", "/api/v1/notification-preferences", tenant=home, json=preference)
@@ -388,6 +481,12 @@ async def test_every_route_with_another_tenants_ids_is_404_and_changes_nothing(a
         await as_intruder("DELETE", f"{EMBED_KEYS}/{key_id}"),
         await as_intruder("POST", f"{SIGNING_KEYS}/{kid}/promote"),
         await as_intruder("DELETE", f"{SIGNING_KEYS}/{kid}"),
+        await as_intruder("PATCH", f"{DESTINATIONS}/{destination_id}", json={"active": False}),
+        await as_intruder("DELETE", f"{DESTINATIONS}/{destination_id}"),
+        await as_intruder("POST", f"{DESTINATIONS}/{destination_id}/test"),
+        await as_intruder("DELETE", f"{PROVIDERS}/PAGERDUTY"),
+        await as_intruder("GET", f"{TEMPLATES}/{event_type}/SMS"),
+        await as_intruder("PUT", f"{TEMPLATES}/{event_type}/SMS", json={"text": "intruder"}),
     ]
     assert [reply.status for reply in not_found] == [404] * len(not_found), [r.body for r in not_found]
 
@@ -401,9 +500,11 @@ async def test_every_route_with_another_tenants_ids_is_404_and_changes_nothing(a
     assert (logs.status, logs.json()) == (200, {"items": [], "nextCursor": None})
     preferences = await api.portal("GET", "/api/v1/notification-preferences", tenant=intruder)
     assert (preferences.status, preferences.json()) == (200, {"items": []})
-    for path in (EMBED_KEYS, SIGNING_KEYS):
+    for path in (EMBED_KEYS, SIGNING_KEYS, PROVIDERS):
         keys = await as_intruder("GET", path)
         assert (keys.status, keys.json()) == (200, {"items": []})
+    destinations = await as_intruder("GET", DESTINATIONS, params={"endCustomerId": CUSTOMER})
+    assert (destinations.status, destinations.json()) == (200, {"items": []})
 
     # Nothing of the home tenant changed, and its unique URL does not leak through a 409.
     home_endpoints = await api.call(
@@ -429,3 +530,11 @@ async def test_every_route_with_another_tenants_ids_is_404_and_changes_nothing(a
     ]
     home_signing = await api.call("GET", SIGNING_KEYS, tenant=home)
     assert [(k["kid"], k["status"]) for k in home_signing.json()["items"]] == [(kid, "NEXT")]
+    home_destinations = await api.call("GET", DESTINATIONS, tenant=home, params={"endCustomerId": CUSTOMER})
+    assert [(d["destinationId"], d["active"], d["version"]) for d in home_destinations.json()["items"]] == [
+        (destination_id, True, 1)
+    ]
+    home_providers = await api.call("GET", PROVIDERS, tenant=home)
+    assert [p["channel"] for p in home_providers.json()["items"]] == ["PAGERDUTY"]
+    home_template = await api.call("GET", f"{TEMPLATES}/{event_type}/SMS", tenant=home)
+    assert (home_template.json()["builtIn"], home_template.json()["text"]) == (False, template["text"])

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Annotated, Any, Final, Self
 
-from pydantic import Field, RootModel, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import Field, RootModel, SecretStr, Strict, ValidationError, field_validator, model_validator
 
 from aforo.api.endpoints import BackoffMultiplier, InitialBackoffSeconds, MaxRetryAttempts, check_webhook_url
 from aforo.api.problems import InvalidRequestError, NotFoundError, invalid_request_from
@@ -35,6 +35,8 @@ from aforo.shared.channels import (
 from aforo.shared.delivery import Channel
 
 MAX_HOST_LENGTH: Final = 253
+WireSecurity = Annotated[EmailSecurity, Strict(False)]
+WireMode = Annotated[ProviderMode, Strict(False)]
 ProviderSecret = Annotated[SecretStr, Field(min_length=1, max_length=512, description="Write-only.")]
 HttpUrl = Annotated[str, Field(min_length=1, max_length=2048, pattern=r"^[Hh][Tt][Tt][Pp][Ss]?://")]
 AccountSid = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9]+$")]
@@ -55,7 +57,7 @@ def provider_channel(value: str) -> Channel:
 
 
 class _ProviderBody(RequestBody):
-    mode: ProviderMode = ProviderMode.LIVE
+    mode: WireMode = ProviderMode.LIVE
     max_retry_attempts: MaxRetryAttempts = Field(default=DEFAULT_MAX_RETRY_ATTEMPTS, alias="maxRetryAttempts")
     initial_backoff_seconds: InitialBackoffSeconds = Field(
         default=DEFAULT_INITIAL_BACKOFF_SECONDS, alias="initialBackoffSeconds"
@@ -70,7 +72,7 @@ class EmailProviderBody(_ProviderBody):
 
     host: str = Field(min_length=1, max_length=MAX_HOST_LENGTH, pattern=r"^[A-Za-z0-9.\-:\[\]]+$")
     port: int = Field(ge=1, le=65535)
-    security: EmailSecurity = Field(
+    security: WireSecurity = Field(
         description="starttls (required, not opportunistic), tls (implicit) or none (allowlisted hosts only)."
     )
     username: str | None = Field(default=None, min_length=1, max_length=256)
