@@ -56,7 +56,9 @@ def test_addresses_are_normalised_and_masked(channel: Channel, given: str, store
         (Channel.WEBHOOK, "https://x", "endpoints"),
     ],
 )
-def test_unusable_addresses_are_refused_without_echoing_them(channel: Channel, given: str, reason: str) -> None:
+def test_unusable_addresses_are_refused_without_echoing_them(
+    channel: Channel, given: str, reason: str
+) -> None:
     with pytest.raises(AddressError, match=reason) as refusal:
         normalise_address(channel, given)
 
@@ -64,7 +66,9 @@ def test_unusable_addresses_are_refused_without_echoing_them(channel: Channel, g
 
 
 def test_address_keys_fold_email_case_and_hide_routing_keys() -> None:
-    assert address_key("t", "c", Channel.EMAIL, "Jane@acme.com") == address_key("t", "c", Channel.EMAIL, "jane@acme.com")
+    assert address_key("t", "c", Channel.EMAIL, "Jane@acme.com") == address_key(
+        "t", "c", Channel.EMAIL, "jane@acme.com"
+    )
     hashed = address_key("t", "c", Channel.PAGERDUTY, ROUTING_KEY)
     assert hashed.startswith("sha256:")
     assert ROUTING_KEY not in hashed
@@ -113,7 +117,11 @@ def provider(**changes: object) -> dict[str, object]:
 def test_a_provider_defaults_to_live_with_the_endpoint_retry_defaults() -> None:
     document = ChannelProviderDocument.model_validate(provider())
 
-    assert (document.mode.value, document.max_retry_attempts, document.initial_backoff_seconds) == ("live", 3, 2.0)
+    assert (document.mode.value, document.max_retry_attempts, document.initial_backoff_seconds) == (
+        "live",
+        3,
+        2.0,
+    )
     assert document.backoff_multiplier == 2.0
     assert document.config == document.sms
 
