@@ -487,5 +487,6 @@ def test_skip_reason_values_are_the_contract() -> None:
         "threshold",
         "endpoint_filter",
         "endpoint_inactive",
+        "no_destination",
     ]
     assert ChannelSkip(W, SkipReason.COOLDOWN).detail is None

@@ -39,6 +39,8 @@ class SkipReason(StrEnum):
     THRESHOLD = "threshold"
     ENDPOINT_FILTER = "endpoint_filter"
     ENDPOINT_INACTIVE = "endpoint_inactive"
+    NO_DESTINATION = "no_destination"
+    """A chosen EMAIL/SMS/PAGERDUTY channel with no active destination subscribed to the event."""
 
 
 class MetricDirection(StrEnum):

@@ -17,6 +17,15 @@ from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from aforo.api.auth import TENANT_HEADER
+from aforo.api.channel_providers import ChannelProviderBody, ChannelProviderList, ChannelProviderView
+from aforo.api.channel_templates import TemplateOverrideBody, TemplateView
+from aforo.api.contact_destinations import (
+    DestinationList,
+    DestinationListQuery,
+    DestinationRegistration,
+    DestinationUpdate,
+    DestinationView,
+)
 from aforo.api.definitions import (
     EventDefinitionCreate,
     EventDefinitionList,
@@ -34,15 +43,6 @@ from aforo.api.endpoints import (
 )
 from aforo.api.preferences import PreferenceList, PreferenceUpdate, PreferenceView
 from aforo.api.redelivery import RecoverQuery, RecoveryAccepted
-from aforo.api.channel_providers import ChannelProviderBody, ChannelProviderList, ChannelProviderView
-from aforo.api.channel_templates import TemplateOverrideBody, TemplateView
-from aforo.api.contact_destinations import (
-    DestinationList,
-    DestinationListQuery,
-    DestinationRegistration,
-    DestinationUpdate,
-    DestinationView,
-)
 from aforo.api.routes import (
     channel_providers,
     channel_templates,

@@ -198,6 +198,16 @@ class DeliveryLogRow(BaseModel):
     duration_ms: float | None = Field(default=None, alias="durationMs", ge=0)
     created_at: datetime = Field(alias="createdAt")
     next_attempt_at: datetime | None = Field(default=None, alias="nextAttemptAt")
+    # EMAIL, SMS and PAGERDUTY rows (docs/channels.md): `endpointId` holds the contact destination's
+    # id too, so the unique key and the idempotency record stay one per destination.
+    destination_id: str | None = Field(default=None, alias="destinationId")
+    masked_address: str | None = Field(default=None, alias="maskedAddress")
+    provider_reference: str | None = Field(
+        default=None, alias="providerReference", description="The SMTP 250 reply, the SMS sid, the dedup_key."
+    )
+    note: str | None = Field(
+        default=None, description="`test mode`, an ambiguous SMS timeout, a template fallback."
+    )
 
     @field_validator("created_at", "next_attempt_at")
     @classmethod
@@ -350,6 +360,9 @@ class DeliveryLogRow(BaseModel):
         document["channel"] = self.channel.value
         document["status"] = self.status.value
         document["skipReason"] = None if self.skip_reason is None else self.skip_reason.value
+        for name in CHANNEL_ONLY_FIELDS:
+            if document[name] is None:
+                del document[name]  # a webhook row's document stays as it was before channels
         return document
 
     @classmethod

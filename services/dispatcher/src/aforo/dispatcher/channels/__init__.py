@@ -15,7 +15,7 @@ from aforo.dispatcher.delivery_log import Outcome
 from aforo.shared.channels import ProviderMode
 from aforo.shared.delivery import Channel
 
-TEST_MODE_REFERENCE = "test mode: rendered, not sent"
+TEST_MODE_REFERENCE = "test mode"
 
 __all__ = ["ChannelDelivery", "ChannelResult", "ChannelSender", "ChannelSenders"]
 

@@ -1,0 +1,114 @@
+"""Channel configuration as the dispatcher reads it: providers, contact destinations and template
+overrides from MongoDB, remembered for `cache_seconds` like the rest of its configuration.
+
+Secrets are decrypted here, once per cache period: the provider's password or auth token and a
+PagerDuty routing key. They live only in these records and the `ChannelDelivery` built from them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aforo.shared.channels import ChannelProviderDocument, ContactDestinationDocument
+from aforo.shared.collections import CHANNEL_PROVIDERS, CHANNEL_TEMPLATES, CONTACT_DESTINATIONS
+from aforo.shared.delivery import Channel
+from aforo.shared.mongo import MongoStore
+from aforo.shared.secret_box import SecretBox
+from aforo.shared.templates import TemplateParts
+from aforo.shared.ttl_cache import TtlCache
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderRecord:
+    document: ChannelProviderDocument
+    secret: str | None
+    """The decrypted SMTP password or SMS auth token (None when the provider has none)."""
+
+
+@dataclass(frozen=True, slots=True)
+class DestinationRecord:
+    document: ContactDestinationDocument
+    address: str
+    """The address as sent: the stored e-mail address or phone number, or the decrypted routing key."""
+
+    @property
+    def destination_id(self) -> str:
+        return self.document.destination_id
+
+
+class ChannelConfigurationReader:
+    def __init__(self, mongo: MongoStore, secret_box: SecretBox, cache_seconds: float = 1.0) -> None:
+        self._providers = mongo.collection(CHANNEL_PROVIDERS.collection)
+        self._destinations = mongo.collection(CONTACT_DESTINATIONS.collection)
+        self._templates = mongo.collection(CHANNEL_TEMPLATES.collection)
+        self._secret_box = secret_box
+        self._cache = TtlCache(cache_seconds)
+
+    async def _cached(self, key: tuple[str, ...], load: Callable[[], Awaitable[Any]]) -> Any:
+        return await self._cache.get_or_load(key, load)
+
+    async def provider(self, tenant_id: str, channel: Channel) -> ProviderRecord | None:
+        async def load() -> ProviderRecord | None:
+            document = await self._providers.find_one({"tenantId": tenant_id, "channel": channel.value})
+            if document is None:
+                return None
+            provider = ChannelProviderDocument.model_validate(document)
+            config = provider.config
+            ciphertext = getattr(config, "password_ciphertext", None) or getattr(
+                config, "auth_token_ciphertext", None
+            )
+            return ProviderRecord(provider, None if not ciphertext else self._secret_box.decrypt(ciphertext))
+
+        record: ProviderRecord | None = await self._cached(("provider", tenant_id, channel.value), load)
+        return record
+
+    async def destinations(self, tenant_id: str, customer_id: str) -> list[DestinationRecord]:
+        """Every destination of one customer, all channels (one query per customer per cache period)."""
+
+        async def load() -> list[DestinationRecord]:
+            cursor = self._destinations.find({"tenantId": tenant_id, "endCustomerId": customer_id}).sort(
+                [("createdAt", 1), ("destinationId", 1)]
+            )
+            return [self._record(document) async for document in cursor]
+
+        records: list[DestinationRecord] = await self._cached(("destinations", tenant_id, customer_id), load)
+        return records
+
+    async def destination(self, tenant_id: str, destination_id: str) -> DestinationRecord | None:
+        async def load() -> DestinationRecord | None:
+            document = await self._destinations.find_one(
+                {"tenantId": tenant_id, "destinationId": destination_id}
+            )
+            return None if document is None else self._record(document)
+
+        record: DestinationRecord | None = await self._cached(
+            ("destination", tenant_id, destination_id), load
+        )
+        return record
+
+    async def template(self, tenant_id: str, event_type: str, channel: Channel) -> TemplateParts | None:
+        async def load() -> TemplateParts | None:
+            document = await self._templates.find_one(
+                {"tenantId": tenant_id, "eventType": event_type, "channel": channel.value}
+            )
+            if document is None:
+                return None
+            return TemplateParts(
+                subject=document.get("subject"), text=document.get("text"), html=document.get("html")
+            )
+
+        parts: TemplateParts | None = await self._cached(
+            ("template", tenant_id, event_type, channel.value), load
+        )
+        return parts
+
+    def _record(self, document: dict[str, Any]) -> DestinationRecord:
+        destination = ContactDestinationDocument.model_validate(document)
+        if destination.address_ciphertext is not None:
+            address = self._secret_box.decrypt(destination.address_ciphertext)
+        else:
+            assert destination.address is not None  # checked by the document model
+            address = destination.address
+        return DestinationRecord(destination, address)
