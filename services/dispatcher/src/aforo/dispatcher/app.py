@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ssl
 
 import aiohttp
 from pymongo.errors import PyMongoError
@@ -57,6 +58,7 @@ class DispatcherService(ConnectedService):
         )
         self.allowlist = parse_cidr_allowlist(settings.outbound_allowlist)
         self.session: aiohttp.ClientSession | None = None
+        self.email_sender: EmailSender | None = None
         self.log_writer = DeliveryLogWriter(
             self.mongo, settings.log_batch_size, settings.log_flush_interval_seconds
         )
@@ -171,4 +173,6 @@ class DispatcherService(ConnectedService):
             log.error("delivery_log_final_flush_failed", error=repr(error))
         if self.session is not None:
             await self.session.close()
+        if self.email_sender is not None:
+            await self.email_sender.close()
         await super().stop()

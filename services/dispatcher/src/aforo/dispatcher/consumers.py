@@ -38,6 +38,7 @@ from aforo.dispatcher.metrics import (
 from aforo.dispatcher.offsets import OffsetTracker
 from aforo.dispatcher.retry_schedule import RetryRecordHeaders
 from aforo.shared.background import BackgroundTasks
+from aforo.shared.delivery import Channel
 from aforo.shared.dispatch_requests import DispatchRequest, DispatchRequestKind
 from aforo.shared.envelope import EventEnvelope
 from aforo.shared.logging import get_logger
@@ -269,7 +270,15 @@ class EventConsumer(ConsumerLoop):
             await self.dispatcher.consequences.dead_letter(raw, None, "invalid_request", str(error)[:500], 0)
             return
         body = request.envelope.to_json_bytes()
-        if request.kind is DispatchRequestKind.TEST:
+        if request.channel is not Channel.WEBHOOK:
+            # A contact destination's notification.test (attempt 1 of a fresh event) or a replay.
+            if request.kind is DispatchRequestKind.TEST:
+                await self.dispatcher.run_attempt(
+                    AttemptJob(request.envelope, body, request.endpoint_id, 1, channel=request.channel)
+                )
+            else:
+                await self.dispatcher.replay(request.envelope, body, request.endpoint_id, request.channel)
+        elif request.kind is DispatchRequestKind.TEST:
             await self.dispatcher.dispatch_event(
                 request.envelope, body, target_endpoint_id=request.endpoint_id
             )

@@ -73,6 +73,7 @@ class AttemptJob:
     envelope: EventEnvelope
     body: bytes
     endpoint_id: str
+    """The webhook endpoint, or for EMAIL/SMS/PAGERDUTY the contact destination."""
     attempt: int
     replay: bool = False
     reconcile: bool = False
@@ -178,9 +179,11 @@ class Dispatcher:
             )
         )
 
-    async def replay(self, envelope: EventEnvelope, body: bytes, endpoint_id: str) -> None:
+    async def replay(
+        self, envelope: EventEnvelope, body: bytes, endpoint_id: str, channel: Channel = Channel.WEBHOOK
+    ) -> None:
         """A replay or recovery from the API: new attempts with a fresh budget, same eventId."""
-        await self.run_attempt(AttemptJob(envelope, body, endpoint_id, 0, replay=True))
+        await self.run_attempt(AttemptJob(envelope, body, endpoint_id, 0, replay=True, channel=channel))
 
     # ---- attempts -----------------------------------------------------------------------------
 

@@ -37,6 +37,25 @@ class DispatcherSettings(ServiceSettings):
         le=65536,
         description="How much of a receiver's response body a delivery-log row keeps; 0 keeps none.",
     )
+    smtp_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="Per SMTP step (connect, each command); the whole exchange gets 3x."
+    )
+    smtp_ca_file: str = Field(
+        default="",
+        description="A PEM bundle to verify SMTP servers' certificates with instead of the system store "
+        "(a private CA, or the tests' own certificate); verification is never turned off.",
+    )
+    provider_connect_timeout_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="SMS and PagerDuty: connecting (a timeout here certainly sent nothing).",
+    )
+    provider_read_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="SMS and PagerDuty: waiting for the answer once the request is written (an SMS timeout "
+        "here is ambiguous, retried at most once).",
+    )
     per_endpoint_concurrency: int = Field(default=8, ge=1, description="Concurrent attempts per endpoint.")
     per_endpoint_backlog: int = Field(
         default=256,

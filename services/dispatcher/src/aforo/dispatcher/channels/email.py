@@ -40,7 +40,7 @@ from aforo.dispatcher.channels.delivery import (
     rejected,
     retryable,
 )
-from aforo.dispatcher.outbound import IPNetwork, OutboundAddressRefused, SafeResolver
+from aforo.dispatcher.outbound import AllowlistEntry, OutboundAddressRefused, SafeResolver
 from aforo.shared.channels import EmailProviderConfig, EmailSecurity
 from aforo.shared.delivery import Channel
 from aforo.shared.templates import EmailContent
@@ -80,14 +80,15 @@ def build_message(delivery: ChannelDelivery, config: EmailProviderConfig, now: d
     return message
 
 
-def _inside(address: str, allowlist: Sequence[IPNetwork]) -> bool:
+def _inside(address: str, port: int, allowlist: Sequence[AllowlistEntry]) -> bool:
+    """Whether the operator's allowlist names this address (and port): plaintext goes nowhere else."""
     try:
         parsed = ipaddress.ip_address(address)
     except ValueError:
         return False
     if isinstance(parsed, ipaddress.IPv6Address) and parsed.ipv4_mapped is not None:
         parsed = parsed.ipv4_mapped
-    return any(parsed in network for network in allowlist)
+    return any(entry.admits(parsed, port) for entry in allowlist)
 
 
 def _tls_failure(error: BaseException) -> ssl.SSLError | None:
@@ -109,7 +110,7 @@ class EmailSender:
 
     def __init__(
         self,
-        allowlist: Sequence[IPNetwork],
+        allowlist: Sequence[AllowlistEntry],
         *,
         timeout_seconds: float = 10.0,
         tls_context: ssl.SSLContext | None = None,
@@ -197,7 +198,7 @@ class EmailSender:
             self._resolver = SafeResolver(self._allowlist)
         results = await self._resolver.resolve(host, port, socket.AF_UNSPEC)
         if security is EmailSecurity.NONE:
-            results = [result for result in results if _inside(result["host"], self._allowlist)]
+            results = [result for result in results if _inside(result["host"], port, self._allowlist)]
             if not results:
                 raise OutboundAddressRefused(
                     host,
