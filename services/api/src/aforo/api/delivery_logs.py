@@ -146,6 +146,20 @@ class DeliveryLogView(ResponseBody):
     duration_ms: float | None = Field(default=None, alias="durationMs")
     created_at: Timestamp = Field(alias="createdAt")
     next_attempt_at: Timestamp | None = Field(default=None, alias="nextAttemptAt")
+    destination_id: str | None = Field(
+        default=None, alias="destinationId", description="EMAIL/SMS/PAGERDUTY: the contact destination."
+    )
+    masked_address: str | None = Field(
+        default=None, alias="maskedAddress", description="`j***@acme.com`, `+4479*****123`, `****abcd`."
+    )
+    provider_reference: str | None = Field(
+        default=None,
+        alias="providerReference",
+        description="The SMTP 250 reply, the SMS message sid or the PagerDuty dedup_key.",
+    )
+    note: str | None = Field(
+        default=None, description="`test mode`, an ambiguous SMS timeout, a template fallback."
+    )
 
 
 class DeliveryLogPage(ResponseBody):

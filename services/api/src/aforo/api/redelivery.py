@@ -61,10 +61,15 @@ def replay_request(row: Mapping[str, Any], *, now: datetime) -> DispatchRequest:
             "status",
         )
     endpoint_id = row.get("endpointId")
-    if row.get("channel") != Channel.WEBHOOK.value or not endpoint_id:
+    try:
+        channel = Channel(str(row.get("channel")))
+    except ValueError:
+        channel = None
+    if channel is None or not endpoint_id:
+        # EMAIL/SMS/PAGERDUTY rows name their contact destination in `endpointId` (docs/channels.md).
         raise ConflictError(
             "delivery_not_replayable",
-            "only webhook deliveries aimed at an endpoint can be replayed",
+            "only deliveries aimed at a webhook endpoint or a contact destination can be replayed",
             "endpointId",
         )
     try:
@@ -76,6 +81,7 @@ def replay_request(row: Mapping[str, Any], *, now: datetime) -> DispatchRequest:
     delivery_id = row.get("deliveryId")
     return DispatchRequest(
         kind=DispatchRequestKind.REPLAY,
+        channel=channel,
         endpoint_id=str(endpoint_id),
         tenant_id=envelope.tenant_id,
         envelope=envelope,

@@ -23,7 +23,7 @@ from aforo.api.problems import ConflictError, NotFoundError
 from aforo.api.redelivery import replay_request
 from aforo.api.routes.context import ApiContext
 from aforo.api.routes.emit import accepted
-from aforo.shared.delivery import ENVELOPE_FIELD, LEGACY_ENVELOPE_FIELD
+from aforo.shared.delivery import ENVELOPE_FIELD, LEGACY_ENVELOPE_FIELD, Channel
 from aforo.shared.http import json_response
 from aforo.shared.logging import bind_event_context, get_logger
 
@@ -76,13 +76,18 @@ class DeliveryLogRoutes:
         if row is None:
             raise NotFoundError("delivery_not_found", f"no delivery {delivery_id}", "deliveryId")
         replay = replay_request(row, now=self.context.clock())
-        endpoint = await self.context.endpoints.find_one(
-            {"tenantId": principal.tenant_id, "endpointId": replay.endpoint_id}, {"_id": 1}
-        )
-        if endpoint is None:
+        if replay.channel is Channel.WEBHOOK:
+            target = await self.context.endpoints.find_one(
+                {"tenantId": principal.tenant_id, "endpointId": replay.endpoint_id}, {"_id": 1}
+            )
+        else:
+            target = await self.context.contact_destinations.find_one(
+                {"tenantId": principal.tenant_id, "destinationId": replay.endpoint_id}, {"_id": 1}
+            )
+        if target is None:
             raise ConflictError(
                 "endpoint_missing",
-                f"endpoint {replay.endpoint_id} of this delivery was deleted",
+                f"the endpoint or destination {replay.endpoint_id} of this delivery was deleted",
                 "endpointId",
             )
         await self.context.publisher.dispatch_requests([replay])
