@@ -11,6 +11,15 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
+from aforo.shared.channels import (
+    ChannelProviderDocument,
+    ContactDestinationDocument,
+    address_key,
+    mask_address,
+    new_destination_id,
+    normalise_address,
+)
+from aforo.shared.delivery import Channel
 from aforo.shared.envelope import EventEnvelope
 from aforo.shared.mongo import MongoStore
 from aforo.shared.secret_box import SecretBox
@@ -69,6 +78,53 @@ class DispatchWorld:
             }
         )
         return endpoint_id
+
+    async def email_provider(
+        self, host: str, port: int, *, tenant: str = "t1", security: str = "none", **fields: Any
+    ) -> None:
+        """An EMAIL provider document as the API stores it (`aforo.shared.channels`)."""
+        now = datetime.now(UTC)
+        document = ChannelProviderDocument.model_validate(
+            {
+                "tenantId": tenant,
+                "channel": "EMAIL",
+                "email": {
+                    "host": host,
+                    "port": port,
+                    "security": security,
+                    "fromAddress": "n@notify.example.com",
+                },
+                "initialBackoffSeconds": 1.0,
+                "createdAt": now,
+                "updatedAt": now,
+                **fields,
+            }
+        ).to_document()
+        await self.mongo.collection("channel_providers").replace_one(
+            {"tenantId": tenant, "channel": "EMAIL"}, document, upsert=True
+        )
+
+    async def destination(
+        self, channel: Channel, address: str, *, tenant: str = "t1", customer: str = "c1"
+    ) -> str:
+        """A contact destination document as the API stores it."""
+        now = datetime.now(UTC)
+        normalised = normalise_address(channel, address)
+        secret = channel is Channel.PAGERDUTY
+        document = ContactDestinationDocument(
+            tenant_id=tenant,
+            destination_id=new_destination_id(),
+            end_customer_id=customer,
+            channel=channel,
+            address=None if secret else normalised,
+            address_ciphertext=self.secret_box.encrypt(normalised) if secret else None,
+            address_key=address_key(tenant, customer, channel, normalised),
+            masked_address=mask_address(channel, normalised),
+            created_at=now,
+            updated_at=now,
+        )
+        await self.mongo.collection("contact_destinations").insert_one(document.to_document())
+        return document.destination_id
 
     async def preference(
         self, event_type: str, *, tenant: str = "t1", customer: str = "c1", **fields: Any

@@ -53,9 +53,12 @@ class _Handler:
     data: list[bytes] = field(default_factory=list)
     """Every message DATA carried, whatever the scripted reply (a 451'd one included)."""
     attempts: int = 0
+    delay: float = 0.0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        if self.delay:
+            await asyncio.sleep(self.delay)  # a slower server, so a burst is still going when it matters
         with self.lock:
             self.attempts += 1
             reply = self.replies.popleft() if self.replies else f"{ACCEPTED} as M{self.attempts}"
@@ -89,11 +92,12 @@ class SmtpServer:
         *,
         mode: str = "starttls",
         users: dict[str, str] | None = None,
+        delay: float = 0.0,
     ) -> None:
         self.port = free_port()
         self.mode = mode
         self.users = dict(users or {})
-        self.handler = _Handler()
+        self.handler = _Handler(delay=delay)
         kwargs: dict[str, Any] = {
             "hostname": "127.0.0.1",
             "port": self.port,
