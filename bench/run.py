@@ -42,6 +42,7 @@ class Benchmark:
 BENCHMARKS: tuple[Benchmark, ...] = (
     Benchmark("bridge", "bench_bridge.py", needs_stack=True),
     Benchmark("dispatcher", "bench_dispatcher.py", needs_stack=True),
+    Benchmark("email", "bench_email.py", needs_stack=True),
     Benchmark("rules", "bench_rules.py", needs_stack=False),
     Benchmark("api", "bench_api.py", needs_stack=True),
     Benchmark("sse", "bench_sse.py", needs_stack=True),

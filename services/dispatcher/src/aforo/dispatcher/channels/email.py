@@ -29,6 +29,7 @@ from email.utils import format_datetime
 from typing import Final
 
 import aiosmtplib
+from aiohttp.abc import ResolveResult
 
 from aforo.dispatcher.channels.delivery import (
     PROVIDER_REJECTED_CREDENTIALS,
@@ -40,7 +41,7 @@ from aforo.dispatcher.channels.delivery import (
     rejected,
     retryable,
 )
-from aforo.dispatcher.outbound import AllowlistEntry, OutboundAddressRefused, SafeResolver
+from aforo.dispatcher.outbound import AllowlistEntry, OutboundAddressRefused, SafeResolver, address_refusal
 from aforo.shared.channels import EmailProviderConfig, EmailSecurity
 from aforo.shared.delivery import Channel
 from aforo.shared.templates import EmailContent
@@ -89,6 +90,19 @@ def _inside(address: str, port: int, allowlist: Sequence[AllowlistEntry]) -> boo
     if isinstance(parsed, ipaddress.IPv6Address) and parsed.ipv4_mapped is not None:
         parsed = parsed.ipv4_mapped
     return any(entry.admits(parsed, port) for entry in allowlist)
+
+
+def _literal_results(host: str, port: int, allowlist: Sequence[AllowlistEntry]) -> list[ResolveResult] | None:
+    """An IP-literal host needs no lookup (a thread per connection otherwise); the policy still applies."""
+    try:
+        address = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return None
+    reason = address_refusal(address, allowlist, port)
+    if reason is not None:
+        raise OutboundAddressRefused(host, reason)
+    family = socket.AF_INET if address.version == 4 else socket.AF_INET6
+    return [ResolveResult(hostname=host, host=str(address), port=port, family=family, proto=0, flags=0)]
 
 
 def _tls_failure(error: BaseException) -> ssl.SSLError | None:
@@ -194,9 +208,11 @@ class EmailSender:
 
     async def _connect(self, host: str, port: int, security: EmailSecurity) -> socket.socket:
         """A connected socket to the first address of `host` the outbound policy allows."""
-        if self._resolver is None:
-            self._resolver = SafeResolver(self._allowlist)
-        results = await self._resolver.resolve(host, port, socket.AF_UNSPEC)
+        results = _literal_results(host, port, self._allowlist)
+        if results is None:
+            if self._resolver is None:
+                self._resolver = SafeResolver(self._allowlist)
+            results = await self._resolver.resolve(host, port, socket.AF_UNSPEC)
         if security is EmailSecurity.NONE:
             results = [result for result in results if _inside(result["host"], port, self._allowlist)]
             if not results:
