@@ -18,7 +18,7 @@ from aforo.dispatcher.metrics import RECONCILED
 from aforo.dispatcher.reconciliation import StrandedDelivery, candidate_cutoff, stranded_delivery
 from aforo.shared.background import BackgroundTasks
 from aforo.shared.collections import DELIVERY_LOGS, DELIVERY_STATE
-from aforo.shared.delivery import ENVELOPE_FIELD, Channel
+from aforo.shared.delivery import ENVELOPE_FIELD
 from aforo.shared.envelope import EventEnvelope
 from aforo.shared.logging import bind_event_context, get_logger
 from aforo.shared.mongo import MongoStore
@@ -89,7 +89,7 @@ class Reconciler:
                 {
                     "tenantId": stranded.tenant_id,
                     "eventId": stranded.event_id,
-                    "channel": Channel.WEBHOOK.value,
+                    "channel": stranded.channel.value,
                     "endpointId": stranded.endpoint_id,
                 },
                 {ENVELOPE_FIELD: 1},

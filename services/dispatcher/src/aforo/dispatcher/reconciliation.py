@@ -22,6 +22,7 @@ from enum import StrEnum
 from typing import Any, Final
 
 from aforo.dispatcher.retry_schedule import DEFAULT_DELAY_TIERS, tier_for_delay
+from aforo.shared.delivery import Channel
 
 DEFAULT_MINIMUM_OVERDUE_SECONDS: Final = 60.0
 
@@ -40,6 +41,7 @@ class StrandedDelivery:
     tenant_id: str
     event_id: str
     endpoint_id: str
+    """The webhook endpoint, or for EMAIL/SMS/PAGERDUTY the contact destination."""
     attempt: int
     reason: ReconcileReason
     attempt_base: int = 0
@@ -78,6 +80,7 @@ def stranded_delivery(
             str(state["eventId"]),
             str(state["endpointId"]),
         )
+        channel = Channel(state.get("channel") or Channel.WEBHOOK.value)
     except (KeyError, TypeError, ValueError):
         return None
     if status != "RETRYING":
