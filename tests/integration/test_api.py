@@ -895,6 +895,11 @@ async def test_delivery_logs_are_newest_first_and_cursor_paging_covers_every_row
         "durationMs",
         "createdAt",
         "nextAttemptAt",
+        # EMAIL/SMS/PAGERDUTY rows fill these (docs/channels.md); null on a webhook row.
+        "destinationId",
+        "maskedAddress",
+        "providerReference",
+        "note",
     }
     assert item["createdAt"] == "2026-03-01T00:00:00.000Z"
 
