@@ -12,9 +12,11 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from aforo.shared.envelope import EventEnvelope
 from tests.integration.test_api_harness import ApiUnderTest, start_api
 from tests.support.kafka import create_topics, produce
 from tests.support.processes import ServiceProcess
@@ -86,12 +88,12 @@ class ChannelStack:
         destination_id: str = reply.json()["destinationId"]
         return destination_id
 
-    async def choose(self, customer: str, channels: list[str]) -> None:
+    async def choose(self, customer: str, channels: list[str], event_type: str = "INVOICE_GENERATED") -> None:
         reply = await self.api.portal(
             "PUT",
             "/api/v1/notification-preferences",
             customer=customer,
-            json={"eventType": "INVOICE_GENERATED", "enabled": True, "channels": channels},
+            json={"eventType": event_type, "enabled": True, "channels": channels},
         )
         assert reply.status == 200, reply.body
 
@@ -122,7 +124,12 @@ class ChannelStack:
             if len(items) >= count:
                 return items
             await asyncio.sleep(0.2)
-        raise AssertionError(f"expected {count} audit rows for {customer} {query}, got {items}")
+        everything = await self.api.call(
+            "GET",
+            "/internal/v1/delivery-logs/by-customer",
+            params={"endCustomerId": customer, "limit": "200"},
+        )
+        raise AssertionError(f"expected {count} audit rows for {customer} {query}, got {everything.json()}")
 
 
 @asynccontextmanager
@@ -251,6 +258,35 @@ async def test_one_invoice_reaches_email_sms_pagerduty_and_webhook_and_the_audit
             ("SMS", "SKIPPED", "no_destination"),
             ("WEBHOOK", "SKIPPED", "channel_not_chosen"),
         ]
+
+        # A mandatory event for a customer reachable nowhere is FAILED, not dropped; with an SMS
+        # destination it goes out whatever the preferences say.
+        await stack.destination("c4", "SMS", "+447911123124")
+        await stack.choose("c4", ["SMS"], "PAYMENT_OVERDUE")
+        await asyncio.sleep(CONFIG_BOUND_SECONDS)
+        for customer in ("c3", "c4"):
+            overdue = EventEnvelope(
+                event_id=f"overdue-{customer}",
+                event_type="PAYMENT_OVERDUE",
+                category="Billing",
+                severity="CRITICAL",
+                tenant_id="t1",
+                customer_id=customer,
+                occurred_at=datetime.now(UTC),
+                payload={"amountDue": 500, "currency": "USD"},
+            )
+            await produce(
+                stack.api.stack.kafka_bootstrap,
+                stack.api.topics.system_events,
+                [overdue.to_json_bytes()],
+                key=overdue.partition_key,
+            )
+        (unreached,) = await stack.audit("c3", 1)
+        assert (unreached["channel"], unreached["status"]) == ("WEBHOOK", "FAILED")
+        assert unreached["error"].startswith("no_destination")
+        c4_rows = await stack.audit("c4", 1, status="DELIVERED")
+        assert [row["channel"] for row in c4_rows] == ["SMS"]
+        assert await stack.audit("c4", 0, status="FAILED") == []  # it reached someone: no FAILED row
 
         # A destination test sends notification.test through the real provider.
         probe = await stack.api.call("POST", f"/api/v1/contact-destinations/{email_id}/test")

@@ -236,7 +236,13 @@ class DeliveryLogRow(BaseModel):
             raise ValueError(
                 f"nextAttemptAt: only RETRYING and PENDING rows have one, not {self.status.value}"
             )
-        if self.channel is Channel.WEBHOOK and not skipped and self.endpoint_id is None:
+        if (
+            self.channel is Channel.WEBHOOK
+            and self.endpoint_id is None
+            and self.status not in (DeliveryStatus.SKIPPED, DeliveryStatus.FAILED)
+        ):
+            # Without an endpoint a WEBHOOK row is a gate's skip, or a mandatory event that reached
+            # no one (FAILED, nothing was attempted).
             raise ValueError("endpointId: required on a WEBHOOK attempt")
         return self
 
