@@ -339,6 +339,11 @@ async def probe_destination(api: ApiUnderTest, tenant: str) -> Call:
     return Call("POST", f"{DESTINATIONS}/{await destination(api, tenant)}/test")
 
 
+async def recover_destination(api: ApiUnderTest, tenant: str) -> Call:
+    destination_id = await destination(api, tenant)
+    return Call("POST", f"{DESTINATIONS}/{destination_id}/recover", params={"since": "2026-01-01T00:00:00Z"})
+
+
 async def put_template(api: ApiUnderTest, tenant: str) -> Call:
     return Call(
         "PUT", f"{TEMPLATES}/INVOICE_GENERATED/SMS", json={"text": "Invoice {{ payload.invoiceNumber }}"}
@@ -384,6 +389,7 @@ ROUTES = [
     Route("PATCH", f"{DESTINATIONS}/{{destinationId}}", False, update_destination),
     Route("DELETE", f"{DESTINATIONS}/{{destinationId}}", False, delete_destination),
     Route("POST", f"{DESTINATIONS}/{{destinationId}}/test", False, probe_destination),
+    Route("POST", f"{DESTINATIONS}/{{destinationId}}/recover", False, recover_destination),
     Route("PUT", f"{TEMPLATES}/{{eventType}}/{{channel}}", False, put_template),
     Route("GET", f"{TEMPLATES}/{{eventType}}/{{channel}}", False, get_template),
 ]
@@ -484,6 +490,9 @@ async def test_every_route_with_another_tenants_ids_is_404_and_changes_nothing(a
         await as_intruder("PATCH", f"{DESTINATIONS}/{destination_id}", json={"active": False}),
         await as_intruder("DELETE", f"{DESTINATIONS}/{destination_id}"),
         await as_intruder("POST", f"{DESTINATIONS}/{destination_id}/test"),
+        await as_intruder(
+            "POST", f"{DESTINATIONS}/{destination_id}/recover", params={"since": "2026-01-01T00:00:00Z"}
+        ),
         await as_intruder("DELETE", f"{PROVIDERS}/PAGERDUTY"),
         await as_intruder("GET", f"{TEMPLATES}/{event_type}/SMS"),
         await as_intruder("PUT", f"{TEMPLATES}/{event_type}/SMS", json={"text": "intruder"}),

@@ -331,3 +331,36 @@ async def test_provider_failures_retry_through_the_delay_topics_with_stable_idem
         assert offered[0]["Message-ID"] == offered[1]["Message-ID"]
         assert {request.json["dedup_key"] for request in stack.pagerduty.requests} == {"inv-retry-1"}
         assert len(stack.twilio.requests) == 2
+
+
+async def test_failed_channel_deliveries_are_replayed_and_recovered_with_the_same_keys(
+    local_stack: LocalStack, service_log_dir: Path, tmp_path: Path
+) -> None:
+    certificate = make_certificate(tmp_path / "smtp")
+    async with channel_stack(local_stack, service_log_dir, certificate) as stack:
+        await stack.configure_providers()
+        sms_id = await stack.destination("c1", "SMS", "+447911123123")
+        await stack.destination("c1", "PAGERDUTY", ROUTING_KEY)
+        await stack.choose("c1", ["SMS", "PAGERDUTY"])
+        stack.twilio.plan([Step(400, code=21211)])
+        stack.pagerduty.plan([Step(400)])
+        await asyncio.sleep(CONFIG_BOUND_SECONDS)
+        await stack.invoice("c1", "inv-replay-1")
+
+        failed = await stack.audit("c1", 2, status="FAILED")
+        by_channel = {row["channel"]: row for row in failed}
+        assert by_channel["SMS"]["error"].startswith("recipient_rejected: Twilio 21211")
+        assert "Event object is invalid" in by_channel["PAGERDUTY"]["error"]
+
+        replayed = await stack.api.call(
+            "POST", f"/api/v1/deliveries/{by_channel['PAGERDUTY']['deliveryId']}/replay"
+        )
+        recovered = await stack.api.call(
+            "POST", f"/api/v1/contact-destinations/{sms_id}/recover", params={"since": "2026-01-01T00:00:00Z"}
+        )
+        assert (replayed.status, recovered.status, recovered.json()) == (202, 202, {"requested": 1})
+
+        delivered = await stack.audit("c1", 2, status="DELIVERED")
+        assert sorted((row["channel"], row["attempt"]) for row in delivered) == [("PAGERDUTY", 2), ("SMS", 2)]
+        assert [request.json["dedup_key"] for request in stack.pagerduty.requests] == ["inv-replay-1"] * 2
+        assert [request.form["To"] for request in stack.twilio.requests] == ["+447911123123"] * 2

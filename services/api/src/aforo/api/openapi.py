@@ -445,6 +445,19 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
         },
     ),
     Operation(
+        "post",
+        contact_destinations.RECOVER_PATH,
+        "recoverContactDestination",
+        "Re-dispatch every failed delivery of this destination in a time window (same eventIds).",
+        "admin",
+        {
+            202: Answer("Handed to the dispatcher.", RecoveryAccepted),
+            **_DESTINATION_NOT_FOUND,
+            **_QUERY_ERRORS,
+        },
+        query=RecoverQuery,
+    ),
+    Operation(
         "put",
         channel_templates.ITEM_PATH,
         "putChannelTemplate",

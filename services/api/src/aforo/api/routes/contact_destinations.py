@@ -33,8 +33,10 @@ from aforo.api.contact_destinations import (
     new_destination_document,
 )
 from aforo.api.problems import ConflictError, NotFoundError
+from aforo.api.redelivery import RecoverQuery, RecoveryAccepted
 from aforo.api.routes.context import ApiContext
 from aforo.api.routes.emit import accepted
+from aforo.api.routes.recovery import recover_failed
 from aforo.shared.channels import NOTIFICATION_TEST_EVENT, new_destination_id, public_document
 from aforo.shared.config_changes import ConfigKind
 from aforo.shared.delivery import Channel
@@ -49,6 +51,7 @@ log = get_logger(__name__)
 COLLECTION_PATH: Final = "/api/v1/contact-destinations"
 ITEM_PATH: Final = "/api/v1/contact-destinations/{destinationId}"
 TEST_PATH: Final = "/api/v1/contact-destinations/{destinationId}/test"
+RECOVER_PATH: Final = "/api/v1/contact-destinations/{destinationId}/recover"
 KIND: Final = ConfigKind.CONTACT_DESTINATION
 NO_ID: Final = {"_id": 0}
 TEST_MESSAGE: Final = "This is a test notification from aforo-notify."
@@ -91,6 +94,7 @@ class ContactDestinationRoutes:
             web.patch(ITEM_PATH, self.update),
             web.delete(ITEM_PATH, self.delete),
             web.post(TEST_PATH, self.test),
+            web.post(RECOVER_PATH, self.recover),
         ]
 
     async def _find(self, tenant_id: str, destination_id: str) -> Document:
@@ -198,3 +202,13 @@ class ContactDestinationRoutes:
         with bind_event_context(event_id=probe.envelope.event_id):
             log.info("contact_destination_test_requested", destination_id=probe.endpoint_id)
         return accepted(probe.envelope.event_id)
+
+    async def recover(self, request: web.Request) -> web.Response:
+        """Replay every FAILED delivery of this destination in a window (same eventIds and keys)."""
+        principal = require_admin(request)
+        destination_id = request.match_info["destinationId"]
+        await self._find(principal.tenant_id, destination_id)
+        query = read_query(request, RecoverQuery)
+        requested = await recover_failed(self.context, principal.tenant_id, destination_id, query)
+        log.info("contact_destination_recovery_requested", destination_id=destination_id, requested=requested)
+        return json_response(RecoveryAccepted(requested=requested).to_wire(), status=202)

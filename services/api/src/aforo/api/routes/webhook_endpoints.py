@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 from datetime import timedelta
-from typing import Any, Final
+from typing import Final
 
 from aiohttp import web
 from pymongo import ReturnDocument
@@ -28,16 +28,15 @@ from aforo.api.endpoints import (
     endpoint_view,
     new_endpoint_document,
 )
-from aforo.api.problems import ConflictError, InvalidRequestError, NotFoundError
+from aforo.api.problems import ConflictError, NotFoundError
 from aforo.api.redelivery import (
     RecoverQuery,
     RecoveryAccepted,
-    recovery_rows,
-    replay_request,
     webhook_test_request,
 )
 from aforo.api.routes.context import ApiContext
 from aforo.api.routes.emit import accepted
+from aforo.api.routes.recovery import recover_failed
 from aforo.shared.config_changes import ConfigKind
 from aforo.shared.http import json_response
 from aforo.shared.logging import bind_event_context, get_logger
@@ -183,47 +182,6 @@ class WebhookEndpointRoutes:
         endpoint_id = request.match_info["endpointId"]
         await self._find(principal.tenant_id, endpoint_id, {"_id": 1})
         query = read_query(request, RecoverQuery)
-        window: dict[str, Any] = {"$gte": query.since}
-        if query.until is not None:
-            window["$lt"] = query.until
-        limit = self.context.settings.recover_max_deliveries
-        failed = await (
-            self.context.delivery_logs.find(
-                {
-                    "tenantId": principal.tenant_id,
-                    "endpointId": endpoint_id,
-                    "status": "FAILED",
-                    "createdAt": window,
-                },
-                {"_id": 0},
-            )
-            .sort("createdAt", 1)
-            .limit(limit + 1)
-            .to_list()
-        )
-        if len(failed) > limit:
-            raise InvalidRequestError(
-                "too_many_deliveries",
-                f"more than {limit} failed deliveries in this window; recover it in parts with `until`",
-                "since",
-            )
-        event_ids = sorted({str(row.get("eventId")) for row in failed})
-        delivered = await self.context.delivery_logs.distinct(
-            "eventId",
-            {
-                "tenantId": principal.tenant_id,
-                "endpointId": endpoint_id,
-                "status": "DELIVERED",
-                "eventId": {"$in": event_ids},
-            },
-        )
-        now = self.context.clock()
-        requests = []
-        for row in recovery_rows(failed, frozenset(str(event_id) for event_id in delivered)):
-            try:
-                requests.append(replay_request(row, now=now))
-            except ConflictError as refusal:
-                log.warning("recovery_row_skipped", delivery_id=row.get("deliveryId"), reason=refusal.message)
-        await self.context.publisher.dispatch_requests(requests)
-        log.info("webhook_endpoint_recovery_requested", endpoint_id=endpoint_id, requested=len(requests))
-        return json_response(RecoveryAccepted(requested=len(requests)).to_wire(), status=202)
+        requested = await recover_failed(self.context, principal.tenant_id, endpoint_id, query)
+        log.info("webhook_endpoint_recovery_requested", endpoint_id=endpoint_id, requested=requested)
+        return json_response(RecoveryAccepted(requested=requested).to_wire(), status=202)
