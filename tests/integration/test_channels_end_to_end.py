@@ -251,6 +251,9 @@ async def test_one_invoice_reaches_email_sms_pagerduty_and_webhook_and_the_audit
             "inv-ch-1",
         )
         assert by_channel["PAGERDUTY"]["maskedAddress"] == f"****{ROUTING_KEY[-4:]}"
+        trail = json.dumps(rows)
+        for address in ("+447911123123", "Jane@customer.example.com", ROUTING_KEY):
+            assert address not in trail  # Twilio's 201 echoes the number: the row keeps it masked
         # c2 has no SMS destination: SKIPPED no_destination beside its delivered e-mail.
         c2_rows = await stack.audit("c2", 3)
         assert sorted((row["channel"], row["status"], row["skipReason"]) for row in c2_rows) == [

@@ -176,3 +176,20 @@ def test_an_ambiguous_sms_attempt_is_marked_in_its_row() -> None:
     assert row.status is DeliveryStatus.RETRYING
     assert row.note is not None
     assert row.note.startswith("ambiguous timeout")
+
+
+def test_addresses_the_provider_echoed_are_masked_before_rows_and_logs() -> None:
+    from aforo.dispatcher.channels.pipeline import scrubbed
+
+    result = ChannelResult(
+        Outcome.REJECTED,
+        5.0,
+        error="550 5.1.1 <JANE@acme.com>: Recipient address rejected",
+        response_body='{"to": "jane@acme.com"}',
+    )
+
+    clean = scrubbed(result, destination("e1", E))
+
+    assert clean.error == "550 5.1.1 <j***@acme.com>: Recipient address rejected"
+    assert clean.response_body == '{"to": "j***@acme.com"}'
+    assert clean.outcome is Outcome.REJECTED

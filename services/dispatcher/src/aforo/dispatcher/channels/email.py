@@ -18,6 +18,7 @@ the retry carries the same Message-ID, so receiving systems can fold the duplica
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import socket
 import ssl
@@ -200,7 +201,7 @@ class EmailSender:
         except OSError as error:
             return retryable(clock, f"{type(error).__name__}: {error}")
         finally:
-            smtp.close()
+            await _close(smtp)
         if errors:
             _address, response = next(iter(errors.items()))
             return _by_code(clock, response.code, f"recipient refused: {response.code} {response.message}")
@@ -240,6 +241,14 @@ class EmailSender:
     async def close(self) -> None:
         if self._resolver is not None:
             await self._resolver.close()
+
+
+async def _close(smtp: aiosmtplib.SMTP) -> None:
+    """QUIT politely when the session is still up (servers log abrupt closes), then close the socket."""
+    if smtp.is_connected:
+        with contextlib.suppress(aiosmtplib.SMTPException, OSError, TimeoutError):
+            await asyncio.wait_for(smtp.quit(), 2.0)
+    smtp.close()
 
 
 def _by_code(clock: Stopwatch, code: int, text: str) -> ChannelResult:

@@ -8,8 +8,9 @@ and dead-lettering stay with the orchestration, the same for every channel.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from aforo.dispatcher.channels import ChannelSenders
@@ -77,6 +78,23 @@ class Undeliverable:
         )
         masked = None if self.destination is None else self.destination.document.masked_address
         return row.model_copy(update={"destination_id": destination_id, "masked_address": masked})
+
+
+def scrubbed(result: ChannelResult, destination: DestinationRecord) -> ChannelResult:
+    """The result with the destination's address masked wherever the provider echoed it (an SMTP
+    `550 <jane@acme.com>: ...`, a Twilio body with `"to"`): rows and logs show masked addresses only."""
+    pattern = re.compile(re.escape(destination.address), re.IGNORECASE)
+    masked = destination.document.masked_address
+
+    def clean(text: str | None) -> str | None:
+        return None if text is None else pattern.sub(masked, text)
+
+    return replace(
+        result,
+        error=clean(result.error),
+        response_body=clean(result.response_body),
+        reference=clean(result.reference),
+    )
 
 
 class ChannelDispatch:
@@ -166,7 +184,7 @@ class ChannelDispatch:
         delivery = build_delivery(
             envelope, destination, provider, content, attempt=attempt, ambiguous_attempts=ambiguous_attempts
         )
-        result = await self.senders.send(delivery)
+        result = scrubbed(await self.senders.send(delivery), destination)
         notes = [text for text in (note,) if text]
         if provider.document.mode is ProviderMode.TEST:
             notes.insert(0, TEST_MODE_NOTE)
