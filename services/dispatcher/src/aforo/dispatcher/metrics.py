@@ -51,3 +51,16 @@ RECONCILED = Counter(
     "Deliveries taken up again by the reconciler (their next attempt was overdue and unleased).",
     ["reason"],
 )
+
+# EMAIL, SMS and PAGERDUTY (docs/channels.md).
+CHANNEL_ATTEMPTS = Counter(
+    "aforo_dispatcher_channel_attempts_total",
+    "EMAIL, SMS and PAGERDUTY attempts, by channel and outcome (delivered, retryable, rejected, refused).",
+    ["channel", "outcome"],
+)
+CHANNEL_ATTEMPT_SECONDS = Histogram(
+    "aforo_dispatcher_channel_attempt_seconds",
+    "Duration of one EMAIL, SMS or PAGERDUTY attempt, by channel.",
+    ["channel"],
+    buckets=LATENCY_BUCKETS,
+)

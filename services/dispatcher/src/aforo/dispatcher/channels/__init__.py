@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from aforo.dispatcher.channels.delivery import ChannelDelivery, ChannelResult, ChannelSender, Stopwatch
-from aforo.dispatcher.channels.metrics import CHANNEL_ATTEMPT_SECONDS, CHANNEL_ATTEMPTS
 from aforo.dispatcher.delivery_log import Outcome
+from aforo.dispatcher.metrics import CHANNEL_ATTEMPT_SECONDS, CHANNEL_ATTEMPTS
 from aforo.shared.channels import ProviderMode
 from aforo.shared.delivery import Channel
 
