@@ -16,6 +16,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+
 from aforo.shared.envelope import EventEnvelope
 from tests.integration.test_api_harness import ApiUnderTest, start_api
 from tests.support.kafka import create_topics, produce
@@ -296,6 +298,18 @@ async def test_one_invoice_reaches_email_sms_pagerduty_and_webhook_and_the_audit
         assert probe.status == 202
         mails = await stack.smtp.wait_for(3, timeout=60)
         assert any(mail.message["X-Aforo-Event-Type"] == "notification.test" for mail in mails)
+
+        # Per-channel metrics on the dispatcher's /metrics.
+        async with aiohttp.ClientSession() as session:
+            dispatcher_url = stack.processes["aforo.dispatcher"].url
+            async with session.get(f"{dispatcher_url}/metrics") as response:
+                metrics = await response.text()
+        for channel in ("EMAIL", "SMS", "PAGERDUTY"):
+            assert (
+                f'aforo_dispatcher_channel_attempts_total{{channel="{channel}",outcome="delivered"}}'
+                in metrics
+            )
+            assert f'aforo_dispatcher_channel_attempt_seconds_count{{channel="{channel}"}}' in metrics
 
         # Nothing secret reached the logs.
         for process in stack.processes.values():
