@@ -7,16 +7,22 @@ from typing import Any
 
 import pytest
 
-from aforo.dispatcher.channels.attempts import channel_row, render_content
+from aforo.dispatcher.channels.attempts import render_content
 from aforo.dispatcher.channels.configuration import DestinationRecord
 from aforo.dispatcher.channels.delivery import ChannelResult
 from aforo.dispatcher.channels.planning import mandatory_unreached, plan_channels
-from aforo.dispatcher.delivery_log import Outcome, judge_attempt
+from aforo.dispatcher.delivery_log import (
+    ChannelFacts,
+    DeadLetterReason,
+    DeliveryLogRow,
+    Outcome,
+    judge_attempt,
+)
 from aforo.dispatcher.retry_schedule import RetryConfig
 from aforo.shared.channels import ContactDestinationDocument
 from aforo.shared.delivery import Channel, DeliveryStatus
 from aforo.shared.envelope import EventEnvelope, Severity
-from aforo.shared.templates import EmailContent, SmsContent, TemplateParts
+from aforo.shared.templates import SmsContent, TemplateParts
 
 NOW = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
 E, S, P, W = Channel.EMAIL, Channel.SMS, Channel.PAGERDUTY, Channel.WEBHOOK
@@ -142,13 +148,17 @@ def test_an_override_that_does_not_render_this_event_falls_back_to_the_builtin_a
 
 
 def test_a_channel_row_names_the_destination_masked_and_the_providers_reference() -> None:
-    record = destination("e1", E)
-    result = ChannelResult(Outcome.DELIVERED, 12.5, reference="250 2.0.0 queued as M1", response_status=250)
-    verdict = judge_attempt(1, result.outcome, RetryConfig(), None, 3600)
-    content, _ = render_content(event({}), E, None, None)
-    assert isinstance(content, EmailContent)
+    verdict = judge_attempt(1, Outcome.DELIVERED, RetryConfig(), None, 3600)
+    row = DeliveryLogRow.attempted(
+        event({}),
+        endpoint_id="e1",
+        attempt=1,
+        verdict=verdict,
+        created_at=NOW,
+        response_status=250,
+        channel=E,
+    ).with_facts(ChannelFacts("e1", "j***@acme.com", "250 2.0.0 queued as M1"))
 
-    row = channel_row(event({}), record, attempt=1, verdict=verdict, result=result, created_at=NOW)
     document = row.to_document()
 
     assert (document["channel"], document["status"], document["endpointId"], document["destinationId"]) == (
@@ -162,20 +172,17 @@ def test_a_channel_row_names_the_destination_masked_and_the_providers_reference(
         "250 2.0.0 queued as M1",
         250,
     )
-    assert "jane@acme.com" not in str(document)
+    assert "note" not in document  # channel-only fields that are empty stay out of the document
 
 
-def test_an_ambiguous_sms_attempt_is_marked_in_its_row() -> None:
-    result = ChannelResult(Outcome.RETRYABLE, 10_000.0, error="ambiguous_timeout: x", ambiguous=True)
-    verdict = judge_attempt(1, result.outcome, RetryConfig(), None, 3600)
+def test_a_provider_rejection_fails_without_retry_and_is_dead_lettered_as_such() -> None:
+    verdict = judge_attempt(1, Outcome.REJECTED, RetryConfig(), None, 3600)
 
-    row = channel_row(
-        event({}), destination("s1", S), attempt=1, verdict=verdict, result=result, created_at=NOW
+    assert (verdict.status, verdict.retry, verdict.dead_letter_reason) == (
+        DeliveryStatus.FAILED,
+        None,
+        DeadLetterReason.PROVIDER_REJECTED,
     )
-
-    assert row.status is DeliveryStatus.RETRYING
-    assert row.note is not None
-    assert row.note.startswith("ambiguous timeout")
 
 
 def test_addresses_the_provider_echoed_are_masked_before_rows_and_logs() -> None:

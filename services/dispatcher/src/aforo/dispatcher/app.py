@@ -8,6 +8,12 @@ import ssl
 import aiohttp
 from pymongo.errors import PyMongoError
 
+from aforo.dispatcher.channels import ChannelSenders
+from aforo.dispatcher.channels.configuration import ChannelConfigurationReader
+from aforo.dispatcher.channels.email import EmailSender
+from aforo.dispatcher.channels.pagerduty import PagerDutySender
+from aforo.dispatcher.channels.pipeline import ChannelDispatch
+from aforo.dispatcher.channels.sms import SmsSender
 from aforo.dispatcher.consequences import Consequences
 from aforo.dispatcher.consumers import EventConsumer, RetryConsumer
 from aforo.dispatcher.dispatch import Dispatcher
@@ -93,6 +99,25 @@ class DispatcherService(ConnectedService):
         )
         config = ConfigurationReader(self.mongo, self.secret_box, settings.config_cache_seconds)
         consequences = Consequences(self.producer, config, topics)
+        self.email_sender = EmailSender(
+            self.allowlist,
+            timeout_seconds=settings.smtp_timeout_seconds,
+            tls_context=ssl.create_default_context(cafile=settings.smtp_ca_file or None),
+        )
+        provider_timeouts = {
+            "connect_timeout_seconds": settings.provider_connect_timeout_seconds,
+            "read_timeout_seconds": settings.provider_read_timeout_seconds,
+        }
+        channels = ChannelDispatch(
+            ChannelConfigurationReader(self.mongo, self.secret_box, settings.config_cache_seconds),
+            ChannelSenders(
+                [
+                    self.email_sender,
+                    SmsSender(self.session, **provider_timeouts),
+                    PagerDutySender(self.session, **provider_timeouts),
+                ]
+            ),
+        )
         dispatcher = Dispatcher(
             settings=settings,
             config=config,
@@ -106,8 +131,13 @@ class DispatcherService(ConnectedService):
                     self.session,
                     timeout_seconds=settings.attempt_timeout_seconds,
                     response_body_limit=settings.response_body_limit_bytes,
-                )
+                ),
+                **{
+                    channel: channels.sender(channel)
+                    for channel in (Channel.EMAIL, Channel.SMS, Channel.PAGERDUTY)
+                },
             },
+            channel_planner=channels,
         )
         self.log_writer.reject = consequences.dead_letter_row
         options = {

@@ -55,6 +55,19 @@ def attempt_row_id(key: AttemptKey) -> str:
     return delivery_id(key.tenant_id, key.event_id, key.channel.value, key.destination_id, key.attempt)
 
 
+CHANNEL_ONLY_FIELDS: Final = ("destinationId", "maskedAddress", "providerReference", "note")
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelFacts:
+    """What an EMAIL/SMS/PAGERDUTY row says beyond a webhook's (docs/channels.md)."""
+
+    destination_id: str
+    masked_address: str | None = None
+    provider_reference: str | None = None
+    note: str | None = None
+
+
 class Outcome(StrEnum):
     """What one attempt's response (or lack of one) means for the delivery."""
 
@@ -346,6 +359,19 @@ class DeliveryLogRow(BaseModel):
             status=status,
             created_at=created_at,
             **outcome,
+        )
+
+    def with_facts(self, facts: ChannelFacts | None) -> DeliveryLogRow:
+        """The row with a channel delivery's destination, masked address, provider reference, note."""
+        if facts is None:
+            return self
+        return self.model_copy(
+            update={
+                "destination_id": facts.destination_id,
+                "masked_address": facts.masked_address,
+                "provider_reference": facts.provider_reference,
+                "note": facts.note,
+            }
         )
 
     @property

@@ -25,6 +25,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from aforo.dispatcher.channels.pipeline import ChannelDispatch
+from aforo.dispatcher.channels.planning import MANDATORY_UNREACHED, ChannelPlan
 from aforo.dispatcher.consequences import Consequences
 from aforo.dispatcher.delivery_log import (
     AttemptKey,
@@ -39,6 +41,7 @@ from aforo.dispatcher.endpoint_limits import EndpointLimits
 from aforo.dispatcher.metrics import ATTEMPT_SECONDS, DEFERRED, DELIVERIES, IN_FLIGHT, SKIPPED
 from aforo.dispatcher.ports import (
     AttemptLedger,
+    ChannelPlanner,
     ConfigurationSource,
     CooldownClaims,
     LogSink,
@@ -51,7 +54,7 @@ from aforo.dispatcher.repositories import StateStatus, retrying_state, settled_s
 from aforo.dispatcher.retry_schedule import retry_after_for
 from aforo.dispatcher.selection import select_endpoints, webhook_test_target
 from aforo.dispatcher.settings import DispatcherSettings
-from aforo.shared.catalog import WEBHOOK_TEST_EVENT
+from aforo.shared.catalog import MANDATORY_EVENTS, WEBHOOK_TEST_EVENT
 from aforo.shared.delivery import Channel, DeliveryStatus
 from aforo.shared.envelope import EventEnvelope
 from aforo.shared.logging import bind_event_context, get_logger
@@ -97,6 +100,8 @@ class Dispatcher:
     log_sink: LogSink
     consequences: Consequences
     senders: Mapping[Channel, Sender]
+    channel_planner: ChannelPlanner | None = None
+    """Which contact destinations an event reaches on EMAIL/SMS/PAGERDUTY (docs/channels.md)."""
     limits: EndpointLimits = field(init=False)
     _in_flight: set[AttemptKey] = field(default_factory=set)
     _finished: dict[AttemptKey, None] = field(default_factory=dict)
@@ -149,35 +154,55 @@ class Dispatcher:
                     ),
                     body,
                 )
-        if Channel.WEBHOOK not in decision.deliver:
-            return
-        if target_endpoint_id is None and envelope.event_type == WEBHOOK_TEST_EVENT:
-            target_endpoint_id = webhook_test_target(envelope)
-        endpoints = await self.config.endpoints(envelope.tenant_id, envelope.customer_id)
-        try:
-            selection = select_endpoints(envelope, endpoints, target_endpoint_id=target_endpoint_id)
-        except ValueError as error:
-            await self.consequences.dead_letter(body, target_endpoint_id, "invalid_target", str(error), 0)
-            return
-        for endpoint_skip in selection.skipped:
+        jobs: list[AttemptJob] = []
+        if Channel.WEBHOOK in decision.deliver:
+            if target_endpoint_id is None and envelope.event_type == WEBHOOK_TEST_EVENT:
+                target_endpoint_id = webhook_test_target(envelope)
+            endpoints = await self.config.endpoints(envelope.tenant_id, envelope.customer_id)
+            try:
+                selection = select_endpoints(envelope, endpoints, target_endpoint_id=target_endpoint_id)
+            except ValueError as error:
+                await self.consequences.dead_letter(body, target_endpoint_id, "invalid_target", str(error), 0)
+                return
+            for endpoint_skip in selection.skipped:
+                self._log(
+                    DeliveryLogRow.skipped(
+                        envelope,
+                        Channel.WEBHOOK,
+                        endpoint_skip.reason,
+                        created_at=now,
+                        endpoint_id=endpoint_skip.endpoint.endpoint_id,
+                    ),
+                    body,
+                )
+            if selection.foreign_endpoint_ids:
+                log.error("foreign_endpoints_ignored", endpoint_ids=list(selection.foreign_endpoint_ids))
+            jobs += [AttemptJob(envelope, body, endpoint.endpoint_id, 1) for endpoint in selection.deliver]
+        plan = ChannelPlan()
+        if self.channel_planner is not None:
+            plan = await self.channel_planner.plan(envelope, frozenset(decision.deliver & set(self.senders)))
+        jobs += [
+            AttemptJob(envelope, body, destination.destination_id, 1, channel=channel)
+            for channel, destination in plan.deliver
+        ]
+        # A mandatory event must reach someone: reaching no one is a FAILED row, never silence.
+        unreached = envelope.event_type in MANDATORY_EVENTS and not jobs
+        for row in ChannelDispatch.plan_rows(envelope, plan, now=now, mandatory_unreached=unreached):
+            self._log(row, body)
+        if unreached and Channel.WEBHOOK in decision.deliver:
             self._log(
-                DeliveryLogRow.skipped(
+                DeliveryLogRow.attempted(
                     envelope,
-                    Channel.WEBHOOK,
-                    endpoint_skip.reason,
+                    endpoint_id=None,
+                    attempt=1,
+                    verdict=_UNDELIVERABLE,
                     created_at=now,
-                    endpoint_id=endpoint_skip.endpoint.endpoint_id,
+                    error=MANDATORY_UNREACHED,
+                    channel=Channel.WEBHOOK,
                 ),
                 body,
             )
-        if selection.foreign_endpoint_ids:
-            log.error("foreign_endpoints_ignored", endpoint_ids=list(selection.foreign_endpoint_ids))
-        await asyncio.gather(
-            *(
-                self.run_attempt(AttemptJob(envelope, body, endpoint.endpoint_id, 1))
-                for endpoint in selection.deliver
-            )
-        )
+        await asyncio.gather(*(self.run_attempt(job) for job in jobs))
 
     async def replay(
         self, envelope: EventEnvelope, body: bytes, endpoint_id: str, channel: Channel = Channel.WEBHOOK
@@ -269,12 +294,14 @@ class Dispatcher:
         finally:
             IN_FLIGHT.dec()
         if isinstance(sent, Unusable):
-            await self._undeliverable(job, key, sent.reason)
+            await self._undeliverable(job, key, sent.reason, sent)
             return
         ATTEMPT_SECONDS.observe(sent.duration_ms / 1000)
         await self._conclude(job, key, attempt_base, sent)
 
-    async def _undeliverable(self, job: AttemptJob, key: AttemptKey, reason: str) -> None:
+    async def _undeliverable(
+        self, job: AttemptJob, key: AttemptKey, reason: str, unusable: Unusable | None = None
+    ) -> None:
         """The destination cannot take this attempt (deleted, deactivated, no secret): FAILED, no retry."""
         envelope, now = job.envelope, datetime.now(UTC)
         row = DeliveryLogRow.attempted(
@@ -285,7 +312,7 @@ class Dispatcher:
             created_at=now,
             error=reason,
             channel=job.channel,
-        )
+        ).with_facts(None if unusable is None else unusable.facts)
         self._log(row, job.body)
         self._settle(key, StateStatus.FAILED, now)
         await self.consequences.dead_letter(
@@ -296,8 +323,12 @@ class Dispatcher:
     async def _conclude(self, job: AttemptJob, key: AttemptKey, attempt_base: int, sent: Sent) -> None:
         envelope = job.envelope
         now = datetime.now(UTC)
-        outcome = classify_response(sent.status, sent.error)
-        retry_after = retry_after_for(sent.status, sent.retry_after, now)
+        outcome = sent.outcome or classify_response(sent.status, sent.error)
+        retry_after = (
+            sent.retry_after_seconds
+            if sent.retry_after_seconds is not None
+            else retry_after_for(sent.status, sent.retry_after, now)
+        )
         verdict = judge_attempt(
             key.attempt - attempt_base,
             outcome,
@@ -317,7 +348,7 @@ class Dispatcher:
             duration_ms=sent.duration_ms,
             channel=job.channel,
             body_limit_bytes=self.settings.response_body_limit_bytes,
-        )
+        ).with_facts(sent.facts)
         if verdict.retry is not None:
             next_attempt = attempt_base + verdict.retry.attempt
             # Parked first: once the row says RETRYING, the next attempt is on its delay topic.

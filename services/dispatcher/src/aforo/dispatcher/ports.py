@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from aforo.dispatcher.delivery_log import AttemptKey, DeliveryLogRow
+from aforo.dispatcher.channels.planning import ChannelPlan
+from aforo.dispatcher.delivery_log import AttemptKey, ChannelFacts, DeliveryLogRow, Outcome
 from aforo.dispatcher.preferences import CooldownClaim, EventDefinitionView, PreferenceView
 from aforo.dispatcher.retry_schedule import RetryConfig
 from aforo.dispatcher.selection import EndpointView
@@ -22,6 +23,7 @@ KafkaHeaders = Sequence[tuple[str, bytes]]
 __all__ = [
     "AttemptKey",
     "AttemptLedger",
+    "ChannelPlanner",
     "ConfigurationSource",
     "CooldownClaims",
     "LatestAttempt",
@@ -105,11 +107,18 @@ class RecordProducer(Protocol):
     ) -> Any: ...
 
 
+class ChannelPlanner(Protocol):
+    """EMAIL/SMS/PAGERDUTY: which contact destinations an event reaches (docs/channels.md)."""
+
+    async def plan(self, envelope: EventEnvelope, chosen: frozenset[Channel]) -> ChannelPlan: ...
+
+
 @dataclass(frozen=True, slots=True)
 class Unusable:
     """The destination cannot take this attempt (deleted, deactivated, no secret): FAILED, no retry."""
 
     reason: str
+    facts: ChannelFacts | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +133,13 @@ class Sent:
     retry_config: RetryConfig
     refused: bool = False
     detail: str | None = None
+    outcome: Outcome | None = None
+    """A channel sender's own reading of its provider's answer (an SMTP 550 is REJECTED, not an HTTP
+    status); None: judged from `status` and `error` as a webhook's."""
+    retry_after_seconds: float | None = None
+    """A channel sender's wait before the next attempt (PagerDuty's 429: at least 30 s); None: from
+    `retry_after` as for webhooks."""
+    facts: ChannelFacts | None = None
 
 
 class Sender(Protocol):

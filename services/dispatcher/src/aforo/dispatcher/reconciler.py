@@ -111,6 +111,7 @@ class Reconciler:
                 stranded.attempt,
                 reconcile=True,
                 attempt_base=stranded.attempt_base,
+                channel=stranded.channel,
             )
             if not await self._dispatcher.run_attempt(job):
                 return False  # another replica (or the retry consumer) holds it now

@@ -45,6 +45,7 @@ class StrandedDelivery:
     attempt: int
     reason: ReconcileReason
     attempt_base: int = 0
+    channel: Channel = Channel.WEBHOOK
 
 
 def _aware(moment: Any) -> datetime | None:
@@ -100,6 +101,7 @@ def stranded_delivery(
         attempt + 1,
         ReconcileReason.RETRY_OVERDUE,
         attempt_base=base if isinstance(base, int) and 0 <= base <= attempt else 0,
+        channel=channel,
     )
 
 

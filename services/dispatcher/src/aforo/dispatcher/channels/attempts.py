@@ -1,19 +1,14 @@
-"""One EMAIL/SMS/PAGERDUTY attempt from configuration to log row, minus the claim and the retry
-parking the dispatcher does for every channel alike.
+"""What one EMAIL/SMS/PAGERDUTY attempt sends: its rendered content and the delivery built from it.
 
 `render_content` renders the tenant's override, or the built-in template when the override does not
 render this event (a payload without a field it names): the customer is still told, and the row
-notes why the built-in was used. `channel_row` is the delivery-log row of a finished attempt, with
-the destination, its masked address and the provider's reference.
+notes why the built-in was used.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from aforo.dispatcher.channels.configuration import DestinationRecord, ProviderRecord
-from aforo.dispatcher.channels.delivery import ChannelDelivery, ChannelResult
-from aforo.dispatcher.delivery_log import AttemptVerdict, DeliveryLogRow
+from aforo.dispatcher.channels.delivery import ChannelDelivery
 from aforo.shared.delivery import Channel
 from aforo.shared.envelope import EventEnvelope
 from aforo.shared.templates import (
@@ -59,40 +54,4 @@ def build_delivery(
         secret=provider.secret,
         attempt=attempt,
         ambiguous_attempts=ambiguous_attempts,
-    )
-
-
-def channel_row(
-    envelope: EventEnvelope,
-    destination: DestinationRecord,
-    *,
-    attempt: int,
-    verdict: AttemptVerdict,
-    result: ChannelResult,
-    created_at: datetime,
-    notes: list[str] | None = None,
-) -> DeliveryLogRow:
-    """The row of a finished attempt; `endpointId` is the destination's id (the row's unique key)."""
-    noted = list(notes or [])
-    if result.ambiguous:
-        noted.append("ambiguous timeout: the provider may have sent it (SMS is retried at most once)")
-    row = DeliveryLogRow.attempted(
-        envelope,
-        endpoint_id=destination.destination_id,
-        attempt=attempt,
-        verdict=verdict,
-        created_at=created_at,
-        response_status=result.response_status,
-        response_body=None if result.response_body is None else result.response_body.encode(),
-        error=result.error,
-        duration_ms=result.duration_ms,
-        channel=destination.document.channel,
-    )
-    return row.model_copy(
-        update={
-            "destination_id": destination.destination_id,
-            "masked_address": destination.document.masked_address,
-            "provider_reference": result.reference,
-            "note": "; ".join(noted) or None,
-        }
     )

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aforo.shared.channels import ChannelProviderDocument, ContactDestinationDocument
-from aforo.shared.collections import CHANNEL_PROVIDERS, CHANNEL_TEMPLATES, CONTACT_DESTINATIONS
+from aforo.shared.collections import CHANNEL_PROVIDERS, CHANNEL_TEMPLATES, CONTACT_DESTINATIONS, DELIVERY_LOGS
 from aforo.shared.delivery import Channel
 from aforo.shared.mongo import MongoStore
 from aforo.shared.secret_box import SecretBox
@@ -43,6 +43,7 @@ class ChannelConfigurationReader:
         self._providers = mongo.collection(CHANNEL_PROVIDERS.collection)
         self._destinations = mongo.collection(CONTACT_DESTINATIONS.collection)
         self._templates = mongo.collection(CHANNEL_TEMPLATES.collection)
+        self._logs = mongo.collection(DELIVERY_LOGS.collection)
         self._secret_box = secret_box
         self._cache = TtlCache(cache_seconds)
 
@@ -103,6 +104,21 @@ class ChannelConfigurationReader:
             ("template", tenant_id, event_type, channel.value), load
         )
         return parts
+
+    async def ambiguous_attempts(
+        self, tenant_id: str, event_id: str, channel: Channel, destination_id: str
+    ) -> int:
+        """How many earlier attempts of this delivery ended in an ambiguous timeout (their rows say so):
+        SMS retries such an attempt once at most, and the count survives a restart or a takeover."""
+        return await self._logs.count_documents(
+            {
+                "tenantId": tenant_id,
+                "eventId": event_id,
+                "channel": channel.value,
+                "endpointId": destination_id,
+                "note": {"$regex": "ambiguous timeout"},
+            }
+        )
 
     def _record(self, document: dict[str, Any]) -> DestinationRecord:
         destination = ContactDestinationDocument.model_validate(document)

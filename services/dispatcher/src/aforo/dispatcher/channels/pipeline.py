@@ -1,20 +1,22 @@
-"""The EMAIL/SMS/PAGERDUTY side of dispatching one event, for the dispatcher's orchestration to call.
+"""EMAIL, SMS and PAGERDUTY on the dispatcher's seams (`ports`): the planner of an event's channel
+deliveries and one `Sender` per provider channel.
 
-`ChannelDispatch` answers the two questions the orchestration asks of a provider channel: which
-deliveries an event makes (and the SKIPPED/FAILED rows of the ones it cannot make), and how one
-claimed attempt at one destination went. Claiming, parking retries, settling the idempotency record
-and dead-lettering stay with the orchestration, the same for every channel.
+`ChannelDispatch.plan` answers which contact destinations an event reaches (and which it cannot);
+`ProviderChannelSender.send` makes one attempt at one destination: load the destination, the
+provider and the template, render, send, and report a `Sent` with the channel's own verdict and the
+row's facts. The orchestration (`dispatch`) does everything else as for webhooks: the attempt
+ledger, the row, retries on the delay topics, dead letters.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import datetime
 
 from aforo.dispatcher.channels import ChannelSenders
-from aforo.dispatcher.channels.attempts import build_delivery, channel_row, render_content
+from aforo.dispatcher.channels.attempts import build_delivery, render_content
 from aforo.dispatcher.channels.configuration import ChannelConfigurationReader, DestinationRecord
 from aforo.dispatcher.channels.delivery import ChannelResult
 from aforo.dispatcher.channels.planning import (
@@ -23,7 +25,8 @@ from aforo.dispatcher.channels.planning import (
     ChannelPlan,
     plan_channels,
 )
-from aforo.dispatcher.delivery_log import AttemptVerdict, DeliveryLogRow, Outcome
+from aforo.dispatcher.delivery_log import AttemptVerdict, ChannelFacts, DeliveryLogRow, Outcome
+from aforo.dispatcher.ports import Sent, Unusable
 from aforo.dispatcher.retry_schedule import RetryConfig
 from aforo.shared.channels import NOTIFICATION_TEST_EVENT, PROVIDER_CHANNELS, ProviderMode
 from aforo.shared.delivery import Channel, DeliveryStatus, SkipReason
@@ -32,52 +35,7 @@ from aforo.shared.envelope import EventEnvelope
 NOT_SENT = AttemptVerdict(Outcome.REJECTED, DeliveryStatus.FAILED)
 """A delivery that cannot be attempted at all (no provider, destination gone): FAILED, not retried."""
 TEST_MODE_NOTE = "test mode"
-
-
-@dataclass(frozen=True)
-class ChannelAttempt:
-    """A sent attempt: what happened, the retry policy that applies, and the row's notes."""
-
-    destination: DestinationRecord
-    result: ChannelResult
-    retry_config: RetryConfig
-    notes: list[str] = field(default_factory=list)
-
-    def row(
-        self, envelope: EventEnvelope, attempt: int, verdict: AttemptVerdict, now: datetime
-    ) -> DeliveryLogRow:
-        return channel_row(
-            envelope,
-            self.destination,
-            attempt=attempt,
-            verdict=verdict,
-            result=self.result,
-            created_at=now,
-            notes=self.notes,
-        )
-
-
-@dataclass(frozen=True)
-class Undeliverable:
-    """The attempt could not be made; `reason` is the row's error (e.g. `provider_not_configured`)."""
-
-    reason: str
-    destination: DestinationRecord | None = None
-
-    def row(
-        self, envelope: EventEnvelope, channel: Channel, destination_id: str, attempt: int, now: datetime
-    ) -> DeliveryLogRow:
-        row = DeliveryLogRow.attempted(
-            envelope,
-            endpoint_id=destination_id,
-            attempt=attempt,
-            verdict=NOT_SENT,
-            created_at=now,
-            error=self.reason,
-            channel=channel,
-        )
-        masked = None if self.destination is None else self.destination.document.masked_address
-        return row.model_copy(update={"destination_id": destination_id, "masked_address": masked})
+AMBIGUOUS_NOTE = "ambiguous timeout: the provider may have sent it (SMS is retried at most once)"
 
 
 def scrubbed(result: ChannelResult, destination: DestinationRecord) -> ChannelResult:
@@ -97,35 +55,41 @@ def scrubbed(result: ChannelResult, destination: DestinationRecord) -> ChannelRe
     )
 
 
+def undeliverable_row(
+    envelope: EventEnvelope, channel: Channel, destination: DestinationRecord, reason: str, now: datetime
+) -> DeliveryLogRow:
+    row = DeliveryLogRow.attempted(
+        envelope,
+        endpoint_id=destination.destination_id,
+        attempt=1,
+        verdict=NOT_SENT,
+        created_at=now,
+        error=reason,
+        channel=channel,
+    )
+    return row.with_facts(ChannelFacts(destination.destination_id, destination.document.masked_address))
+
+
 class ChannelDispatch:
+    """The `ChannelPlanner` of the dispatcher, and the factory of its provider channel senders."""
+
     def __init__(self, config: ChannelConfigurationReader, senders: ChannelSenders) -> None:
         self.config = config
         self.senders = senders
 
-    async def plan(
-        self, envelope: EventEnvelope, chosen: Iterable[Channel], *, target_destination_id: str | None = None
-    ) -> ChannelPlan:
+    def sender(self, channel: Channel) -> ProviderChannelSender:
+        return ProviderChannelSender(channel, self)
+
+    async def plan(self, envelope: EventEnvelope, chosen: Iterable[Channel]) -> ChannelPlan:
         channels = set(chosen) & PROVIDER_CHANNELS
         if not channels:
             return ChannelPlan()
         tenant = envelope.tenant_id
-        if target_destination_id is not None:
-            target = await self.config.destination(tenant, target_destination_id)
-            destinations = (
-                [] if target is None or target.document.end_customer_id != envelope.customer_id else [target]
-            )
-        else:
-            destinations = await self.config.destinations(tenant, envelope.customer_id)
+        destinations = await self.config.destinations(tenant, envelope.customer_id)
         configured = {
             channel for channel in channels if await self.config.provider(tenant, channel) is not None
         }
-        return plan_channels(
-            envelope.event_type,
-            channels,
-            destinations,
-            configured,
-            target_destination_id=target_destination_id,
-        )
+        return plan_channels(envelope.event_type, channels, destinations, configured)
 
     @staticmethod
     def plan_rows(
@@ -152,44 +116,58 @@ class ChannelDispatch:
                     DeliveryLogRow.skipped(envelope, channel, SkipReason.NO_DESTINATION, created_at=now)
                 )
         for channel, destination in plan.not_configured:
-            rows.append(
-                Undeliverable(PROVIDER_NOT_CONFIGURED, destination).row(
-                    envelope, channel, destination.destination_id, 1, now
-                )
-            )
+            rows.append(undeliverable_row(envelope, channel, destination, PROVIDER_NOT_CONFIGURED, now))
         return rows
 
-    async def attempt(
-        self,
-        envelope: EventEnvelope,
-        channel: Channel,
-        destination_id: str,
-        attempt: int,
-        *,
-        ambiguous_attempts: int = 0,
-        display_name: str | None = None,
-    ) -> ChannelAttempt | Undeliverable:
-        """Load, render and send one claimed attempt; never raises for the provider's failures."""
+
+class ProviderChannelSender:
+    """The `ports.Sender` of one provider channel: one attempt at one contact destination."""
+
+    def __init__(self, channel: Channel, dispatch: ChannelDispatch) -> None:
+        self.channel = channel
+        self._dispatch = dispatch
+
+    async def send(
+        self, envelope: EventEnvelope, body: bytes, destination_id: str, attempt: int
+    ) -> Sent | Unusable:
+        config = self._dispatch.config
         tenant = envelope.tenant_id
-        destination = await self.config.destination(tenant, destination_id)
+        destination = await config.destination(tenant, destination_id)
         if destination is None or destination.document.end_customer_id != envelope.customer_id:
-            return Undeliverable("destination was deleted")
+            return Unusable("destination was deleted", ChannelFacts(destination_id))
+        facts = ChannelFacts(destination_id, destination.document.masked_address)
         if not destination.document.active and envelope.event_type != NOTIFICATION_TEST_EVENT:
-            return Undeliverable("destination is inactive", destination)
-        provider = await self.config.provider(tenant, channel)
+            return Unusable("destination is inactive", facts)
+        provider = await config.provider(tenant, self.channel)
         if provider is None:
-            return Undeliverable(PROVIDER_NOT_CONFIGURED, destination)
-        override = await self.config.template(tenant, envelope.event_type, channel)
-        content, note = render_content(envelope, channel, override, display_name)
+            return Unusable(PROVIDER_NOT_CONFIGURED, facts)
+        override = await config.template(tenant, envelope.event_type, self.channel)
+        content, fallback_note = render_content(envelope, self.channel, override, None)
+        ambiguous = 0
+        if self.channel is Channel.SMS and attempt > 1:
+            ambiguous = await config.ambiguous_attempts(
+                tenant, envelope.event_id, self.channel, destination_id
+            )
         delivery = build_delivery(
-            envelope, destination, provider, content, attempt=attempt, ambiguous_attempts=ambiguous_attempts
+            envelope, destination, provider, content, attempt=attempt, ambiguous_attempts=ambiguous
         )
-        result = scrubbed(await self.senders.send(delivery), destination)
-        notes = [text for text in (note,) if text]
-        if provider.document.mode is ProviderMode.TEST:
-            notes.insert(0, TEST_MODE_NOTE)
+        result = scrubbed(await self._dispatch.senders.send(delivery), destination)
+        notes = [TEST_MODE_NOTE] if provider.document.mode is ProviderMode.TEST else []
+        notes += [note for note in (fallback_note,) if note]
+        if result.ambiguous:
+            notes.append(AMBIGUOUS_NOTE)
         document = provider.document
-        retry = RetryConfig(
-            document.max_retry_attempts, document.initial_backoff_seconds, document.backoff_multiplier
+        return Sent(
+            status=result.response_status,
+            error=result.error,
+            response_body=None if result.response_body is None else result.response_body.encode(),
+            duration_ms=result.duration_ms,
+            retry_after=None,
+            retry_config=RetryConfig(
+                document.max_retry_attempts, document.initial_backoff_seconds, document.backoff_multiplier
+            ),
+            refused=result.outcome is Outcome.REFUSED,
+            outcome=result.outcome,
+            retry_after_seconds=result.retry_after_seconds,
+            facts=replace(facts, provider_reference=result.reference, note="; ".join(notes) or None),
         )
-        return ChannelAttempt(destination, result, retry, notes)
