@@ -27,10 +27,12 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from aforo.shared.delivery import Channel
 
-DEFAULT_MAX_RETRY_ATTEMPTS: Final = 3
-DEFAULT_INITIAL_BACKOFF_SECONDS: Final = 2.0
-DEFAULT_BACKOFF_MULTIPLIER: Final = 2.0
-"""A provider's retry defaults, the same as a webhook endpoint's (docs/dispatch.md)."""
+# A provider's retry defaults are a webhook endpoint's (one owner: aforo.shared.webhook_endpoints).
+from aforo.shared.webhook_endpoints import (
+    DEFAULT_BACKOFF_MULTIPLIER,
+    DEFAULT_INITIAL_BACKOFF_SECONDS,
+    DEFAULT_MAX_RETRY_ATTEMPTS,
+)
 
 DEFAULT_PAGERDUTY_EVENTS_URL: Final = "https://events.pagerduty.com/v2/enqueue"
 PAGERDUTY_ROUTING_KEY_LENGTH: Final = 32

@@ -19,9 +19,6 @@ from aforo.api.endpoints import BackoffMultiplier, InitialBackoffSeconds, MaxRet
 from aforo.api.problems import InvalidRequestError, NotFoundError, invalid_request_from
 from aforo.api.wire import RequestBody, ResponseBody, Timestamp
 from aforo.shared.channels import (
-    DEFAULT_BACKOFF_MULTIPLIER,
-    DEFAULT_INITIAL_BACKOFF_SECONDS,
-    DEFAULT_MAX_RETRY_ATTEMPTS,
     DEFAULT_PAGERDUTY_EVENTS_URL,
     PROVIDER_CHANNELS,
     ChannelProviderDocument,
@@ -33,6 +30,11 @@ from aforo.shared.channels import (
     secret_hint,
 )
 from aforo.shared.delivery import Channel
+from aforo.shared.webhook_endpoints import (
+    DEFAULT_BACKOFF_MULTIPLIER,
+    DEFAULT_INITIAL_BACKOFF_SECONDS,
+    DEFAULT_MAX_RETRY_ATTEMPTS,
+)
 
 MAX_HOST_LENGTH: Final = 253
 WireSecurity = Annotated[EmailSecurity, Strict(False)]

@@ -15,7 +15,7 @@ from typing import Annotated, Any, Final, Literal
 
 from pydantic import ConfigDict, Field, StrictBool, field_validator
 
-from aforo.api.endpoints import ALL_EVENTS, SubscribedEvent
+from aforo.api.endpoints import SubscribedEvent
 from aforo.api.problems import InvalidRequestError
 from aforo.api.wire import (
     CustomerId,
@@ -34,6 +34,7 @@ from aforo.shared.channels import (
     normalise_address,
 )
 from aforo.shared.delivery import Channel
+from aforo.shared.webhook_endpoints import ALL_EVENTS
 
 DestinationChannel = Literal["EMAIL", "SMS", "PAGERDUTY"]
 Label = Annotated[str, Field(min_length=1, max_length=100)]
