@@ -293,10 +293,34 @@ async def test_one_invoice_reaches_email_sms_pagerduty_and_webhook_and_the_audit
         assert [row["channel"] for row in c4_rows] == ["SMS"]
         assert await stack.audit("c4", 0, status="FAILED") == []  # it reached someone: no FAILED row
 
+        # A CUSTOM event gets the generic template, headed by its definition's display name.
+        defined = await stack.api.call(
+            "POST",
+            "/api/v1/admin/event-definitions",
+            json={
+                "eventType": "QUOTA_WARNING",
+                "displayName": "Quota warning",
+                "category": "Usage",
+                "severity": "WARNING",
+                "defaultChannels": ["EMAIL"],
+            },
+        )
+        assert defined.status == 201, defined.body
+        await asyncio.sleep(CONFIG_BOUND_SECONDS)
+        emitted = await stack.api.call(
+            "POST",
+            "/api/v1/notification-event-definitions/QUOTA_WARNING/emit",
+            json={"customerId": "c1", "payload": {"quota": "api-calls"}},
+        )
+        assert emitted.status == 202
+        mails = await stack.smtp.wait_for(3, timeout=60)
+        (custom,) = [mail.message for mail in mails if mail.message["X-Aforo-Event-Type"] == "QUOTA_WARNING"]
+        assert custom["Subject"] == "Quota warning"
+
         # A destination test sends notification.test through the real provider.
         probe = await stack.api.call("POST", f"/api/v1/contact-destinations/{email_id}/test")
         assert probe.status == 202
-        mails = await stack.smtp.wait_for(3, timeout=60)
+        mails = await stack.smtp.wait_for(4, timeout=60)
         assert any(mail.message["X-Aforo-Event-Type"] == "notification.test" for mail in mails)
 
         # Per-channel metrics on the dispatcher's /metrics.

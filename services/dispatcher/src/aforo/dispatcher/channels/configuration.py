@@ -11,8 +11,15 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from aforo.shared.catalog import SYSTEM_EVENTS
 from aforo.shared.channels import ChannelProviderDocument, ContactDestinationDocument
-from aforo.shared.collections import CHANNEL_PROVIDERS, CHANNEL_TEMPLATES, CONTACT_DESTINATIONS, DELIVERY_LOGS
+from aforo.shared.collections import (
+    CHANNEL_PROVIDERS,
+    CHANNEL_TEMPLATES,
+    CONTACT_DESTINATIONS,
+    DELIVERY_LOGS,
+    EVENT_DEFINITIONS,
+)
 from aforo.shared.delivery import Channel
 from aforo.shared.mongo import MongoStore
 from aforo.shared.secret_box import SecretBox
@@ -44,6 +51,7 @@ class ChannelConfigurationReader:
         self._destinations = mongo.collection(CONTACT_DESTINATIONS.collection)
         self._templates = mongo.collection(CHANNEL_TEMPLATES.collection)
         self._logs = mongo.collection(DELIVERY_LOGS.collection)
+        self._definitions = mongo.collection(EVENT_DEFINITIONS.collection)
         self._secret_box = secret_box
         self._cache = TtlCache(cache_seconds)
 
@@ -104,6 +112,22 @@ class ChannelConfigurationReader:
             ("template", tenant_id, event_type, channel.value), load
         )
         return parts
+
+    async def display_name(self, tenant_id: str, event_type: str) -> str | None:
+        """A CUSTOM definition's `displayName`, which heads its generic template (None for SYSTEM
+        events, whose built-ins have their own headline)."""
+        if event_type in SYSTEM_EVENTS:
+            return None
+
+        async def load() -> str | None:
+            document = await self._definitions.find_one(
+                {"tenantId": tenant_id, "eventType": event_type}, {"_id": 0, "displayName": 1}
+            )
+            name = None if document is None else document.get("displayName")
+            return str(name) if name else None
+
+        name: str | None = await self._cached(("display_name", tenant_id, event_type), load)
+        return name
 
     async def ambiguous_attempts(
         self, tenant_id: str, event_id: str, channel: Channel, destination_id: str

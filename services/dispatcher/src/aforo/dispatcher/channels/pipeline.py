@@ -142,7 +142,8 @@ class ProviderChannelSender:
         if provider is None:
             return Unusable(PROVIDER_NOT_CONFIGURED, facts)
         override = await config.template(tenant, envelope.event_type, self.channel)
-        content, fallback_note = render_content(envelope, self.channel, override, None)
+        display_name = await config.display_name(tenant, envelope.event_type)
+        content, fallback_note = render_content(envelope, self.channel, override, display_name)
         ambiguous = 0
         if self.channel is Channel.SMS and attempt > 1:
             ambiguous = await config.ambiguous_attempts(
