@@ -127,6 +127,8 @@ start_services() {
   export AFORO_SSE_GATEWAY_SESSION_SECRET=${AFORO_SSE_GATEWAY_SESSION_SECRET:-$(dev_secret sse-session-secret "$PY" -c \
     'import secrets; print(secrets.token_urlsafe(48))')}
   export AFORO_DISPATCHER_OUTBOUND_ALLOWLIST=${AFORO_DISPATCHER_OUTBOUND_ALLOWLIST:-127.0.0.1/32}
+  # Plaintext SMTP (security: none) to a local mail catcher is accepted for these hosts (docs/channels.md).
+  export AFORO_API_OUTBOUND_ALLOWLIST=${AFORO_API_OUTBOUND_ALLOWLIST:-127.0.0.1/32}
   export AFORO_KAFKA_BOOTSTRAP_SERVERS=${AFORO_KAFKA_BOOTSTRAP_SERVERS:-127.0.0.1:$KAFKA_PORT}
   # retryWrites=false: a single local node has no failover to retry across, and SecantusDB slows down
   # once it holds 10,000 retryable-write records (every write then scans them). Production keeps the default.
