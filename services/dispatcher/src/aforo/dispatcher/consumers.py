@@ -24,7 +24,7 @@ from aiokafka.errors import CommitFailedError, KafkaError
 from pydantic import ValidationError
 from pymongo.errors import PyMongoError
 
-from aforo.dispatcher.consequences import REPLAY_HEADER
+from aforo.dispatcher.consequences import REPLAY_HEADER, Consequences
 from aforo.dispatcher.dispatch import AttemptJob, Dispatcher
 from aforo.dispatcher.log_writer import DeliveryLogWriter
 from aforo.dispatcher.metrics import (
@@ -44,6 +44,12 @@ from aforo.shared.envelope import EventEnvelope
 from aforo.shared.logging import get_logger
 
 log = get_logger(__name__)
+
+OUTAGES = (PyMongoError, KafkaError, OSError, TimeoutError)
+"""What a dependency being away raises: retried for as long as it lasts, never dead-lettered."""
+
+MAX_HANDLING_FAILURES = 3
+"""How often a record may fail for any other reason (a bug it triggers) before it is dead-lettered."""
 
 
 class _DrainOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -67,15 +73,18 @@ class ConsumerLoop(ABC):
         consumer: AIOKafkaConsumer,
         topics: list[str],
         log_writer: DeliveryLogWriter,
+        consequences: Consequences,
         *,
         max_in_flight: int,
         commit_interval_seconds: float,
         name: str,
+        first_backoff_seconds: float = 1.0,
     ) -> None:
         self.consumer = consumer
         self.topics = topics
         self.log_writer = log_writer
         self.tracker: OffsetTracker[TopicPartition] = OffsetTracker()
+        self.consequences = consequences
         self.name = name
         self._capacity = asyncio.Semaphore(max_in_flight)
         self._tasks: set[asyncio.Task[None]] = set()
@@ -84,6 +93,8 @@ class ConsumerLoop(ABC):
         self._loops = BackgroundTasks(name)
         self._commit_lock = asyncio.Lock()
         self._stalled_since: float | None = None
+        self._bug_failures: dict[tuple[TopicPartition, int], int] = {}
+        self._first_backoff = first_backoff_seconds
 
     async def start(self) -> None:
         self.consumer.subscribe(self.topics, listener=_DrainOnRevoke(self))
@@ -199,31 +210,67 @@ class ConsumerLoop(ABC):
 
     async def _handle_and_finish(self, partition: TopicPartition, record: ConsumerRecord[Any, Any]) -> None:
         try:
-            await self.handle(record)
-        except asyncio.CancelledError:
-            raise
-        except Exception as error:
-            # A bug or an outage (MongoDB down) must not be committed as done: the partition is read
-            # again from the lowest failed record (see OffsetTracker.fail), after a backoff; the
-            # idempotency record keeps the rework from sending twice.
-            log.warning(
-                "dispatch_record_failed",
-                consumer=self.name,
-                topic=record.topic,
-                partition=record.partition,
-                offset=record.offset,
-                error=repr(error)[:500],
-                exc_info=not isinstance(error, PyMongoError | KafkaError),
-            )
-            RECORD_FAILURES.labels(self.name).inc()
-            self.tracker.fail(partition, record.offset, now=time.monotonic())
-            # Nothing more of this partition is fetched until the rewind is applied.
-            if partition in self.consumer.assignment():
-                self.consumer.pause(partition)
-            return
+            try:
+                await self.handle(record)
+            except asyncio.CancelledError:
+                raise
+            except OUTAGES as error:
+                # An outage (MongoDB or the broker away): never commit the record as done. The
+                # partition is read again from the lowest failed record (OffsetTracker.fail), after a
+                # backoff; the idempotency record keeps the rework from sending twice.
+                self._failed(partition, record, error)
+                return
+            except Exception as error:
+                # A bug, or a record that makes one: retried like an outage a few times, then
+                # dead-lettered so that one record cannot hold its partition up for good.
+                key = (partition, record.offset)
+                self._bug_failures[key] = self._bug_failures.get(key, 0) + 1
+                if self._bug_failures[key] < MAX_HANDLING_FAILURES:
+                    self._failed(partition, record, error)
+                    return
+                try:
+                    await self.dead_letter_unhandled(record, error)
+                except OUTAGES as dead_letter_error:
+                    self._failed(partition, record, dead_letter_error)
+                    return
+                log.error(
+                    "dispatch_record_dead_lettered",
+                    consumer=self.name,
+                    topic=record.topic,
+                    partition=record.partition,
+                    offset=record.offset,
+                    error=repr(error)[:500],
+                )
         finally:
             self._capacity.release()
+        self._bug_failures.pop((partition, record.offset), None)
         self.tracker.finish(partition, record.offset)
+
+    def _failed(
+        self, partition: TopicPartition, record: ConsumerRecord[Any, Any], error: BaseException
+    ) -> None:
+        log.warning(
+            "dispatch_record_failed",
+            consumer=self.name,
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            error=repr(error)[:500],
+            exc_info=not isinstance(error, OUTAGES),
+        )
+        RECORD_FAILURES.labels(self.name).inc()
+        self.tracker.fail(
+            partition, record.offset, now=time.monotonic(), first_backoff_seconds=self._first_backoff
+        )
+        # Nothing more of this partition is fetched until the rewind is applied.
+        if partition in self.consumer.assignment():
+            self.consumer.pause(partition)
+
+    async def dead_letter_unhandled(self, record: ConsumerRecord[Any, Any], error: Exception) -> None:
+        """Put a record that failed `MAX_HANDLING_FAILURES` times (not for an outage) on the DLQ."""
+        await self.consequences.dead_letter(
+            record.value or b"", None, "handling_failed", f"{type(error).__name__}: {error}"[:1000], 0
+        )
 
     def admit(
         self, partition: TopicPartition, records: list[ConsumerRecord[Any, Any]]
@@ -246,7 +293,9 @@ class EventConsumer(ConsumerLoop):
         dispatch_requests_topic: str,
         **options: Any,
     ) -> None:
-        super().__init__(consumer, topics, log_writer, name="dispatch-events", **options)
+        super().__init__(
+            consumer, topics, log_writer, dispatcher.consequences, name="dispatch-events", **options
+        )
         self.dispatcher = dispatcher
         self.dispatch_requests_topic = dispatch_requests_topic
 
@@ -295,7 +344,9 @@ class RetryConsumer(ConsumerLoop):
         topics: list[str],
         **options: Any,
     ) -> None:
-        super().__init__(consumer, topics, log_writer, name="dispatch-retries", **options)
+        super().__init__(
+            consumer, topics, log_writer, dispatcher.consequences, name="dispatch-retries", **options
+        )
         self.dispatcher = dispatcher
         self._resume_handles: dict[TopicPartition, asyncio.TimerHandle] = {}
 

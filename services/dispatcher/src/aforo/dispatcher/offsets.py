@@ -48,7 +48,13 @@ class OffsetTracker(Generic[Partition]):
         progress.consecutive_failures = 0
 
     def fail(
-        self, partition: Partition, offset: int, *, now: float, max_backoff_seconds: float = 30.0
+        self,
+        partition: Partition,
+        offset: int,
+        *,
+        now: float,
+        first_backoff_seconds: float = 1.0,
+        max_backoff_seconds: float = 30.0,
     ) -> None:
         """The record at `offset` was not handled: read the partition again from the lowest failed
         offset, after a backoff that doubles with each consecutive failure (1 s, 2 s, ... the cap)."""
@@ -59,7 +65,9 @@ class OffsetTracker(Generic[Partition]):
             # The first failure since the last rewind sets the backoff; the others of the same
             # outage only lower the rewind point.
             progress.consecutive_failures += 1
-            backoff = min(max_backoff_seconds, 2.0 ** (progress.consecutive_failures - 1))
+            backoff = min(
+                max_backoff_seconds, first_backoff_seconds * 2.0 ** (progress.consecutive_failures - 1)
+            )
             progress.rewind_not_before = now + backoff
             progress.rewind_to = offset
         else:
