@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from aforo.api.auth import AuthConfig
@@ -318,6 +318,52 @@ async def wait_quiet(run: Run, mongo: MongoStore) -> bool:
     return False
 
 
+async def event_ids_on(stack: ChaosStack, topic: str, id_prefix: str) -> set[str]:
+    """The eventIds (header) of a topic's records that start with the prefix, read up to its end."""
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=stack.kafka_bootstrap, group_id=None, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    try:
+        partitions = consumer.assignment()
+        while not partitions:
+            await consumer.getmany(timeout_ms=200)
+            partitions = consumer.assignment()
+        ends = await consumer.end_offsets(list(partitions))
+        found: set[str] = set()
+        deadline = time.monotonic() + 60
+        while [p for p, end in ends.items() if await consumer.position(p) < end]:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{topic}: not read to its end in 60 s")
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                for record in records:
+                    event_id = dict(record.headers or ()).get("eventId", b"").decode()
+                    if event_id.startswith(id_prefix):
+                        found.add(event_id)
+        return found
+    finally:
+        await consumer.stop()
+
+
+async def stream_gaps(run: Run) -> list[str]:
+    """Item 3: the bridge and the trigger resumed without gaps, whatever the dispatcher did. Every
+    record produced is on the SYSTEM-event topic, and (with the rule) its CUSTOM event on its topic."""
+    produced = [f"{run.tenant}-{index:05d}" for index in range(run.load.records)]
+    problems = []
+    translated = await event_ids_on(run.stack, "aforo.events.system", run.tenant)
+    missing = [event_id for event_id in produced if event_id not in translated]
+    if missing:
+        problems.append(
+            f"bridge gap: {len(missing)} records never published as SYSTEM events: {missing[:10]}"
+        )
+    if run.load.custom_rule:
+        derived = await event_ids_on(run.stack, "aforo.events.custom", run.tenant)
+        missing = [event_id for event_id in produced if f"{event_id}:{CUSTOM_EVENT}" not in derived]
+        if missing:
+            problems.append(f"trigger gap: {len(missing)} SYSTEM events never derived: {missing[:10]}")
+    return problems
+
+
 async def ledger_of(run: Run, mongo: MongoStore, scenario: str) -> Ledger:
     requests = await received(run)
     for request in requests:
@@ -398,6 +444,7 @@ async def run_scenario(
     if quiet:
         await asyncio.sleep(OBSERVE_AFTER_QUIET_SECONDS)  # a window to catch late duplicates, not a wait
     ledger = await ledger_of(run, mongo, scenario)
+    run.problems.extend(await stream_gaps(run))
 
     notes = list(run.notes)
     if not quiet:
