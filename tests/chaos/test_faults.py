@@ -43,11 +43,16 @@ async def test_nothing_lost_or_stranded(
             scenario.fault,
             scenario.allowed_duplicates,
         )
+    except Exception:
+        await chaos_stack.reset_services()
+        raise
     finally:
         if scenario.cleanup is not None:
             await scenario.cleanup(chaos_stack)
     LEDGERS.append(ledger)
     problems = run.problems + ledger.problems(scenario.allowed_duplicates)
+    if problems:
+        await chaos_stack.reset_services()
     assert not problems, "\n".join([f"{scenario.name}: {ledger}", *problems, *ledger.notes])
     assert ledger.delivered_once + ledger.delivered_more + ledger.failed == ledger.expected
     assert ledger.failed == len(run.expected_failures)

@@ -159,6 +159,15 @@ class ChaosStack:
         """Start it again the way `make up` does (stack.sh only starts what is not running)."""
         await self.astack(START_COMMAND[name])
 
+    async def reset_services(self) -> None:
+        """After a failed scenario: start every service afresh, so the next scenario does not inherit
+        a process the fault left broken (its failure is already on record)."""
+        for name in SERVICES:
+            if self.pid(name) is not None:
+                await self.sigkill(name)
+        await self.astack("start-services")
+        await self.wait_ready(list(SERVICES))
+
     def start_extra_dispatcher(self, name: str) -> None:
         """Another dispatcher replica: same settings and consumer groups, its own HTTP port."""
         port = free_port()

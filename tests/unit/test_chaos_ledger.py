@@ -86,6 +86,8 @@ def test_a_failure_the_receiver_did_not_cause_and_a_2xx_without_its_row_are_prob
 def test_the_table_has_one_line_per_scenario() -> None:
     result = ledger([("e1", 200), ("e2", 200), ("e3", 500)], HEALTHY_ROWS, HEALTHY_STATES)
     lines = table([result, result]).splitlines()
-    assert lines[0].startswith("| scenario | events | delivered once | failed | lost | duplicates at receiver")
+    assert lines[0].startswith(
+        "| scenario | events | delivered once | failed | lost | duplicates at receiver"
+    )
     assert len(lines) == 4
     assert lines[2].startswith("| s | 3 | 2 | 1 | 0 | 0 |")
