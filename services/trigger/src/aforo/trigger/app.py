@@ -64,6 +64,10 @@ def build_faust_app(settings: TriggerSettings) -> faust.App:
         broker_commit_every=100,
         broker_commit_interval=1.0,
         consumer_auto_offset_reset="earliest",
+        # faust's default 60 s session: after a SIGKILL the restarted trigger waited a minute for the
+        # dead member to leave the group before deriving anything. 10 s, as every other consumer here.
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=3.0,
     )
 
 
