@@ -9,6 +9,7 @@ short form runs. The table of every ledger is printed at the end and written to
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import shutil
 from collections.abc import AsyncIterator, Iterator
@@ -38,6 +39,10 @@ STACK_SETTINGS = {
 @pytest.fixture(scope="session")
 def chaos_stack() -> Iterator[ChaosStack]:
     stack = ChaosStack.create(ROOT / ".local" / f"chaos-stack-{os.getpid()}", **STACK_SETTINGS)
+    # The suite's own clients log every failed reconnect while it breaks the broker on purpose.
+    aiokafka_logger = logging.getLogger("aiokafka")
+    level = aiokafka_logger.level
+    aiokafka_logger.setLevel(logging.CRITICAL)
     try:
         stack.start_dependencies()
         # The producer topic exists before the bridge subscribes, as in production.
@@ -45,6 +50,7 @@ def chaos_stack() -> Iterator[ChaosStack]:
         stack.start_services()
         yield stack
     finally:
+        aiokafka_logger.setLevel(level)
         stack.down()
         # Keep the processes' logs for a post-mortem; the broker data and database go.
         logs = REPORT_DIR / "last-logs"
