@@ -40,8 +40,11 @@ say() { printf '%s\n' "$*" >&2; }
 ready_line() { printf '  %-12s ready  %s\n' "$1" "$2" >&2; } # name what: one line per component
 
 alive() { # pid -> 0 if it runs; a zombie (killed, not yet reaped: pid 1 of some containers never reaps) is dead
-  local state
-  state=$(ps -o stat= -p "$1" 2>/dev/null) && [[ $state != Z* ]]
+  kill -0 "$1" 2>/dev/null || return 1
+  local stat
+  stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 0 # no /proc (macOS): kill -0 is all there is
+  stat=${stat##*) }
+  [[ ${stat%% *} != Z ]]
 }
 
 running() { # name -> 0 if its recorded pid is alive
