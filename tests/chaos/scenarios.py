@@ -19,6 +19,9 @@ PER_ENDPOINT_CONCURRENCY = 8
 receiver's 2xx and its record (those are sent again: the documented at-least-once duplicates)."""
 
 
+KAFKA_DOWN_SECONDS = 35.0
+
+
 @dataclass(frozen=True)
 class Scenario:
     name: str
@@ -92,7 +95,9 @@ def kafka_stopped(sig: str) -> FaultPlan:
             await run.stack.sigterm("kafka", timeout=90)
         for name in ("bridge", "trigger"):
             await expect_not_ready(run, name, "kafka")
-        await hold(run, began, 10.0)
+        # Longer than a producer's 30 s request timeout: batches sent before the fault expire, the
+        # case that left aiokafka's idempotent producers stuck on OutOfOrderSequenceNumber.
+        await hold(run, began, KAFKA_DOWN_SECONDS)
         await run.stack.restart("kafka")
         run.fault_ended()
 
