@@ -1,5 +1,6 @@
 """The fault suite's stack: `deploy/local/stack.sh` started on its own directory and ports, once per
-session, with a webhook receiver process and a MongoDB client for the ledgers.
+module (so it is gone before the rest of `make test` runs), with a webhook receiver process and a
+MongoDB client for the ledgers.
 
 `make chaos` sets AFORO_CHAOS=full and runs every scenario; otherwise (inside `make test`) only the
 short form runs. The table of every ledger is printed at the end and written to
@@ -36,7 +37,7 @@ STACK_SETTINGS = {
 }
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chaos_stack() -> Iterator[ChaosStack]:
     stack = ChaosStack.create(ROOT / ".local" / f"chaos-stack-{os.getpid()}", **STACK_SETTINGS)
     # The suite's own clients log every failed reconnect while it breaks the broker on purpose.
@@ -62,7 +63,7 @@ def chaos_stack() -> Iterator[ChaosStack]:
             shutil.rmtree(stack.directory, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 async def chaos_receiver() -> AsyncIterator[Receiver]:
     REPORT_DIR.mkdir(parents=True, exist_ok=True)
     receiver = await Receiver(REPORT_DIR).start()
@@ -72,7 +73,7 @@ async def chaos_receiver() -> AsyncIterator[Receiver]:
         receiver.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 async def chaos_mongo(chaos_stack: ChaosStack) -> AsyncIterator[MongoStore]:
     mongo = MongoStore(chaos_stack.mongo_uri, "aforo_notify", app_name="chaos-ledger")
     try:

@@ -5,6 +5,7 @@ flight, wait until the system is quiet, and build the scenario's ledger."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -158,11 +159,11 @@ async def configure(run: Run, api: Api) -> None:
     await run.receiver.plan(run.hook, **run.load.receiver_plan)
 
     canary = f"{run.tenant}-canary"
-    producer = await start_producer(run.stack)
+    producer = BillingProducer(run.stack)
     try:
-        await produce_record(producer, invoice(run.tenant, canary))
+        await producer.send(invoice(run.tenant, canary))
     finally:
-        await producer.stop()
+        await producer.close()
     wanted = {f"INVOICE_GENERATED/{canary}"} | (
         {f"{CUSTOM_EVENT}/{canary}"} if run.load.custom_rule else set()
     )
@@ -189,40 +190,58 @@ def invoice(tenant: str, event_id: str) -> dict[str, Any]:
 
 
 async def start_producer(stack: ChaosStack) -> AIOKafkaProducer:
-    producer = AIOKafkaProducer(
-        bootstrap_servers=stack.kafka_bootstrap, acks="all", enable_idempotence=True, linger_ms=5
-    )
-    deadline = time.monotonic() + 90
+    deadline = time.monotonic() + 120
     while True:
+        producer = AIOKafkaProducer(
+            bootstrap_servers=stack.kafka_bootstrap, acks="all", enable_idempotence=True, linger_ms=5
+        )
         try:
             await producer.start()
             return producer
         except KafkaError:
+            with contextlib.suppress(KafkaError):
+                await producer.stop()
             if time.monotonic() > deadline:
                 raise
             await asyncio.sleep(0.5)
 
 
-async def produce_record(producer: AIOKafkaProducer, value: dict[str, Any], timeout: float = 120) -> None:
-    """Produce until the broker acknowledges: while it is down the record is sent again (same
-    eventId), as a billing producer with retries would."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            await producer.send_and_wait(
-                SOURCE_TOPIC, dumps_json(value), key=str(value["customerId"]).encode()
-            )
-            return
-        except KafkaError:
-            if time.monotonic() > deadline:
-                raise
-            await asyncio.sleep(0.5)
+class BillingProducer:
+    """The billing platform's producer: sends until the broker acknowledges, with a new producer
+    after a refusal (aiokafka's idempotent producer never recovers from the sequence gap a broker
+    outage leaves), so a record may be sent twice, with the same eventId, as a real producer would."""
+
+    def __init__(self, stack: ChaosStack) -> None:
+        self.stack = stack
+        self.producer: AIOKafkaProducer | None = None
+
+    async def send(self, value: dict[str, Any], timeout: float = 180) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.producer is None:
+                self.producer = await start_producer(self.stack)
+            try:
+                await self.producer.send_and_wait(
+                    SOURCE_TOPIC, dumps_json(value), key=str(value["customerId"]).encode()
+                )
+                return
+            except KafkaError:
+                if time.monotonic() > deadline:
+                    raise
+                await self.close()
+                await asyncio.sleep(0.5)
+
+    async def close(self) -> None:
+        if self.producer is not None:
+            with contextlib.suppress(KafkaError):
+                await self.producer.stop()
+            self.producer = None
 
 
 async def push_load(run: Run, api: Api) -> None:
     """Records (and emits) at the load's pace; every record is expected, an emit once accepted (202)."""
     load = run.load
-    producer = await start_producer(run.stack)
+    producer = BillingProducer(run.stack)
     for index in range(load.records):
         event_id = f"{run.tenant}-{index:05d}"
         run.key_of_event_id[event_id] = f"INVOICE_GENERATED/{event_id}"
@@ -246,12 +265,12 @@ async def push_load(run: Run, api: Api) -> None:
     try:
         for index in range(load.records):
             await run.until_elapsed(index / load.rate_per_second)
-            await produce_record(producer, invoice(run.tenant, f"{run.tenant}-{index:05d}"))
+            await producer.send(invoice(run.tenant, f"{run.tenant}-{index:05d}"))
             if emits_every and index % emits_every == 0 and len(emit_tasks) < load.emits:
                 emit_tasks.append(asyncio.create_task(emit(run, api, f"{run.tenant}-emit-{index:05d}")))
         await asyncio.gather(*emit_tasks)
     finally:
-        await producer.stop()
+        await producer.close()
 
 
 async def emit(run: Run, api: Api, key: str) -> None:
