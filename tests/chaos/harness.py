@@ -15,6 +15,7 @@ from typing import Any
 import aiohttp
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError
+from pymongo.errors import PyMongoError
 
 from aforo.api.auth import AuthConfig
 from aforo.api.dev_tokens import mint_dev_token
@@ -80,7 +81,6 @@ class Run:
     """Processes the fault stops for good (a dispatcher replica whose partitions move to the other)."""
     pids_before: dict[str, int | None] = field(default_factory=dict)
     restarted: set[str] = field(default_factory=set)
-    _first_success_after_fault: float | None = None
 
     @property
     def elapsed(self) -> float:
@@ -300,38 +300,44 @@ async def received(run: Run) -> list[ReceivedRequest]:
     return requests
 
 
+ROW_FIELDS = {"_id": 0, "eventId": 1, "attempt": 1, "status": 1, "error": 1, "responseStatus": 1}
+
+
+async def trail_of(run: Run, mongo: MongoStore) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The tenant's `delivery_state` documents and `delivery_logs` rows (without the stored bodies)."""
+    query = {"tenantId": run.tenant}
+    states = [s async for s in mongo.collection("delivery_state").find(query, ROW_FIELDS)]
+    rows = [r async for r in mongo.collection("delivery_logs").find(query, ROW_FIELDS)]
+    return states, rows
+
+
 async def wait_quiet(run: Run, mongo: MongoStore) -> bool:
-    """Until every expected delivery is final in state and audit trail; False at the deadline."""
+    """Until every expected delivery's last row is final and none is owed an attempt; False at the deadline."""
     assert run.fault_ended_at is not None
     deadline = run.fault_ended_at + QUIET_DEADLINE_SECONDS
     while time.monotonic() < deadline:
         requests = await received(run)
         for request in requests:
             run.key_of_event_id.setdefault(request.event_id, request.key)
-            if (
-                run._first_success_after_fault is None
-                and 200 <= request.status <= 299
-                and request.key in run.expected
-            ):
-                run._first_success_after_fault = time.monotonic()
         try:
-            states = [s async for s in mongo.collection("delivery_state").find({"tenantId": run.tenant})]
-            rows = [r async for r in mongo.collection("delivery_logs").find({"tenantId": run.tenant})]
-        except Exception as error:  # the database may still be coming back
+            states, rows = await trail_of(run, mongo)
+        except PyMongoError as error:  # the database may still be coming back
             run.notes.append(f"ledger read failed once: {type(error).__name__}")
             await asyncio.sleep(1)
             continue
-        final_keys = {
-            run.key_of_event_id[s["eventId"]]
-            for s in states
-            if s["eventId"] in run.key_of_event_id and s["status"] in FINAL_STATES
-        }
-        final_rows = {
-            run.key_of_event_id[r["eventId"]]
-            for r in rows
-            if r["eventId"] in run.key_of_event_id and r["status"] in FINAL_STATES
-        }
-        if run.expected <= final_keys and run.expected <= final_rows:
+        # `delivery_state` holds only deliveries owed another attempt; the rows are the trail of all.
+        open_states = [
+            s for s in states if s["eventId"] in run.key_of_event_id and s["status"] not in FINAL_STATES
+        ]
+        latest: dict[str, dict[str, Any]] = {}
+        for row in rows:
+            key = run.key_of_event_id.get(row["eventId"])
+            if key is not None and int(row.get("attempt") or 0) >= int(
+                latest.get(key, {}).get("attempt") or 0
+            ):
+                latest[key] = row
+        final_rows = {key for key, row in latest.items() if row["status"] in FINAL_STATES}
+        if run.expected <= final_rows and not open_states:
             return True
         await asyncio.sleep(0.5)
     return False
@@ -387,8 +393,7 @@ async def ledger_of(run: Run, mongo: MongoStore, scenario: str) -> Ledger:
     requests = await received(run)
     for request in requests:
         run.key_of_event_id.setdefault(request.event_id, request.key)
-    states = [s async for s in mongo.collection("delivery_state").find({"tenantId": run.tenant}, {"_id": 0})]
-    rows = [r async for r in mongo.collection("delivery_logs").find({"tenantId": run.tenant}, {"_id": 0})]
+    states, rows = await trail_of(run, mongo)
     canary = f"{run.tenant}-canary"
     keys = {event_id: key for event_id, key in run.key_of_event_id.items() if not event_id.startswith(canary)}
     return build_ledger(
