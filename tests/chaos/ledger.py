@@ -121,6 +121,7 @@ def build_ledger(
             non_final.append(f"{key} state={state_by_key[key]} attempt={state.get('attempt')}")
 
     delivered_rows: Counter[str] = Counter()
+    delivered_attempts: dict[str, list[int]] = defaultdict(list)
     failed_with_reason: set[str] = set()
     failed_without_reason: list[str] = []
     for key, key_rows in rows_by_key.items():
@@ -130,6 +131,7 @@ def build_ledger(
         for row in key_rows:
             if row.get("status") == "DELIVERED":
                 delivered_rows[key] += 1
+                delivered_attempts[key].append(int(row.get("attempt") or 0))
             elif row.get("status") == "FAILED":
                 if row.get("error") or row.get("responseStatus"):
                     failed_with_reason.add(key)
@@ -154,7 +156,11 @@ def build_ledger(
         failed=len(failed & expected_keys),
         lost=lost,
         duplicates_at_receiver=sum(count - 1 for count in successes.values() if count > 1),
-        delivered_rows_doubled=sorted(key for key, count in delivered_rows.items() if count > 1),
+        delivered_rows_doubled=sorted(
+            f"{key} (attempts {sorted(delivered_attempts[key])})"
+            for key, count in delivered_rows.items()
+            if count > 1
+        ),
         non_final=sorted(set(non_final)),
         unexpected_failures=sorted(failed - must_fail),
         failures_without_reason=sorted(set(failed_without_reason)),

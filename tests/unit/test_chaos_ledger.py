@@ -71,7 +71,7 @@ def test_duplicates_at_the_receiver_are_counted_against_the_allowance(allowed: i
 def test_two_delivered_rows_and_a_reasonless_failure_are_problems() -> None:
     rows = [*HEALTHY_ROWS[:2], row("e2", 1, "DELIVERED"), row("e2", 2, "DELIVERED"), row("e3", 3, "FAILED")]
     result = ledger([("e1", 200), ("e2", 200), ("e3", 500)], rows, HEALTHY_STATES)
-    assert result.delivered_rows_doubled == ["INVOICE_GENERATED/e2"]
+    assert result.delivered_rows_doubled == ["INVOICE_GENERATED/e2 (attempts [1, 2])"]
     assert result.failures_without_reason == ["INVOICE_GENERATED/e3"]
 
 
