@@ -74,6 +74,7 @@ class ChaosStack:
             "AFORO_API_JWT_HS256_SECRET": TEST_JWT_SECRET,
             "AFORO_SSE_GATEWAY_SESSION_SECRET": "chaos-only-sse-session-secret-of-at-least-32-bytes",
             "AFORO_DISPATCHER_OUTBOUND_ALLOWLIST": "127.0.0.1/32",  # the receiver is local
+            "AFORO_TRIGGER_DATA_DIR": str(directory / "trigger-data"),
             "AFORO_LOG_JSON": "true",
             **settings,
         }
