@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -486,12 +487,10 @@ async def run_scenario(
     ]
     if crashed:
         run.problems.append(f"processes that did not survive the fault without a restart: {crashed}")
-    final = Ledger(
-        **{
-            **ledger.__dict__,
-            "recovery_seconds": ready_after,
-            "settled_seconds": settled_after if quiet else None,
-            "notes": notes,
-        }
+    final = dataclasses.replace(
+        ledger,
+        recovery_seconds=ready_after,
+        settled_seconds=settled_after if quiet else None,
+        notes=notes,
     )
     return final, run
