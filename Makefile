@@ -14,13 +14,14 @@ export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
 PROJECT_FILES := uv.lock pyproject.toml shared/pyproject.toml $(wildcard services/*/pyproject.toml) \
   clients/python/pyproject.toml tools/harness/pyproject.toml
 
-.PHONY: help install up down status harness node-test-deps test test-unit test-integration lint format bench clean test-deploy-offline image test-deploy
+.PHONY: help install up down status harness node-test-deps test test-unit test-integration chaos lint format bench clean test-deploy-offline image test-deploy
 
 help:
 	@echo "make up      install, start Kafka + SecantusDB + the five services, print their URLs"
 	@echo "make down    stop everything make up started"
 	@echo "make harness the integrator harness alone on http://127.0.0.1:3001 (API: AFORO_HARNESS_API_URL)"
 	@echo "make test    install and run the whole suite (starts its own Kafka + SecantusDB)"
+	@echo "make chaos   the whole fault suite (tests/chaos) on its own local stack; make test runs its short form"
 	@echo "make lint    ruff + mypy --strict on shared and services"
 	@echo "make bench   benchmarks, each next to a baseline measured in the same run"
 	@echo "make clean   stop and remove .local/ (broker data, database, logs) and the venv"
@@ -71,6 +72,12 @@ test-integration: install node-test-deps
 	@$(STACK) fetch-kafka
 	@deploy/local/ensure-debian-packages.sh $(TEST_DEBIAN_PACKAGES)
 	$(PY) -m pytest tests/integration tests/browser
+
+# Every fault scenario on a stack.sh stack of its own (other ports, .local/chaos-stack-*); prints the
+# ledger table (also in .local/chaos/table.md). `make test` runs only the short form.
+chaos: install
+	@$(STACK) fetch-kafka
+	AFORO_CHAOS=full $(PY) -m pytest tests/chaos -p no:cacheprovider
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -39,9 +39,17 @@ mkdir -p "$RUN" "$LOGS"
 say() { printf '%s\n' "$*" >&2; }
 ready_line() { printf '  %-12s ready  %s\n' "$1" "$2" >&2; } # name what: one line per component
 
+alive() { # pid -> 0 if it runs; a zombie (killed, not yet reaped: pid 1 of some containers never reaps) is dead
+  kill -0 "$1" 2>/dev/null || return 1
+  local stat
+  stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 0 # no /proc (macOS): kill -0 is all there is
+  stat=${stat##*) }
+  [[ ${stat%% *} != Z ]]
+}
+
 running() { # name -> 0 if its recorded pid is alive
   local pidfile="$RUN/$1.pid"
-  [[ -f $pidfile ]] && kill -0 "$(cat "$pidfile")" 2>/dev/null
+  [[ -f $pidfile ]] && alive "$(cat "$pidfile")"
 }
 
 launch() { # name logfile command... : start detached in its own session, record the pid
@@ -176,10 +184,10 @@ stop_one() { # name: SIGTERM, then SIGKILL after 30 s
   local pidfile="$RUN/$1.pid" pid
   [[ -f $pidfile ]] || return 0
   pid=$(cat "$pidfile")
-  if kill -0 "$pid" 2>/dev/null; then
+  if alive "$pid"; then
     kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 1 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    if kill -0 "$pid" 2>/dev/null; then say "$1 ignored SIGTERM; killing"; kill -KILL -- "-$pid" 2>/dev/null || true; fi
+    for _ in $(seq 1 300); do alive "$pid" || break; sleep 0.1; done
+    if alive "$pid"; then say "$1 ignored SIGTERM; killing"; kill -KILL -- "-$pid" 2>/dev/null || true; fi
   fi
   rm -f "$pidfile"
 }

@@ -34,6 +34,7 @@ __all__ = [
     "ensure_topics",
     "kafka_answers",
     "loads_json",
+    "renew_producer",
     "topic_specs",
 ]
 
@@ -136,6 +137,38 @@ def create_producer(settings: ServiceSettings, **overrides: Any) -> AIOKafkaProd
     }
     options.update(overrides)
     return AIOKafkaProducer(**options)
+
+
+PRODUCER_START_BACKOFF_SECONDS = (0.5, 1.0, 2.0, 5.0)
+
+
+async def renew_producer(old: AIOKafkaProducer | None, settings: ServiceSettings) -> AIOKafkaProducer:
+    """Replace a producer whose sends failed with a started new one (a new producer id).
+
+    Why: aiokafka's idempotent producer never recovers from some broker outages. Batches that expired
+    while the broker was away leave a gap in its sequence numbers, or a restarted broker has lost its
+    producer state; the broker then answers OutOfOrderSequenceNumber, which stops the producer's
+    sender for good and fails every later send. The Java client bumps its epoch; aiokafka does not,
+    so a service that must keep publishing starts a new producer (retrying until the broker answers)
+    and sends its unacknowledged records again.
+    """
+    if old is not None:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(old.stop(), 10)
+    attempt = 0
+    while True:
+        producer = create_producer(settings)
+        try:
+            await producer.start()
+        except KafkaError:
+            with contextlib.suppress(Exception):
+                await producer.stop()
+            await asyncio.sleep(
+                PRODUCER_START_BACKOFF_SECONDS[min(attempt, len(PRODUCER_START_BACKOFF_SECONDS) - 1)]
+            )
+            attempt += 1
+            continue
+        return producer
 
 
 def create_consumer(

@@ -9,13 +9,14 @@ producer topics that have no mapping. faust's per-event acking and table machine
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import time
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
-from aiokafka.errors import CommitFailedError, MessageSizeTooLargeError
+from aiokafka.errors import IllegalStateError, KafkaError, MessageSizeTooLargeError
 
 from aforo.bridge.routes import TopicRoute, load_routes
 from aforo.bridge.settings import BridgeSettings
@@ -28,6 +29,7 @@ from aforo.shared.kafka import (
     create_producer,
     ensure_topics,
     kafka_answers,
+    renew_producer,
     topic_specs,
 )
 from aforo.shared.lifecycle import Service
@@ -145,7 +147,8 @@ class BridgeService(Service):
         """Fetch, translate and send batch N+1 while batch N's acks are awaited, then commit N.
 
         One batch in flight keeps the broker busy without breaking the rule: offsets are committed
-        in order, each only after every output of its batch is acknowledged.
+        in order, each only after every output of its batch is acknowledged. A broker outage never
+        ends the loop: whatever was not acknowledged is read and sent again once the broker is back.
         """
         assert self.consumer is not None
         in_flight: _SentBatch | None = None
@@ -153,7 +156,14 @@ class BridgeService(Service):
             batch = await self.consumer.getmany(
                 timeout_ms=self.settings.poll_timeout_ms, max_records=self.settings.batch_max_records
             )
-            sent = await self._send_batch(batch, log_dead_letters=True) if batch else None
+            try:
+                sent = await self._send_batch(batch, log_dead_letters=True) if batch else None
+            except KafkaError as error:
+                # send() itself refused (no metadata within its timeout, or a stopped producer).
+                first_offsets = {partition: records[0].offset for partition, records in batch.items()}
+                await self._recover(error, in_flight.first_offsets if in_flight else {}, first_offsets)
+                in_flight = None
+                continue
             if in_flight is not None and not await self._complete(in_flight, sent):
                 in_flight = None
                 continue
@@ -208,15 +218,7 @@ class BridgeService(Service):
         results = await asyncio.gather(*sent.futures, return_exceptions=True)
         failure = next((result for result in results if isinstance(result, BaseException)), None)
         if failure is not None:
-            PUBLISH_FAILURES.inc()
-            log.warning("bridge_publish_failed", error=repr(failure))
-            rewind = dict(sent.first_offsets)
-            if following is not None:
-                for partition, offset in following.first_offsets.items():
-                    rewind[partition] = min(offset, rewind.get(partition, offset))
-            for partition, offset in rewind.items():
-                self.consumer.seek(partition, offset)
-            await asyncio.sleep(RETRY_BACKOFF_SECONDS[0])
+            await self._recover(failure, sent.first_offsets, following.first_offsets if following else {})
             return False
         now_ms = time.time() * 1000
         for (topic, event_type), count in sent.out_counts.items():
@@ -225,8 +227,9 @@ class BridgeService(Service):
             RECORD_AGE_SECONDS.observe(max(0.0, (now_ms - timestamp_ms) / 1000))
         try:
             await self.consumer.commit(sent.next_offsets)
-        except CommitFailedError as error:
-            # The group rebalanced under us: the partitions' new owner re-reads from the last commit.
+        except KafkaError as error:
+            # The group rebalanced under us (CommitFailedError, or the partitions are no longer
+            # assigned): their new owner re-reads from the last commit.
             log.warning("bridge_commit_failed", error=repr(error))
         for partition, next_offset in sent.next_offsets.items():
             highwater = self.consumer.highwater(partition)
@@ -236,6 +239,24 @@ class BridgeService(Service):
                 )
         BATCH_SECONDS.observe(time.monotonic() - sent.began)
         return True
+
+    async def _recover(self, failure: BaseException, *unacknowledged: dict[TopicPartition, int]) -> None:
+        """After a refused publish: rewind to the first unacknowledged record of every partition,
+        replace the producer (aiokafka's cannot recover from a sequence gap, see `renew_producer`)
+        and pause before reading them again; the re-sent envelopes carry the same eventIds."""
+        assert self.consumer is not None
+        PUBLISH_FAILURES.inc()
+        log.warning("bridge_publish_failed", error=repr(failure))
+        rewind: dict[TopicPartition, int] = {}
+        for offsets in unacknowledged:
+            for partition, offset in offsets.items():
+                rewind[partition] = min(offset, rewind.get(partition, offset))
+        for partition, offset in rewind.items():
+            # A partition no longer ours after a rebalance: its new owner reads from the last commit.
+            with contextlib.suppress(IllegalStateError):
+                self.consumer.seek(partition, offset)
+        self.producer = await renew_producer(self.producer, self.settings)
+        await asyncio.sleep(RETRY_BACKOFF_SECONDS[0])
 
     async def _send_dead_letter(
         self, record: ConsumerRecord[Any, Any], verdict: DeadLetter, log_it: bool

@@ -9,18 +9,19 @@ match to the CUSTOM-event topic, awaiting the broker's ack before faust may comm
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
 import faust
-from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
 from aforo.shared.config_changes import CONFIG_TOPIC_SETTINGS
 from aforo.shared.connected_service import ConnectedService
 from aforo.shared.dead_letters import DeadLetterHeaders
 from aforo.shared.envelope import EventEnvelope
-from aforo.shared.kafka import ensure_topics, topic_specs
+from aforo.shared.kafka import ensure_topics, renew_producer, topic_specs
 from aforo.shared.logging import bind_event_context, get_logger
 from aforo.shared.metrics import LATENCY_BUCKETS, Counter, Histogram
 from aforo.trigger.definition_feed import DefinitionFeed
@@ -39,6 +40,14 @@ EVALUATION_SECONDS = Histogram(
     "aforo_trigger_evaluation_seconds", "Rule evaluation time per SYSTEM event.", buckets=LATENCY_BUCKETS
 )
 DEAD_LETTERED = Counter("aforo_trigger_dead_letter_total", "Unparseable SYSTEM-event records.", ["reason"])
+PUBLISH_FAILURES = Counter(
+    "aforo_trigger_publish_failures_total", "Sends of derived events the broker refused (then sent again)."
+)
+
+PUBLISH_RETRY_BACKOFF_SECONDS = (0.5, 1.0, 2.0, 5.0)
+
+_Record = tuple[str, bytes, bytes | None, list[tuple[str, bytes]]]
+"""topic, value, key, headers"""
 
 
 def build_faust_app(settings: TriggerSettings) -> faust.App:
@@ -55,6 +64,10 @@ def build_faust_app(settings: TriggerSettings) -> faust.App:
         broker_commit_every=100,
         broker_commit_interval=1.0,
         consumer_auto_offset_reset="earliest",
+        # faust's default 60 s session: after a SIGKILL the restarted trigger waited a minute for the
+        # dead member to leave the group before deriving anything. 10 s, as every other consumer here.
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=3.0,
     )
 
 
@@ -89,33 +102,56 @@ class TriggerService(ConnectedService):
         derived = derive_custom_events(source, armed)
         EVALUATION_SECONDS.observe(time.perf_counter() - began)
         RULES_EVALUATED.inc(len(armed))
-        producer: AIOKafkaProducer = self.producer
         with bind_event_context(tenant_id=source.tenant_id, event_id=source.event_id):
-            futures = [
-                await producer.send(
-                    self.topics.custom_events,
-                    value=envelope.to_json_bytes(),
-                    key=envelope.partition_key,
-                    headers=envelope.kafka_headers(),
-                )
-                for envelope in derived
-            ]
-            for future in futures:
-                await future  # the source offset may be committed only once the derived events are durable
+            # The source offset may be committed only once the derived events are durable.
+            await self._publish_durably(
+                [
+                    (
+                        self.topics.custom_events,
+                        envelope.to_json_bytes(),
+                        envelope.partition_key,
+                        envelope.kafka_headers(),
+                    )
+                    for envelope in derived
+                ]
+            )
             if derived:
                 MATCHES.labels(source.event_type).inc(len(derived))
                 log.info("custom_events_derived", event_types=[envelope.event_type for envelope in derived])
         return len(derived)
 
+    async def _publish_durably(self, records: list[_Record]) -> None:
+        """Send every record and wait for the broker's acks; on a refusal, send them all again.
+
+        The agent must not fail here: faust acknowledges the event in hand when an agent crashes, so
+        its derived events would be lost. During a broker outage the agent waits (its source offset
+        stays uncommitted); a producer that aiokafka cannot recover is replaced (`renew_producer`).
+        Re-sent records keep their eventIds, so the dispatcher delivers each once.
+        """
+        attempt = 0
+        while True:
+            try:
+                futures = [
+                    await self.producer.send(topic, value=value, key=key, headers=headers)
+                    for topic, value, key, headers in records
+                ]
+                for future in futures:
+                    await future
+                return
+            except KafkaError as error:
+                PUBLISH_FAILURES.inc()
+                log.warning("trigger_publish_failed", error=repr(error), attempt=attempt + 1)
+                self._producer = await renew_producer(self._producer, self.settings)
+                await asyncio.sleep(
+                    PUBLISH_RETRY_BACKOFF_SECONDS[min(attempt, len(PUBLISH_RETRY_BACKOFF_SECONDS) - 1)]
+                )
+                attempt += 1
+
     async def _dead_letter(self, raw: bytes, reason: str, detail: str) -> None:
         DEAD_LETTERED.labels(reason).inc()
         log.warning("trigger_dead_letter", reason=reason, detail=detail[:300])
-        future = await self.producer.send(
-            self.topics.trigger_dead_letter,
-            value=raw,
-            headers=DeadLetterHeaders(reason, detail).to_kafka(),
-        )
-        await future
+        headers = DeadLetterHeaders(reason, detail).to_kafka()
+        await self._publish_durably([(self.topics.trigger_dead_letter, raw, None, headers)])
 
     async def start(self) -> None:
         await ensure_topics(

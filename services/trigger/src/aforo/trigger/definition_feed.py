@@ -14,6 +14,7 @@ import time
 from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaConsumer
+from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
 from aforo.shared.collections import EVENT_DEFINITIONS
@@ -102,15 +103,21 @@ class DefinitionFeed:
                 log.warning("trigger_definitions_resync_failed", error=repr(error))
 
     async def _follow_changes(self) -> None:
+        """Apply config changes as they arrive. A broker outage pauses this (the staleness gauge
+        grows, the MongoDB resync still bounds it); it never ends the task."""
         assert self.consumer is not None
         while True:
-            batch = await self.consumer.getmany(timeout_ms=200)
-            for records in batch.values():
-                for record in records:
-                    self._apply(record.value)
-            CACHE_SIZE.set(self.cache.size)
-            if await self._at_end():
-                self._caught_up_at = time.monotonic()
+            try:
+                batch = await self.consumer.getmany(timeout_ms=200)
+                for records in batch.values():
+                    for record in records:
+                        self._apply(record.value)
+                CACHE_SIZE.set(self.cache.size)
+                if await self._at_end():
+                    self._caught_up_at = time.monotonic()
+            except KafkaError as error:
+                log.warning("trigger_config_changes_read_failed", error=repr(error))
+                await asyncio.sleep(1.0)
 
     def _apply(self, raw: bytes | None) -> None:
         if raw is None:
