@@ -106,6 +106,12 @@ class FakeLedger:
     async def recorded(self, key: AttemptKey) -> bool:
         return key in self.sink.keys or key in self.reserved
 
+    async def status(self, key: AttemptKey) -> str | None:
+        for row in reversed(self.sink.rows):
+            if row.key == key:
+                return row.status.value
+        return "PENDING" if key in self.reserved else None
+
     async def reserve(
         self, key: AttemptKey, row: DeliveryLogRow, body: bytes, stale_before: datetime
     ) -> bool:

@@ -170,3 +170,32 @@ async def test_a_channel_without_a_sender_is_logged_failed_not_dropped() -> None
         DeliveryStatus.FAILED,
         "no SMS sender is configured",
     )
+
+
+async def test_a_crash_before_the_row_is_flushed_never_delivers_twice() -> None:
+    # Attempt 1 fails and parks attempt 2; the process dies before attempt 1's row is flushed.
+    world = dispatcher_world()
+    world.config.endpoint_views.append(endpoint_view("ep"))
+    world.sender.statuses = [500, 200]
+    envelope = invoice_envelope()
+    body = envelope.to_json_bytes()
+    await world.dispatcher.dispatch_event(envelope, body)
+    [parked] = world.parked()
+    world.sink.rows.clear()
+    world.sink.keys.clear()  # lost with the process
+    restarted = dispatcher_world()
+    restarted.config.endpoint_views.append(endpoint_view("ep"))
+    restarted.sender.statuses = [200]
+
+    # The parked attempt 2 comes due before attempt 1's record is read again: it waits, parked.
+    retry = AttemptJob(envelope, body, "ep", parked.attempt)
+    assert await restarted.dispatcher.run_attempt(retry) is False
+    [waiting] = restarted.parked()
+    assert (waiting.attempt, waiting.waiting_since is not None) == (2, True)
+    # Attempt 1 runs again (its record was never committed) and is delivered this time.
+    await restarted.dispatcher.dispatch_event(envelope, body)
+    # The parked attempt 2 comes back: the delivery is over, nothing goes out.
+    later = AttemptJob(envelope, body, "ep", 2, waiting_since=waiting.waiting_since)
+    assert await restarted.dispatcher.run_attempt(later) is False
+    assert restarted.sender.sends == [("evt-1", "ep", 1)]
+    assert [row.status for row in restarted.sink.rows] == [DeliveryStatus.DELIVERED]

@@ -26,6 +26,7 @@ from aforo.shared.settings import ServiceSettings
 
 __all__ = [
     "CachedKeyPartitioner",
+    "RenewingProducer",
     "TopicNames",
     "TopicSpec",
     "create_consumer",
@@ -169,6 +170,46 @@ async def renew_producer(old: AIOKafkaProducer | None, settings: ServiceSettings
             attempt += 1
             continue
         return producer
+
+
+class RenewingProducer:
+    """`send_and_wait` through a producer that is replaced when the broker refuses it.
+
+    For services whose sends are awaited one record at a time (the dispatcher): a refused send still
+    raises (the caller's record is handled again), but the next send goes through a new producer
+    (`renew_producer`) instead of one aiokafka will never recover. Concurrent failures share one
+    renewal.
+    """
+
+    def __init__(self, producer: AIOKafkaProducer, settings: ServiceSettings) -> None:
+        self._producer = producer
+        self._settings = settings
+        self._renewal: asyncio.Task[AIOKafkaProducer] | None = None
+
+    @property
+    def current(self) -> AIOKafkaProducer:
+        return self._producer
+
+    async def send_and_wait(
+        self,
+        topic: str,
+        value: bytes | None = None,
+        key: bytes | None = None,
+        headers: Sequence[tuple[str, bytes]] | None = None,
+    ) -> Any:
+        producer = self._producer
+        try:
+            return await producer.send_and_wait(topic, value, key=key, headers=list(headers or ()))
+        except KafkaError:
+            await self._renew(producer)
+            raise
+
+    async def _renew(self, failed: AIOKafkaProducer) -> None:
+        if self._producer is not failed:
+            return  # another send renewed it already
+        if self._renewal is None or self._renewal.done():
+            self._renewal = asyncio.create_task(renew_producer(failed, self._settings), name="renew-producer")
+        self._producer = await asyncio.shield(self._renewal)
 
 
 def create_consumer(

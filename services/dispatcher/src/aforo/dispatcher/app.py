@@ -35,7 +35,7 @@ from aforo.shared.collections import (
 from aforo.shared.config_changes import CONFIG_TOPIC_SETTINGS
 from aforo.shared.connected_service import ConnectedService
 from aforo.shared.delivery import Channel
-from aforo.shared.kafka import create_consumer, ensure_topics, topic_specs
+from aforo.shared.kafka import RenewingProducer, create_consumer, ensure_topics, topic_specs
 from aforo.shared.logging import get_logger
 from aforo.shared.secret_box import secret_box_from
 
@@ -71,6 +71,7 @@ class DispatcherService(ConnectedService):
         self.events: EventConsumer | None = None
         self.retries: RetryConsumer | None = None
         self.reconciler: Reconciler | None = None
+        self.renewing_producer: RenewingProducer | None = None
 
     async def start(self) -> None:
         settings = self.dispatcher_settings
@@ -98,7 +99,8 @@ class DispatcherService(ConnectedService):
             total_timeout_seconds=settings.attempt_timeout_seconds,
         )
         config = ConfigurationReader(self.mongo, self.secret_box, settings.config_cache_seconds)
-        consequences = Consequences(self.producer, config, topics)
+        self.renewing_producer = RenewingProducer(self.producer, settings)
+        consequences = Consequences(self.renewing_producer, config, topics)
         self.email_sender = EmailSender(
             self.allowlist,
             timeout_seconds=settings.smtp_timeout_seconds,
@@ -172,6 +174,8 @@ class DispatcherService(ConnectedService):
 
     async def readiness_checks(self) -> dict[str, bool]:
         """The dependencies answer, and no consumer has been unable to commit for too long."""
+        if self.renewing_producer is not None:
+            self._producer = self.renewing_producer.current  # the producer in use, after a renewal
         checks = await super().readiness_checks()
         bound = self.dispatcher_settings.commit_stall_seconds
         for loop in (self.events, self.retries):

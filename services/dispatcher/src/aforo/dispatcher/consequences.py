@@ -39,12 +39,18 @@ class Consequences:
         attempt_base: int = 0,
         channel: Channel = Channel.WEBHOOK,
         replay: bool = False,
+        waiting_since: datetime | None = None,
     ) -> None:
         """Put an attempt on the delay topic of its tier; returns once the broker has it."""
         due = datetime.now(UTC) + timedelta(seconds=delay_seconds)
         topic = retry_topic_for(delay_seconds, self._topics.prefix)
         headers = RetryRecordHeaders(
-            destination_id, max(1, attempt), due, attempt_base=attempt_base, channel=channel
+            destination_id,
+            max(1, attempt),
+            due,
+            attempt_base=attempt_base,
+            channel=channel,
+            waiting_since=waiting_since,
         ).to_kafka()
         if replay and attempt == 0:
             headers.append((REPLAY_HEADER, b"1"))

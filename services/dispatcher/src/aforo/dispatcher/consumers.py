@@ -406,6 +406,7 @@ class RetryConsumer(ConsumerLoop):
                 replay=replay,
                 attempt_base=0 if replay else headers.attempt_base,
                 channel=headers.channel,
+                waiting_since=headers.waiting_since,
             )
         )
 

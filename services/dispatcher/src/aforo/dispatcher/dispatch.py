@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 from aforo.dispatcher.channels.pipeline import ChannelDispatch
@@ -64,6 +64,9 @@ log = get_logger(__name__)
 # A permanent failure that is not the receiver's answer: nothing to retry, nothing to dead-letter twice.
 _UNDELIVERABLE = AttemptVerdict(Outcome.REFUSED, DeliveryStatus.FAILED)
 
+PREVIOUS_ATTEMPT_POLL_SECONDS = 2.0
+"""How long a retry whose previous attempt has no row yet waits on a delay topic before it looks again."""
+
 RECENTLY_FINISHED = 100_000
 """Attempts this process finished lately, remembered so that a duplicate record of one is recognised
 without asking the database (its row may still be in the log writer's buffer, or just flushed)."""
@@ -84,6 +87,8 @@ class AttemptJob:
     attempt_base: int = 0
     """Where this chain's retry budget started (a replay of a FAILED delivery starts a new one)."""
     channel: Channel = Channel.WEBHOOK
+    waiting_since: datetime | None = None
+    """A retry parked again to wait for its previous attempt's row: since when it has waited."""
 
     def key(self, attempt: int | None = None) -> AttemptKey:
         envelope = self.envelope
@@ -104,7 +109,8 @@ class Dispatcher:
     """Which contact destinations an event reaches on EMAIL/SMS/PAGERDUTY (docs/channels.md)."""
     limits: EndpointLimits = field(init=False)
     _in_flight: set[AttemptKey] = field(default_factory=set)
-    _finished: dict[AttemptKey, None] = field(default_factory=dict)
+    _finished: dict[AttemptKey, str] = field(default_factory=dict)
+    """The status of every attempt this process logged lately (bounded): its rows, flushed or not."""
 
     def __post_init__(self) -> None:
         self.limits = EndpointLimits(
@@ -251,6 +257,9 @@ class Dispatcher:
         key = job.key(attempt)
         if key in self._in_flight or key in self._finished or self.log_sink.holds(key):
             return False
+        is_retry = not job.replay and not job.reconcile and attempt > attempt_base + 1
+        if is_retry and not await self._previous_attempt_allows(job, key, now):
+            return False
         self._in_flight.add(key)
         try:
             if job.replay or job.reconcile:
@@ -273,15 +282,40 @@ class Dispatcher:
                 attempt=attempt,
             ):
                 await self._send(job, key, attempt_base)
-            self._remember_finished(key)
             return True
         finally:
             self._in_flight.discard(key)
 
-    def _remember_finished(self, key: AttemptKey) -> None:
-        self._finished[key] = None
-        if len(self._finished) > RECENTLY_FINISHED:
-            del self._finished[next(iter(self._finished))]
+    async def _previous_attempt_allows(self, job: AttemptJob, key: AttemptKey, now: datetime) -> bool:
+        """A retry goes out only after its previous attempt's row says RETRYING.
+
+        Why: a crash between parking attempt n+1 and flushing attempt n's row makes attempt n run
+        again (its record is read again) while the parked n+1 waits; if the second run of n is
+        delivered, n+1 must not go out too. So: previous attempt DELIVERED or FAILED, the delivery is
+        over; no row yet, attempt n is still (again) under way somewhere: wait for it, parked, up to
+        `previous_attempt_wait_seconds`, after which the retry goes out (a lost row must not strand it).
+        """
+        previous = replace(key, attempt=key.attempt - 1)
+        status = self._finished.get(previous) or await self.ledger.status(previous)
+        if status == DeliveryStatus.RETRYING.value:
+            return True
+        if status is not None and status != DeliveryStatus.PENDING.value:
+            return False  # DELIVERED or FAILED: the delivery has ended
+        waiting_since = job.waiting_since or now
+        if now - waiting_since < timedelta(seconds=self.settings.previous_attempt_wait_seconds):
+            await self.consequences.park(
+                job.envelope,
+                job.body,
+                job.endpoint_id,
+                key.attempt,
+                delay_seconds=PREVIOUS_ATTEMPT_POLL_SECONDS,
+                attempt_base=job.attempt_base,
+                channel=job.channel,
+                waiting_since=waiting_since,
+            )
+            return False
+        log.warning("retry_sent_without_previous_row", attempt=key.attempt, event_id=key.event_id)
+        return True
 
     async def _send(self, job: AttemptJob, key: AttemptKey, attempt_base: int) -> None:
         sender = self.senders.get(job.channel)
@@ -399,6 +433,10 @@ class Dispatcher:
             self.log_sink.add_state_update(settled_state(key, status, now))
 
     def _log(self, row: DeliveryLogRow, body: bytes) -> None:
+        if row.attempt > 0:
+            self._finished[row.key] = row.status.value
+            if len(self._finished) > RECENTLY_FINISHED:
+                del self._finished[next(iter(self._finished))]
         DELIVERIES.labels(row.status.value, row.channel.value).inc()
         if row.skip_reason is not None:
             SKIPPED.labels(row.skip_reason.value).inc()

@@ -73,6 +73,10 @@ class AttemptLedger(Protocol):
         """Whether a row for this attempt is stored (any status): then it is not sent again."""
         ...
 
+    async def status(self, key: AttemptKey) -> str | None:
+        """The stored row's status of this attempt, or None when it has no row."""
+        ...
+
     async def reserve(
         self, key: AttemptKey, row: DeliveryLogRow, body: bytes, stale_before: datetime
     ) -> bool:

@@ -226,6 +226,10 @@ class DeliveryLedger:
     async def recorded(self, key: AttemptKey) -> bool:
         return await self._lookups.exists(attempt_row_id(key))
 
+    async def status(self, key: AttemptKey) -> str | None:
+        document = await self._rows.find_one({"_id": attempt_row_id(key)}, {"status": 1})
+        return None if document is None else str(document.get("status"))
+
     async def reserve(
         self, key: AttemptKey, row: DeliveryLogRow, body: bytes, stale_before: datetime
     ) -> bool:

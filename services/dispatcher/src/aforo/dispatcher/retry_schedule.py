@@ -209,6 +209,7 @@ ATTEMPT_HEADER: Final = "aforo-attempt"
 ENDPOINT_ID_HEADER: Final = "aforo-endpoint-id"
 ATTEMPT_BASE_HEADER: Final = "aforo-attempt-base"
 CHANNEL_HEADER: Final = "aforo-channel"
+WAITING_SINCE_HEADER: Final = "aforo-waiting-since"
 _MAX_HEADER_DIGITS: Final = 18
 
 
@@ -226,9 +227,13 @@ class RetryRecordHeaders:
     attempt_base: int = 0
     """Where the retry budget of this chain started (a replay of a FAILED delivery starts a new one)."""
     channel: Channel = Channel.WEBHOOK
+    waiting_since: datetime | None = None
+    """Set on a retry parked again to wait for its previous attempt's row (epoch ms on the wire)."""
 
     def __post_init__(self) -> None:
         _require_aware(self.due_at, "due_at")
+        if self.waiting_since is not None:
+            _require_aware(self.waiting_since, "waiting_since")
         if not self.endpoint_id:
             raise ValueError("endpoint_id: must not be empty")
         if self.attempt < 1:
@@ -248,6 +253,8 @@ class RetryRecordHeaders:
             headers.append((ATTEMPT_BASE_HEADER, str(self.attempt_base).encode()))
         if self.channel is not Channel.WEBHOOK:
             headers.append((CHANNEL_HEADER, self.channel.value.encode()))
+        if self.waiting_since is not None:
+            headers.append((WAITING_SINCE_HEADER, str(round(self.waiting_since.timestamp() * 1000)).encode()))
         return headers
 
     @classmethod
@@ -269,7 +276,14 @@ class RetryRecordHeaders:
             channel = Channel(channel_text)
         except ValueError:
             raise ValueError(f"{CHANNEL_HEADER}: unknown channel {channel_text!r}") from None
-        return cls(endpoint_id, attempt, due, attempt_base, channel)
+        waiting_since = None
+        if WAITING_SINCE_HEADER in found:
+            waiting_ms = _header_integer(found, WAITING_SINCE_HEADER)
+            try:
+                waiting_since = datetime.fromtimestamp(waiting_ms / 1000, tz=UTC)
+            except (OverflowError, OSError, ValueError) as error:
+                raise ValueError(f"{WAITING_SINCE_HEADER}: not a usable epoch-milliseconds value") from error
+        return cls(endpoint_id, attempt, due, attempt_base, channel, waiting_since)
 
 
 def _header_text(headers: dict[str, bytes], name: str) -> str:

@@ -27,6 +27,12 @@ class DispatcherSettings(ServiceSettings):
     outbound_allowlist: str = Field(
         default="", description="CIDRs admitted despite being non-public (e.g. 127.0.0.1/32 for local dev)."
     )
+    previous_attempt_wait_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        description="How long a retry whose previous attempt has no row yet (it is being made again after "
+        "a crash) waits for it before going out anyway.",
+    )
     log_each_delivery: bool = Field(
         default=False,
         description="Log a line per successful delivery (failures and retries are always logged).",
