@@ -39,6 +39,8 @@ import asyncio
 import gc
 import json
 import math
+import os
+import pstats
 import random
 import resource
 import signal
@@ -69,10 +71,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from tests.support.processes import ServiceProcess  # noqa: E402
 from tests.support.stack import LocalStack  # noqa: E402
 
-from bench.common import BaselineServer, cpu_seconds, percentile  # noqa: E402
+from bench.common import BaselineServer, ProfiledServiceProcess, cpu_seconds, percentile  # noqa: E402
 
 NAME = "sse"
 TARGET_CONNECT_RATIO = 0.50
@@ -87,6 +88,7 @@ WARMUP_SECONDS = 2.0
 CONNECT_CONCURRENCY = 100
 """Connects in flight at once, over all client processes."""
 CONNECT_TIMEOUT = 300.0
+PROFILE_TOP = 30
 FETCH_MAX_WAIT_MS = 100
 ORIGIN = "http://bench.aforo.test"
 SESSION_SECRET = "bench-only-sse-session-secret-of-at-least-32-bytes"
@@ -544,7 +546,7 @@ async def seed_sessions(mongo: MongoStore, streams: int) -> list[str]:
 
 
 async def bench(
-    stack: LocalStack, streams: int, clients: int, rate: float, seconds: float
+    stack: LocalStack, streams: int, clients: int, rate: float, seconds: float, profile: bool
 ) -> tuple[Figures, Figures]:
     run = uuid.uuid4().hex[:8]
     baseline_topic = f"bench-sse-{run}.baseline.widget"
@@ -576,7 +578,8 @@ async def bench(
     mongo = MongoStore(stack.mongo_uri, database, app_name="bench-sse")
     await mongo.start([EMBED_KEYS, EMBED_SESSIONS])
     tokens = await seed_sessions(mongo, streams)
-    gateway = ServiceProcess(
+    profile_path = LOG_DIR / f"sse-gateway-{run}.prof" if profile else None
+    gateway = ProfiledServiceProcess(
         "aforo.sse_gateway",
         "AFORO_SSE_GATEWAY_",
         {
@@ -590,6 +593,7 @@ async def bench(
             "AFORO_LOG_LEVEL": "WARNING",
         },
         LOG_DIR,
+        profile_path,
     ).start()
     try:
         await gateway.wait_ready()
@@ -610,7 +614,19 @@ async def bench(
         await mongo.client.drop_database(database)
         await mongo.close()
     report("gateway", gateway_figures)
+    if profile_path is not None:
+        print_profile(profile_path)
     return gateway_figures, baseline_figures
+
+
+def print_profile(path: Path) -> None:
+    print(
+        f"{NAME}: the gateway ran under cProfile ({path}): its figures above are the profiler's", flush=True
+    )
+    stats = pstats.Stats(str(path), stream=sys.stdout)
+    stats.strip_dirs().sort_stats("tottime").print_stats(PROFILE_TOP)
+    stats.sort_stats("cumulative").print_stats(PROFILE_TOP)
+    sys.stdout.flush()
 
 
 def report(name: str, figures: Figures) -> None:
@@ -663,7 +679,12 @@ def main(argv: list[str]) -> int:
     )
     parser.add_argument("--rate", type=float, default=DEFAULT_RATE, help="events per second")
     parser.add_argument("--seconds", type=float, default=DEFAULT_SECONDS, help="load duration per side")
-    parser.add_argument("--profile", action="store_true", help="accepted for run.py; no profile run here")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        default=os.environ.get("AFORO_BENCH_PROFILE") == "1",
+        help="run the gateway under cProfile and print its top functions (its figures are then the profiler's)",
+    )
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     args = parser.parse_args(argv)
     clients = args.clients or max(1, math.ceil(args.streams / STREAMS_PER_CLIENT))
@@ -675,7 +696,9 @@ def main(argv: list[str]) -> int:
     existing = LocalStack.from_environment()
     stack = existing or LocalStack.start()
     try:
-        gateway, baseline = asyncio.run(bench(stack, args.streams, clients, args.rate, args.seconds))
+        gateway, baseline = asyncio.run(
+            bench(stack, args.streams, clients, args.rate, args.seconds, args.profile)
+        )
     finally:
         if existing is None:
             stack.stop()
