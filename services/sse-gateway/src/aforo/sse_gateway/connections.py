@@ -185,7 +185,9 @@ class ConnectionRegistry:
     """Streams by (tenant, customer); `publish` routes one event's frame to that key's streams only."""
 
     def __init__(self) -> None:
-        self._by_key: dict[StreamKey, set[Connection]] = {}
+        # A list per key, not a set: nearly every customer has one stream (a set costs 216 bytes
+        # empty, a list of one 64), and a key holds at most `max_connections_per_stream` of them.
+        self._by_key: dict[StreamKey, list[Connection]] = {}
         self._count = 0
         self._added = 0
         self._empty = asyncio.Event()
@@ -204,7 +206,7 @@ class ConnectionRegistry:
     def add(self, connection: Connection) -> None:
         connection.shard = self._added % HEARTBEAT_SHARDS
         self._added += 1
-        self._by_key.setdefault(connection.key, set()).add(connection)
+        self._by_key.setdefault(connection.key, []).append(connection)
         self._count += 1
         self._empty.clear()
         OPEN_CONNECTIONS.set(self._count)
@@ -214,7 +216,7 @@ class ConnectionRegistry:
         connections = self._by_key.get(connection.key)
         if connections is None or connection not in connections:
             return
-        connections.discard(connection)
+        connections.remove(connection)
         if not connections:
             del self._by_key[connection.key]
         self._count -= 1
