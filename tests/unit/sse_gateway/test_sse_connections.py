@@ -14,6 +14,7 @@ from aforo.sse_gateway.connections import (
     Connection,
     ConnectionRegistry,
     StreamGrant,
+    heartbeat_shards,
 )
 from aforo.sse_gateway.revocation import streams_to_close
 
@@ -75,6 +76,39 @@ async def test_a_stream_that_sent_frames_gets_no_heartbeat_that_interval() -> No
     assert not waiting.done()
     registry.tick()
     assert await asyncio.wait_for(waiting, 1.0) == HEARTBEAT
+
+
+@pytest.mark.parametrize(
+    ("heartbeat_seconds", "shards"), [(15.0, 150), (1.0, 10), (0.2, 2), (0.01, 1), (86_400.0, 3_600)]
+)
+def test_heartbeats_are_spread_over_the_interval_one_small_shard_per_tick(
+    heartbeat_seconds: float, shards: int
+) -> None:
+    assert heartbeat_shards(heartbeat_seconds) == shards
+
+
+async def test_each_tick_visits_one_shard_and_every_stream_is_in_one() -> None:
+    registry = ConnectionRegistry(heartbeat_shards=3)
+    streams = [connection(customer=f"c{index}")[0] for index in range(7)]
+    for stream in streams:
+        registry.add(stream)
+    registry.remove(streams[4])
+    for shard in range(3):
+        registry.tick(shard)  # the first interval: every stream had just opened
+    waiting = {stream: asyncio.create_task(stream.take()) for stream in streams if stream is not streams[4]}
+    await asyncio.sleep(0)
+
+    registry.tick(0)  # one shard's streams get their heartbeat; the others wait for their own tick
+    await asyncio.sleep(0)
+    woken = {stream for stream, task in waiting.items() if task.done()}
+    assert woken == {stream for stream in waiting if stream.shard == 0}
+    assert woken
+
+    registry.tick(1)
+    registry.tick(2)
+    assert await asyncio.wait_for(asyncio.gather(*waiting.values()), 1.0) == [HEARTBEAT] * 6
+    for task in waiting.values():
+        task.cancel()
 
 
 async def test_a_waiting_take_wakes_on_offer() -> None:

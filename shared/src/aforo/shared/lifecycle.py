@@ -69,6 +69,14 @@ class Service(ABC):
         """aiohttp's `client_max_size`: the largest request body the HTTP server reads."""
         return 1024 * 1024
 
+    def listen_backlog(self) -> int:
+        """Connections the kernel may queue before `accept()` (capped by net.core.somaxconn).
+
+        aiohttp's 128 suits short requests; a server that thousands of clients reconnect to at once
+        (the SSE gateway after a replica drained) raises it, or the overflow waits out SYN retries.
+        """
+        return 128
+
     def cancels_handlers_on_disconnect(self) -> bool:
         """aiohttp's `handler_cancellation`: whether a handler is cancelled when its client goes away.
 
@@ -122,7 +130,12 @@ class ServiceRunner:
             shutdown_timeout=min(HTTP_SHUTDOWN_TIMEOUT_SECONDS, self.settings.shutdown_grace_seconds),
         )
         await self._http_runner.setup()
-        site = web.TCPSite(self._http_runner, self.settings.http_host, self.settings.http_port)
+        site = web.TCPSite(
+            self._http_runner,
+            self.settings.http_host,
+            self.settings.http_port,
+            backlog=self.service.listen_backlog(),
+        )
         await site.start()
         server = site._server
         sockets = getattr(server, "sockets", None) or []

@@ -27,7 +27,7 @@ from aforo.shared.mongo import MongoStore
 from aforo.shared.secret_box import secret_box_from
 from aforo.shared.settings import ConfigurationError
 from aforo.sse_gateway.boundary import MAX_BODY_BYTES, error_middleware
-from aforo.sse_gateway.connections import HEARTBEAT_SHARDS, CloseReason, ConnectionRegistry
+from aforo.sse_gateway.connections import CloseReason, ConnectionRegistry, heartbeat_shards
 from aforo.sse_gateway.context import GatewayContext
 from aforo.sse_gateway.descriptor_budget import apply_descriptor_budget
 from aforo.sse_gateway.embed_store import EmbedStore
@@ -47,6 +47,7 @@ GATEWAY_COLLECTIONS = (EMBED_KEYS, BRIDGE_SIGNING_KEYS, EMBED_SESSIONS, BRIDGE_T
 CLOCK_SKEW_MARGIN = timedelta(seconds=60)
 # How long drain lets closed streams' handlers return before it aborts the transports still open.
 DRAIN_CLOSE_WAIT_SECONDS = 2.0
+LISTEN_BACKLOG = 4096
 
 
 class SseGatewayConfigError(ConfigurationError):
@@ -78,7 +79,7 @@ class SseGatewayService(Service):
         self.settings = settings
         self.topics = TopicNames(settings.topic_prefix)
         self.mongo = MongoStore(settings.mongo_uri, settings.mongo_database, app_name=f"aforo-{self.name}")
-        self.registry = ConnectionRegistry()
+        self.registry = ConnectionRegistry(heartbeat_shards(settings.heartbeat_seconds))
         self.history = HistoryStore(
             per_stream=settings.history_per_stream,
             max_events=settings.history_max_events,
@@ -120,6 +121,10 @@ class SseGatewayService(Service):
     def max_request_body_bytes(self) -> int:
         return MAX_BODY_BYTES
 
+    def listen_backlog(self) -> int:
+        """A reconnect storm (another replica drained, a deploy) must queue, not wait out SYN retries."""
+        return LISTEN_BACKLOG
+
     def cancels_handlers_on_disconnect(self) -> bool:
         """A closed browser tab ends its stream handler at once, freeing its slot under the caps."""
         return True
@@ -133,8 +138,9 @@ class SseGatewayService(Service):
 
     async def _heartbeat_forever(self) -> None:
         """Each shard of streams once per heartbeat interval, the shards spread over it."""
-        for shard in itertools.cycle(range(HEARTBEAT_SHARDS)):
-            await asyncio.sleep(self.settings.heartbeat_seconds / HEARTBEAT_SHARDS)
+        shards = self.registry.heartbeat_shards
+        for shard in itertools.cycle(range(shards)):
+            await asyncio.sleep(self.settings.heartbeat_seconds / shards)
             self.registry.tick(shard)
 
     async def _sweep_forever(self) -> None:

@@ -3,11 +3,15 @@
 Thin on purpose: lookups, the session writes, the record of exchanged bridge tokens and the
 revocation sweep's two queries. Embed keys are
 cached per replica for `embed_key_cache_seconds`, since every stream connect and CORS preflight
-needs one; a revoked key still ends open streams at the next sweep.
+needs one; a revoked key still ends open streams at the next sweep. Sessions are never cached (a
+revoked one must not open a stream), but the lookups of one event-loop turn share their queries: when
+thousands of widgets reconnect at once (a replica drained, a deploy), one round trip per stream would
+make the database the bound on how fast a replica fills.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,6 +35,11 @@ from aforo.shared.ttl_cache import TtlCache
 from aforo.sse_gateway.embed_tokens import SigningKey
 
 _CACHE_LIMIT = 10_000
+SESSION_LOOKUP_BATCH = 32
+"""Session ids per `$in` query; the queries of one batch run concurrently. Small, because
+SecantusDB's cost for `$in` grows with the square of the list (see `aforo.shared.mongo.ExistenceBatcher`)."""
+
+_SessionLookup = tuple[str, str, "asyncio.Future[EmbedSessionDocument | None]"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +62,8 @@ class EmbedStore:
         self._mongo = mongo
         self._secret_box = secret_box
         self._cache = TtlCache(cache_seconds, max_entries=_CACHE_LIMIT, clock=monotonic)
+        self._session_lookups: list[_SessionLookup] = []
+        self._session_queries: set[asyncio.Task[None]] = set()
 
     @property
     def _keys(self) -> AsyncCollection[Document]:
@@ -116,8 +127,53 @@ class EmbedStore:
         await self._sessions.insert_one(session.to_document())
 
     async def session(self, tenant_id: str, session_id: str) -> EmbedSessionDocument | None:
-        document = await self._sessions.find_one({"tenantId": tenant_id, "sessionId": session_id}, {"_id": 0})
-        return None if document is None else EmbedSessionDocument.model_validate(document)
+        """The session record, or None; read from the database on every call (never cached).
+
+        The callers of one event-loop turn share `find({tenantId, sessionId: {$in: [...]}})` queries of
+        at most `SESSION_LOOKUP_BATCH` ids, sent on the next turn: no timer, so a lone lookup waits
+        for nothing, and a burst of connects costs a round trip per batch instead of per stream.
+        """
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[EmbedSessionDocument | None] = loop.create_future()
+        if not self._session_lookups:
+            loop.call_soon(self._send_session_lookups)
+        self._session_lookups.append((tenant_id, session_id, future))
+        return await future
+
+    def _send_session_lookups(self) -> None:
+        waiting, self._session_lookups = self._session_lookups, []
+        by_tenant: dict[str, list[_SessionLookup]] = {}
+        for lookup in waiting:
+            by_tenant.setdefault(lookup[0], []).append(lookup)
+        for tenant_id, lookups in by_tenant.items():
+            for start in range(0, len(lookups), SESSION_LOOKUP_BATCH):
+                batch = lookups[start : start + SESSION_LOOKUP_BATCH]
+                task = asyncio.create_task(self._query_sessions(tenant_id, batch))
+                self._session_queries.add(task)
+                task.add_done_callback(self._session_queries.discard)
+
+    async def _query_sessions(self, tenant_id: str, batch: list[_SessionLookup]) -> None:
+        try:
+            ids = list({session_id for _, session_id, _ in batch})
+            found = {
+                str(document["sessionId"]): EmbedSessionDocument.model_validate(document)
+                async for document in self._sessions.find(
+                    {"tenantId": tenant_id, "sessionId": {"$in": ids}}, {"_id": 0}
+                )
+            }
+        except BaseException as error:
+            for _, _, future in batch:
+                if not future.done():
+                    if isinstance(error, Exception):
+                        future.set_exception(error)
+                    else:
+                        future.cancel()
+            if not isinstance(error, Exception):
+                raise
+            return
+        for _, session_id, future in batch:
+            if not future.done():  # its caller may have gone (a client that closed its connect)
+                future.set_result(found.get(session_id))
 
     async def extend_session(self, tenant_id: str, session_id: str, expires_at: datetime) -> bool:
         """Record a refresh; False when the session was revoked meanwhile."""

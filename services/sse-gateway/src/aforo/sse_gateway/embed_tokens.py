@@ -16,6 +16,7 @@ passed in (PyJWT's own clock checks are switched off), which keeps these functio
 
 from __future__ import annotations
 
+import json
 import secrets as random_secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from typing import Any, Final
 
 import jwt
 from jwt.types import Options
+from jwt.utils import base64url_decode
 
 from aforo.shared.embed import BRIDGE_TOKEN_MAX_TTL_SECONDS, SigningKeyStatus, effective_signing_status
 
@@ -122,6 +124,25 @@ def _header(token: str) -> Mapping[str, Any]:
     if header.get("alg") != ALGORITHM:
         raise _unauthenticated("invalid_token", f"the token must be signed with {ALGORITHM}", "alg")
     return header
+
+
+def _session_header(token: str) -> None:
+    """A session token's header says HS256, read from its first segment alone.
+
+    `_header` would do, but PyJWT's unverified read decodes and checks every segment character by
+    character, and the verified decode that follows does it all again: on a gateway taking
+    thousands of stream connects at once, that first pass is about a third of the token check.
+    """
+    if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_LENGTH or token.count(".") != 2:
+        raise _unauthenticated("malformed_token", "the token is not a well-formed JWT")
+    try:
+        header = json.loads(base64url_decode(token.partition(".")[0]))
+    except ValueError:  # bad base64, bad UTF-8 or bad JSON
+        raise _unauthenticated("malformed_token", "the token is not a well-formed JWT") from None
+    if not isinstance(header, dict):
+        raise _unauthenticated("malformed_token", "the token is not a well-formed JWT")
+    if header.get("alg") != ALGORITHM:
+        raise _unauthenticated("invalid_token", f"the token must be signed with {ALGORITHM}", "alg")
 
 
 def _verified_claims(token: str, secrets: Sequence[str], audience: str | None = None) -> dict[str, Any]:
@@ -246,7 +267,7 @@ def verify_session_token(
     token: str, secrets: Sequence[str], *, now: datetime, leeway_seconds: int
 ) -> SessionClaims:
     """The session's scope, or 401. `secrets` are the gateway's, newest first (rotation)."""
-    _header(token)
+    _session_header(token)
     claims = _verified_claims(token, secrets, audience=SESSION_AUDIENCE)
     if claims.get("iss") != SESSION_ISSUER:
         raise _unauthenticated("invalid_token", "the token was not issued by this gateway", "iss")
