@@ -18,6 +18,15 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import IllegalStateError, KafkaError, MessageSizeTooLargeError
 
+from aforo.bridge.metrics import (
+    BATCH_SECONDS,
+    CONSUMER_LAG,
+    DEAD_LETTERED,
+    PUBLISH_FAILURES,
+    RECORD_AGE_SECONDS,
+    RECORDS_IN,
+    RECORDS_OUT,
+)
 from aforo.bridge.routes import TopicRoute, load_routes
 from aforo.bridge.settings import BridgeSettings
 from aforo.bridge.translation import DeadLetter, SourceRecord, translate
@@ -34,31 +43,9 @@ from aforo.shared.kafka import (
 )
 from aforo.shared.lifecycle import Service
 from aforo.shared.logging import get_logger
-from aforo.shared.metrics import LATENCY_BUCKETS, Counter, Gauge, Histogram
 
 log = get_logger(__name__)
 
-RECORDS_IN = Counter("aforo_bridge_records_in_total", "Producer records consumed.", ["topic"])
-RECORDS_OUT = Counter(
-    "aforo_bridge_records_out_total",
-    "Envelopes published, acknowledged by the broker.",
-    ["topic", "event_type"],
-)
-DEAD_LETTERED = Counter(
-    "aforo_bridge_dead_letter_total", "Producer records sent to the dead-letter topic.", ["reason"]
-)
-CONSUMER_LAG = Gauge("aforo_bridge_consumer_lag", "Records behind the partition end.", ["topic", "partition"])
-BATCH_SECONDS = Histogram(
-    "aforo_bridge_batch_processing_seconds",
-    "From fetch to committed offsets, per batch.",
-    buckets=LATENCY_BUCKETS,
-)
-RECORD_AGE_SECONDS = Histogram(
-    "aforo_bridge_record_age_seconds",
-    "From the producer record's timestamp to the broker's ack of its envelope.",
-    buckets=LATENCY_BUCKETS,
-)
-PUBLISH_FAILURES = Counter("aforo_bridge_publish_failures_total", "Batches whose output the broker refused.")
 
 RETRY_BACKOFF_SECONDS = (0.5, 1.0, 2.0, 5.0)
 

@@ -23,26 +23,21 @@ from aforo.shared.dead_letters import DeadLetterHeaders
 from aforo.shared.envelope import EventEnvelope
 from aforo.shared.kafka import ensure_topics, renew_producer, topic_specs
 from aforo.shared.logging import bind_event_context, get_logger
-from aforo.shared.metrics import LATENCY_BUCKETS, Counter, Histogram
 from aforo.trigger.definition_feed import DefinitionFeed
 from aforo.trigger.definitions import DefinitionCache
 from aforo.trigger.derivation import derive_custom_events
+from aforo.trigger.metrics import (
+    DEAD_LETTERED,
+    EVALUATION_SECONDS,
+    EVENTS_SEEN,
+    MATCHES,
+    PUBLISH_FAILURES,
+    RULES_EVALUATED,
+)
 from aforo.trigger.settings import TriggerSettings
 
 log = get_logger(__name__)
 
-EVENTS_SEEN = Counter("aforo_trigger_events_total", "SYSTEM events consumed.", ["event_type"])
-RULES_EVALUATED = Counter("aforo_trigger_rules_evaluated_total", "Trigger rules evaluated.")
-MATCHES = Counter(
-    "aforo_trigger_matches_total", "CUSTOM events derived, by source SYSTEM event.", ["event_type"]
-)
-EVALUATION_SECONDS = Histogram(
-    "aforo_trigger_evaluation_seconds", "Rule evaluation time per SYSTEM event.", buckets=LATENCY_BUCKETS
-)
-DEAD_LETTERED = Counter("aforo_trigger_dead_letter_total", "Unparseable SYSTEM-event records.", ["reason"])
-PUBLISH_FAILURES = Counter(
-    "aforo_trigger_publish_failures_total", "Sends of derived events the broker refused (then sent again)."
-)
 
 PUBLISH_RETRY_BACKOFF_SECONDS = (0.5, 1.0, 2.0, 5.0)
 

@@ -21,26 +21,12 @@ from aforo.shared.collections import EVENT_DEFINITIONS
 from aforo.shared.config_changes import ConfigChange
 from aforo.shared.kafka import TopicNames, create_consumer
 from aforo.shared.logging import get_logger
-from aforo.shared.metrics import LATENCY_BUCKETS, Counter, Gauge, Histogram
 from aforo.shared.mongo import MongoStore
 from aforo.trigger.definitions import DefinitionCache
+from aforo.trigger.metrics import BAD_CHANGES, CACHE_SIZE, CACHE_STALENESS, CHANGE_LAG
 from aforo.trigger.settings import TriggerSettings
 
 log = get_logger(__name__)
-
-CACHE_SIZE = Gauge("aforo_trigger_cache_definitions", "CUSTOM definitions with a rule in the cache.")
-CACHE_STALENESS = Gauge(
-    "aforo_trigger_cache_staleness_seconds",
-    "Seconds since the cache last confirmed it had read the config topic to its end.",
-)
-CHANGE_LAG = Histogram(
-    "aforo_trigger_config_change_lag_seconds",
-    "From the API's publish of a change to its application in the cache.",
-    buckets=LATENCY_BUCKETS,
-)
-BAD_CHANGES = Counter(
-    "aforo_trigger_config_changes_invalid_total", "Config-topic records that did not parse."
-)
 
 
 class DefinitionFeed:
