@@ -11,11 +11,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from aiokafka.partitioner import murmur2
@@ -29,6 +29,7 @@ __all__ = [
     "RenewingProducer",
     "TopicNames",
     "TopicSpec",
+    "caught_up",
     "create_consumer",
     "create_producer",
     "dumps_json",
@@ -170,6 +171,23 @@ async def renew_producer(old: AIOKafkaProducer | None, settings: ServiceSettings
             attempt += 1
             continue
         return producer
+
+
+async def caught_up(consumer: AIOKafkaConsumer, targets: Mapping[TopicPartition, int] | None = None) -> bool:
+    """Whether a consumer has read up to `targets` (per partition, the offset to reach), or, without
+    targets, up to the high-water mark of every partition it is assigned (one that has fetched nothing
+    yet, whose high-water mark is unknown, is not caught up). The one "caught up" check of the suite."""
+    if targets is None:
+        targets = {}
+        for partition in consumer.assignment():
+            highwater = consumer.highwater(partition)
+            if highwater is None:
+                return False
+            targets[partition] = highwater
+    for partition, target in targets.items():
+        if await consumer.position(partition) < target:
+            return False
+    return True
 
 
 class RenewingProducer:

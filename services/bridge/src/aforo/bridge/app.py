@@ -30,6 +30,7 @@ from aforo.bridge.metrics import (
 from aforo.bridge.routes import TopicRoute, load_routes
 from aforo.bridge.settings import BridgeSettings
 from aforo.bridge.translation import DeadLetter, SourceRecord, translate
+from aforo.shared.background import BackgroundTasks
 from aforo.shared.dead_letters import DeadLetterHeaders
 from aforo.shared.envelope import envelope_headers
 from aforo.shared.kafka import (
@@ -79,7 +80,7 @@ class BridgeService(Service):
         self.routes: dict[str, TopicRoute] = {}
         self.producer: AIOKafkaProducer | None = None
         self.consumer: AIOKafkaConsumer | None = None
-        self._loop_task: asyncio.Task[None] | None = None
+        self._loops = BackgroundTasks("bridge")
         self._draining = False
 
     async def start(self) -> None:
@@ -106,7 +107,7 @@ class BridgeService(Service):
         self.consumer.subscribe(pattern=pattern)
         await self.consumer.start()
         log.info("bridge_subscribed", pattern=pattern, routes=len(self.routes))
-        self._loop_task = asyncio.create_task(self._consume_forever(), name="bridge-consume")
+        self._loops.spawn("consume", self._consume_forever())
 
     async def readiness_checks(self) -> dict[str, bool]:
         if self.producer is None:
@@ -114,17 +115,15 @@ class BridgeService(Service):
         return {"kafka": await kafka_answers(self.producer, self.settings.readiness_timeout_seconds)}
 
     def is_alive(self) -> bool:
-        return self._loop_task is None or not self._loop_task.done() or self._draining
+        return self._draining or self._loops.alive()
 
     async def drain(self) -> None:
         """Finish the batch in hand (publish, then commit); fetch nothing more."""
         self._draining = True
-        if self._loop_task is not None:
-            await self._loop_task
+        await self._loops.wait("consume")
 
     async def stop(self) -> None:
-        if self._loop_task is not None and not self._loop_task.done():
-            self._loop_task.cancel()
+        await self._loops.cancel_all()
         if self.consumer is not None:
             await self.consumer.stop()
         if self.producer is not None:

@@ -19,6 +19,7 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 from pymongo.errors import PyMongoError
 
+from aforo.shared.background import BackgroundTasks
 from aforo.shared.collections import BRIDGE_SIGNING_KEYS, BRIDGE_TOKEN_USES, EMBED_KEYS, EMBED_SESSIONS
 from aforo.shared.kafka import TopicNames, ensure_topics, topic_specs
 from aforo.shared.lifecycle import Service
@@ -94,8 +95,7 @@ class SseGatewayService(Service):
             session_secrets=secrets,
             is_loaded=self.feed.loaded.is_set,
         )
-        self._sweep_task: asyncio.Task[None] | None = None
-        self._heartbeat_task: asyncio.Task[None] | None = None
+        self._loops = BackgroundTasks("sse-gateway")
 
     async def start(self) -> None:
         await ensure_topics(
@@ -105,8 +105,8 @@ class SseGatewayService(Service):
         )
         await self.mongo.start(GATEWAY_COLLECTIONS)
         await self.feed.start()
-        self._sweep_task = asyncio.create_task(self._sweep_forever(), name="sse-session-sweep")
-        self._heartbeat_task = asyncio.create_task(self._heartbeat_forever(), name="sse-heartbeat")
+        self._loops.spawn("session-sweep", self._sweep_forever())
+        self._loops.spawn("heartbeat", self._heartbeat_forever())
 
     async def readiness_checks(self) -> dict[str, bool]:
         timeout = self.settings.readiness_timeout_seconds
@@ -114,9 +114,7 @@ class SseGatewayService(Service):
         return {"kafka": kafka_ok, "mongodb": mongo_ok, "history": self.feed.loaded.is_set()}
 
     def is_alive(self) -> bool:
-        return self.feed.is_alive() and all(
-            task is None or not task.done() for task in (self._sweep_task, self._heartbeat_task)
-        )
+        return self.feed.is_alive() and self._loops.alive()
 
     def max_request_body_bytes(self) -> int:
         return MAX_BODY_BYTES
@@ -196,8 +194,6 @@ class SseGatewayService(Service):
             await self.registry.wait_empty()
 
     async def stop(self) -> None:
-        for task in (self._sweep_task, self._heartbeat_task):
-            if task is not None:
-                task.cancel()
+        await self._loops.cancel_all()  # cancelled and awaited: nothing runs on a closed client
         await self.feed.stop()
         await self.mongo.close()

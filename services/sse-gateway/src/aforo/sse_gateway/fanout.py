@@ -23,7 +23,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 
-from aforo.shared.kafka import create_consumer, kafka_answers
+from aforo.shared.kafka import caught_up, create_consumer, kafka_answers
 from aforo.shared.logging import get_logger
 from aforo.sse_gateway.connections import ConnectionRegistry
 from aforo.sse_gateway.history import HistoryEntry, HistoryStore, too_old_to_deliver
@@ -116,10 +116,7 @@ class WidgetFeed:
 
     async def _caught_up(self) -> bool:
         assert self._consumer is not None
-        for partition, target in self._targets.items():
-            if await self._consumer.position(partition) < target:
-                return False
-        return True
+        return await caught_up(self._consumer, self._targets)
 
     async def _consume_forever(self) -> None:
         assert self._consumer is not None

@@ -9,7 +9,6 @@ staleness even if a publish was lost after the MongoDB write. See docs/trigger-r
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from datetime import UTC, datetime
 
@@ -17,9 +16,10 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
+from aforo.shared.background import BackgroundTasks
 from aforo.shared.collections import EVENT_DEFINITIONS
 from aforo.shared.config_changes import ConfigChange
-from aforo.shared.kafka import TopicNames, create_consumer
+from aforo.shared.kafka import TopicNames, caught_up, create_consumer
 from aforo.shared.logging import get_logger
 from aforo.shared.mongo import MongoStore
 from aforo.trigger.definitions import DefinitionCache
@@ -36,7 +36,7 @@ class DefinitionFeed:
         self.cache = cache
         self.topics = TopicNames(settings.topic_prefix)
         self.consumer: AIOKafkaConsumer | None = None
-        self._tasks: list[asyncio.Task[None]] = []
+        self._loops = BackgroundTasks("definition-feed")
         self._caught_up_at = time.monotonic()
         self.loaded = False
         CACHE_STALENESS.set_function(lambda: time.monotonic() - self._caught_up_at)
@@ -52,22 +52,16 @@ class DefinitionFeed:
         await self.consumer.start()
         await self.resync()
         self.loaded = True
-        self._tasks = [
-            asyncio.create_task(self._follow_changes(), name="definition-changes"),
-            asyncio.create_task(self._resync_periodically(), name="definition-resync"),
-        ]
+        self._loops.spawn("changes", self._follow_changes())
+        self._loops.spawn("resync", self._resync_periodically())
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._loops.cancel_all()
         if self.consumer is not None:
             await self.consumer.stop()
 
     def is_alive(self) -> bool:
-        return all(not task.done() for task in self._tasks)
+        return self._loops.alive()
 
     async def resync(self) -> None:
         """Load every CUSTOM definition with a rule from MongoDB (the source of truth)."""
@@ -120,8 +114,4 @@ class DefinitionFeed:
     async def _at_end(self) -> bool:
         """Every partition's read position has reached its high-water mark."""
         assert self.consumer is not None
-        for partition in self.consumer.assignment():
-            highwater = self.consumer.highwater(partition)
-            if highwater is None or await self.consumer.position(partition) < highwater:
-                return False
-        return True
+        return await caught_up(self.consumer)
