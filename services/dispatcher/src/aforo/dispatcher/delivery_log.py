@@ -1,71 +1,54 @@
-"""What one delivery attempt came to, and the delivery-log row that records it.
+"""What one delivery attempt came to, and what follows it. Pure.
 
 `classify_response` turns an HTTP status or a transport error into an outcome; `judge_attempt` turns
-the outcome into what happens next (delivered, retry later, failed, disable the endpoint, dead-letter);
-`DeliveryLogRow` is the `delivery_logs` document the API serves as the customer's audit trail. One
-row per (event, channel, endpoint, attempt): the unique index on that key makes a replayed Kafka
-record unable to add a second. See docs/dispatch.md.
+the outcome into what happens next (delivered, retry later, failed, disable the endpoint, dead-letter).
+The row that records it is `aforo.shared.delivery_log.DeliveryLogRow` (re-exported here), which the
+API's audit trail reads too. See docs/dispatch.md.
 """
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Final, Self
+from typing import Final
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from aforo.dispatcher.retry_schedule import RetryConfig, RetryPlan, next_attempt
+from aforo.shared.delivery import DeliveryStatus
+from aforo.shared.delivery_log import (
+    CHANNEL_ONLY_FIELDS,
+    RESPONSE_BODY_LIMIT_BYTES,
+    UNIQUE_KEY_FIELDS,
+    AttemptKey,
+    ChannelFacts,
+    DeliveryLogRow,
+    attempt_row_id,
+    delivery_id,
+    envelope_text,
+    response_body_excerpt,
+    row_document,
+)
 
-from aforo.dispatcher.retry_schedule import RetryConfig, RetryPlan, due_at, next_attempt
-from aforo.shared.delivery import ENVELOPE_FIELD, Channel, DeliveryStatus, SkipReason
-from aforo.shared.envelope import EventEnvelope
-
-RESPONSE_BODY_LIMIT_BYTES: Final = 4096
-"""How much of a receiver's response body the log keeps: enough to debug, not enough to store a page."""
+__all__ = [
+    "CHANNEL_ONLY_FIELDS",
+    "RESPONSE_BODY_LIMIT_BYTES",
+    "UNIQUE_KEY_FIELDS",
+    "AttemptKey",
+    "AttemptVerdict",
+    "ChannelFacts",
+    "DeadLetterReason",
+    "DeliveryLogRow",
+    "Outcome",
+    "attempt_row_id",
+    "classify_response",
+    "delivery_id",
+    "envelope_text",
+    "judge_attempt",
+    "response_body_excerpt",
+    "row_document",
+]
 
 OUTBOUND_REFUSAL_PREFIX: Final = "refused:"
 """How `aforo.dispatcher.outbound` starts an SSRF refusal (after `host: ` for a host name)."""
-
-UNIQUE_KEY_FIELDS: Final = ("tenantId", "eventId", "channel", "endpointId", "attempt")
-"""The `delivery_logs` unique index (`aforo.shared.collections.DELIVERY_LOGS`)."""
-
-
-@dataclass(frozen=True, slots=True)
-class AttemptKey:
-    """One attempt of one delivery: the delivery-log row's unique key, and the idempotency key."""
-
-    tenant_id: str
-    event_id: str
-    channel: Channel
-    destination_id: str | None
-    attempt: int
-
-
-def delivery_id(tenant_id: str, event_id: str, channel: str, destination_id: str | None, attempt: int) -> str:
-    """A stable id per row key: the row's `_id` and `deliveryId` (the API addresses a row by it)."""
-    return str(
-        uuid.uuid5(
-            uuid.NAMESPACE_URL, f"aforo-delivery:{tenant_id}/{event_id}/{channel}/{destination_id}/{attempt}"
-        )
-    )
-
-
-def attempt_row_id(key: AttemptKey) -> str:
-    return delivery_id(key.tenant_id, key.event_id, key.channel.value, key.destination_id, key.attempt)
-
-
-CHANNEL_ONLY_FIELDS: Final = ("destinationId", "maskedAddress", "providerReference", "note")
-
-
-@dataclass(frozen=True, slots=True)
-class ChannelFacts:
-    """What an EMAIL/SMS/PAGERDUTY row says beyond a webhook's (docs/channels.md)."""
-
-    destination_id: str
-    masked_address: str | None = None
-    provider_reference: str | None = None
-    note: str | None = None
 
 
 class Outcome(StrEnum):
@@ -135,6 +118,10 @@ class AttemptVerdict:
     disable_endpoint: bool = False
     dead_letter_reason: DeadLetterReason | None = None
 
+    @property
+    def next_delay_seconds(self) -> float | None:
+        return None if self.retry is None else self.retry.delay_seconds
+
 
 def judge_attempt(
     attempt: int,
@@ -171,252 +158,3 @@ def judge_attempt(
             outcome, DeliveryStatus.FAILED, dead_letter_reason=DeadLetterReason.RETRIES_EXHAUSTED
         )
     return AttemptVerdict(outcome, DeliveryStatus.RETRYING, retry=plan)
-
-
-def response_body_excerpt(body: bytes | None, limit_bytes: int = RESPONSE_BODY_LIMIT_BYTES) -> str | None:
-    """The first `limit_bytes` of a response body as text; bytes that are not UTF-8 become U+FFFD.
-
-    A limit of 0 keeps nothing (None): the operator turned response capture off.
-    """
-    if limit_bytes < 0:
-        raise ValueError(f"limit_bytes: must be >= 0, got {limit_bytes}")
-    if body is None or limit_bytes == 0:
-        return None
-    return body[:limit_bytes].decode("utf-8", errors="replace")
-
-
-class DeliveryLogRow(BaseModel):
-    """One `delivery_logs` document: one channel/endpoint attempt of one event, or one skip.
-
-    SKIPPED rows have attempt 0 (nothing was sent) and a `skipReason`; their `error` carries the
-    gate's detail when there is one (e.g. which payload field a threshold could not read).
-    Preference skips have no `endpointId`; endpoint skips and every WEBHOOK attempt name one.
-    A RETRYING row (a failed attempt that will be retried) carries `nextAttemptAt`.
-    """
-
-    model_config = ConfigDict(populate_by_name=True, frozen=True, extra="forbid", serialize_by_alias=True)
-
-    tenant_id: str = Field(alias="tenantId", min_length=1)
-    end_customer_id: str = Field(alias="endCustomerId", min_length=1)
-    event_id: str = Field(alias="eventId", min_length=1)
-    event_type: str = Field(alias="eventType", min_length=1)
-    channel: Channel
-    endpoint_id: str | None = Field(default=None, alias="endpointId")
-    attempt: int = Field(ge=0)
-    status: DeliveryStatus
-    skip_reason: SkipReason | None = Field(default=None, alias="skipReason")
-    error: str | None = None
-    response_status: int | None = Field(default=None, alias="responseStatus")
-    response_body: str | None = Field(default=None, alias="responseBody")
-    duration_ms: float | None = Field(default=None, alias="durationMs", ge=0)
-    created_at: datetime = Field(alias="createdAt")
-    next_attempt_at: datetime | None = Field(default=None, alias="nextAttemptAt")
-    # EMAIL, SMS and PAGERDUTY rows (docs/channels.md): `endpointId` holds the contact destination's
-    # id too, so the unique key and the idempotency record stay one per destination.
-    destination_id: str | None = Field(default=None, alias="destinationId")
-    masked_address: str | None = Field(default=None, alias="maskedAddress")
-    provider_reference: str | None = Field(
-        default=None, alias="providerReference", description="The SMTP 250 reply, the SMS sid, the dedup_key."
-    )
-    note: str | None = Field(
-        default=None, description="`test mode`, an ambiguous SMS timeout, a template fallback."
-    )
-
-    @field_validator("created_at", "next_attempt_at")
-    @classmethod
-    def _utc(cls, value: datetime | None) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None or value.utcoffset() is None:
-            raise ValueError("must be timezone-aware")
-        return value.astimezone(UTC)
-
-    @model_validator(mode="after")
-    def _consistent(self) -> Self:
-        skipped = self.status is DeliveryStatus.SKIPPED
-        if skipped != (self.skip_reason is not None):
-            raise ValueError("skipReason: set exactly when status is SKIPPED")
-        if skipped and self.attempt != 0:
-            raise ValueError(f"attempt: a SKIPPED row has attempt 0, got {self.attempt}")
-        if not skipped and self.attempt < 1:
-            raise ValueError(f"attempt: attempts are numbered from 1, got {self.attempt}")
-        if self.status is DeliveryStatus.RETRYING and self.next_attempt_at is None:
-            raise ValueError("nextAttemptAt: required on a RETRYING row")
-        if self.next_attempt_at is not None and self.status not in (
-            DeliveryStatus.RETRYING,
-            DeliveryStatus.PENDING,
-        ):
-            raise ValueError(
-                f"nextAttemptAt: only RETRYING and PENDING rows have one, not {self.status.value}"
-            )
-        if (
-            self.channel is Channel.WEBHOOK
-            and self.endpoint_id is None
-            and self.status not in (DeliveryStatus.SKIPPED, DeliveryStatus.FAILED)
-        ):
-            # Without an endpoint a WEBHOOK row is a gate's skip, or a mandatory event that reached
-            # no one (FAILED, nothing was attempted).
-            raise ValueError("endpointId: required on a WEBHOOK attempt")
-        return self
-
-    @classmethod
-    def skipped(
-        cls,
-        envelope: EventEnvelope,
-        channel: Channel,
-        reason: SkipReason,
-        *,
-        created_at: datetime,
-        endpoint_id: str | None = None,
-        detail: str | None = None,
-    ) -> DeliveryLogRow:
-        """The row for a channel (or one endpoint of it) a gate dropped."""
-        return cls._of(
-            envelope,
-            channel,
-            endpoint_id,
-            0,
-            DeliveryStatus.SKIPPED,
-            created_at,
-            skip_reason=reason,
-            error=detail,
-        )
-
-    @classmethod
-    def pending(
-        cls,
-        envelope: EventEnvelope,
-        *,
-        endpoint_id: str | None,
-        attempt: int,
-        created_at: datetime,
-        channel: Channel = Channel.WEBHOOK,
-        next_attempt_at: datetime | None = None,
-    ) -> DeliveryLogRow:
-        """The row written when an attempt is taken on (its outcome later replaces it, same key)."""
-        return cls._of(
-            envelope,
-            channel,
-            endpoint_id,
-            attempt,
-            DeliveryStatus.PENDING,
-            created_at,
-            next_attempt_at=next_attempt_at,
-        )
-
-    @classmethod
-    def attempted(
-        cls,
-        envelope: EventEnvelope,
-        *,
-        endpoint_id: str | None,
-        attempt: int,
-        verdict: AttemptVerdict,
-        created_at: datetime,
-        response_status: int | None = None,
-        response_body: bytes | None = None,
-        error: str | None = None,
-        duration_ms: float | None = None,
-        channel: Channel = Channel.WEBHOOK,
-        body_limit_bytes: int = RESPONSE_BODY_LIMIT_BYTES,
-    ) -> DeliveryLogRow:
-        """The row of a finished attempt; a retry's `nextAttemptAt` is `created_at` plus its delay."""
-        next_at = None if verdict.retry is None else due_at(created_at, verdict.retry.delay_seconds)
-        return cls._of(
-            envelope,
-            channel,
-            endpoint_id,
-            attempt,
-            verdict.status,
-            created_at,
-            error=error,
-            response_status=response_status,
-            response_body=response_body_excerpt(response_body, body_limit_bytes),
-            duration_ms=duration_ms,
-            next_attempt_at=next_at,
-        )
-
-    @classmethod
-    def _of(
-        cls,
-        envelope: EventEnvelope,
-        channel: Channel,
-        endpoint_id: str | None,
-        attempt: int,
-        status: DeliveryStatus,
-        created_at: datetime,
-        **outcome: Any,
-    ) -> DeliveryLogRow:
-        """The fields every row takes from its event, its key and its status; `outcome` adds the rest."""
-        return cls(
-            tenant_id=envelope.tenant_id,
-            end_customer_id=envelope.customer_id,
-            event_id=envelope.event_id,
-            event_type=envelope.event_type,
-            channel=channel,
-            endpoint_id=endpoint_id,
-            attempt=attempt,
-            status=status,
-            created_at=created_at,
-            **outcome,
-        )
-
-    def with_facts(self, facts: ChannelFacts | None) -> DeliveryLogRow:
-        """The row with a channel delivery's destination, masked address, provider reference, note."""
-        if facts is None:
-            return self
-        return self.model_copy(
-            update={
-                "destination_id": facts.destination_id,
-                "masked_address": facts.masked_address,
-                "provider_reference": facts.provider_reference,
-                "note": facts.note,
-            }
-        )
-
-    @property
-    def unique_key(self) -> tuple[str, str, str, str | None, int]:
-        return (self.tenant_id, self.event_id, self.channel.value, self.endpoint_id, self.attempt)
-
-    @property
-    def key(self) -> AttemptKey:
-        return AttemptKey(self.tenant_id, self.event_id, self.channel, self.endpoint_id, self.attempt)
-
-    def key_filter(self) -> dict[str, Any]:
-        """The unique-key filter, for an upsert that replaces a PENDING row by its outcome."""
-        return dict(zip(UNIQUE_KEY_FIELDS, self.unique_key, strict=True))
-
-    def to_document(self) -> dict[str, Any]:
-        """The MongoDB document: camelCase, enums as their strings, datetimes as BSON dates, nulls kept."""
-        document = self.model_dump(by_alias=True)
-        document["channel"] = self.channel.value
-        document["status"] = self.status.value
-        document["skipReason"] = None if self.skip_reason is None else self.skip_reason.value
-        for name in CHANNEL_ONLY_FIELDS:
-            if document[name] is None:
-                del document[name]  # a webhook row's document stays as it was before channels
-        return document
-
-    @classmethod
-    def from_document(cls, document: dict[str, Any]) -> DeliveryLogRow:
-        """Read a stored row back (MongoDB's `_id` is not part of the row)."""
-        return cls.model_validate({key: value for key, value in document.items() if key != "_id"})
-
-
-def row_document(row: DeliveryLogRow, body: bytes) -> dict[str, Any]:
-    """The stored document of a row: `_id` = `deliveryId` (derived from the key, so writing a row twice
-    leaves one), and the exact envelope text it delivered (`envelopeJson`, never a nested document)."""
-    document = row.to_document()
-    identifier = attempt_row_id(row.key)
-    document["_id"] = identifier
-    document["deliveryId"] = identifier
-    document[ENVELOPE_FIELD] = envelope_text(body)
-    return document
-
-
-def envelope_text(body: bytes) -> str | bytes:
-    """How a row stores the envelope it delivered: its exact JSON text (binary if not UTF-8)."""
-    try:
-        return body.decode("utf-8")
-    except UnicodeDecodeError:
-        return body

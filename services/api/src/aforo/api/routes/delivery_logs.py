@@ -32,7 +32,7 @@ log = get_logger(__name__)
 BY_CUSTOMER_PATH: Final = "/internal/v1/delivery-logs/by-customer"
 REPLAY_PATH: Final = "/api/v1/deliveries/{deliveryId}/replay"
 # The audit trail leaves out the stored envelope (the payload); a replay reads it here, server-side.
-LISTED_FIELDS: Final = {ENVELOPE_FIELD: 0, LEGACY_ENVELOPE_FIELD: 0, "tenantId": 0}
+LISTED_FIELDS: Final = {ENVELOPE_FIELD: 0, LEGACY_ENVELOPE_FIELD: 0}
 
 
 class DeliveryLogRoutes:
