@@ -15,6 +15,7 @@ from aiokafka import AIOKafkaProducer
 
 from aforo.dispatcher.repositories import state_record_id
 from aforo.shared.delivery import Channel
+from aforo.shared.delivery_log import delivery_id
 from aforo.shared.mongo import MongoStore
 from aforo.shared.secret_box import SecretBox, generate_key
 from tests.support.dispatch_fixtures import DispatchWorld
@@ -70,9 +71,11 @@ async def test_a_retry_whose_record_is_gone_is_taken_up_once_across_two_replicas
         # exists on any delay topic (as if its topic had been deleted): only the state knows.
         envelope = world.envelope(customer="c1")
         now = datetime.now(UTC)
+        row_id = delivery_id("t1", envelope.event_id, "WEBHOOK", endpoint_id, 1)
         await mongo.collection("delivery_logs").insert_one(
             {
-                "deliveryId": str(uuid.uuid4()),
+                "_id": row_id,
+                "deliveryId": row_id,
                 "tenantId": "t1",
                 "endCustomerId": "c1",
                 "eventId": envelope.event_id,

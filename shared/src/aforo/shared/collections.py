@@ -43,18 +43,12 @@ NOTIFICATION_PREFERENCES = CollectionIndexes(
 DELIVERY_LOGS = CollectionIndexes(
     "delivery_logs",
     (
-        # One row per (event, channel, endpoint, attempt): a replayed Kafka record cannot add a second.
-        IndexModel(
-            [
-                ("tenantId", ASCENDING),
-                ("eventId", ASCENDING),
-                ("channel", ASCENDING),
-                ("endpointId", ASCENDING),
-                ("attempt", ASCENDING),
-            ],
-            unique=True,
-            name="tenant_event_channel_endpoint_attempt",
-        ),
+        # A row's `_id` is its key, (tenant, event, channel, endpoint, attempt) hashed to a uuid5
+        # (`aforo.shared.delivery_log.delivery_id`): unique by construction, and every lookup by key
+        # (the dispatcher's idempotency check, replays, the reconciler, the API's replay) is by `_id`.
+        # So only the two reads that are not by key get an index: each secondary index costs the
+        # database about as much as the row itself on every insert, on the delivery's hot path.
+        #
         # The by-customer audit trail, newest first, cursor-paginated.
         IndexModel(
             [
@@ -65,17 +59,16 @@ DELIVERY_LOGS = CollectionIndexes(
             ],
             name="tenant_customer_newest",
         ),
-        # The API's replay of one delivery (`POST /api/v1/deliveries/{deliveryId}/replay`).
-        IndexModel([("tenantId", ASCENDING), ("deliveryId", ASCENDING)], name="tenant_delivery"),
-        # The API's recovery of an endpoint's failed deliveries since a time.
+        # The API's recovery of an endpoint's FAILED deliveries since a time: only FAILED rows are
+        # indexed (a partial index), so a delivered row does not pay for it.
         IndexModel(
             [
                 ("tenantId", ASCENDING),
                 ("endpointId", ASCENDING),
-                ("status", ASCENDING),
                 ("createdAt", ASCENDING),
             ],
-            name="tenant_endpoint_status_created",
+            name="tenant_endpoint_failed_created",
+            partialFilterExpression={"status": "FAILED"},
         ),
     ),
 )

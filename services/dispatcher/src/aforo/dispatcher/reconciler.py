@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 
 from pymongo.errors import PyMongoError
 
+from aforo.dispatcher.delivery_log import AttemptKey, attempt_row_id
 from aforo.dispatcher.dispatch import AttemptJob, Dispatcher
 from aforo.dispatcher.metrics import RECONCILED
 from aforo.dispatcher.reconciliation import StrandedDelivery, candidate_cutoff, stranded_delivery
@@ -85,15 +86,15 @@ class Reconciler:
             endpoint_id=stranded.endpoint_id,
             attempt=stranded.attempt,
         ):
-            row = await self._logs.find_one(
-                {
-                    "tenantId": stranded.tenant_id,
-                    "eventId": stranded.event_id,
-                    "channel": stranded.channel.value,
-                    "endpointId": stranded.endpoint_id,
-                },
-                {ENVELOPE_FIELD: 1},
+            # The row of the attempt that failed last (its RETRYING row holds the envelope), by `_id`.
+            last = AttemptKey(
+                stranded.tenant_id,
+                stranded.event_id,
+                stranded.channel,
+                stranded.endpoint_id,
+                stranded.attempt - 1,
             )
+            row = await self._logs.find_one({"_id": attempt_row_id(last)}, {ENVELOPE_FIELD: 1})
             stored = None if row is None else row.get(ENVELOPE_FIELD)
             if not isinstance(stored, str | bytes):
                 log.error("reconcile_envelope_missing", reason=stranded.reason.value)

@@ -209,6 +209,11 @@ def settled_state(key: AttemptKey, status: StateStatus, now: datetime) -> Update
     )
 
 
+MAX_PROBED_ATTEMPTS = 256
+"""More attempts than any delivery makes (at most 10 per budget, a budget per replay)."""
+PROBE_BATCH = 32
+
+
 class DeliveryLedger:
     """Which attempts already happened, from the delivery log itself: one row per attempt, its `_id`
     derived from (tenant, event, channel, destination, attempt), so the row *is* the idempotency record.
@@ -248,21 +253,27 @@ class DeliveryLedger:
     async def latest(
         self, tenant_id: str, event_id: str, channel: Channel, destination_id: str
     ) -> LatestAttempt | None:
+        """The newest attempt of a delivery, found by the `_id`s its attempts would have (rows are
+        looked up by key only; see `aforo.shared.collections.DELIVERY_LOGS`)."""
         newest: LatestAttempt | None = None
-        cursor = self._rows.find(
-            {
-                "tenantId": tenant_id,
-                "eventId": event_id,
-                "channel": channel.value,
-                "endpointId": destination_id,
-            },
-            {"attempt": 1, "status": 1, "createdAt": 1},
-        )
-        async for document in cursor:
-            attempt = int(document.get("attempt") or 0)
-            if attempt > 0 and (newest is None or attempt > newest.attempt):
-                created = document.get("createdAt")
-                if isinstance(created, datetime) and created.tzinfo is None:
-                    created = created.replace(tzinfo=UTC)
-                newest = LatestAttempt(attempt, str(document.get("status")), created or datetime.now(UTC))
+        for first in range(1, MAX_PROBED_ATTEMPTS + 1, PROBE_BATCH):
+            ids = [
+                attempt_row_id(AttemptKey(tenant_id, event_id, channel, destination_id, attempt))
+                for attempt in range(first, first + PROBE_BATCH)
+            ]
+            found = [
+                document
+                async for document in self._rows.find(
+                    {"_id": {"$in": ids}}, {"attempt": 1, "status": 1, "createdAt": 1}
+                )
+            ]
+            for document in found:
+                attempt = int(document.get("attempt") or 0)
+                if newest is None or attempt > newest.attempt:
+                    created = document.get("createdAt")
+                    if isinstance(created, datetime) and created.tzinfo is None:
+                        created = created.replace(tzinfo=UTC)
+                    newest = LatestAttempt(attempt, str(document.get("status")), created or datetime.now(UTC))
+            if len(found) < PROBE_BATCH:
+                break  # attempts are numbered without gaps: none past this batch
         return newest

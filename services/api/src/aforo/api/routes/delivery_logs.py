@@ -70,8 +70,11 @@ class DeliveryLogRoutes:
     async def replay(self, request: web.Request) -> web.Response:
         principal = require_admin(request)
         delivery_id = request.match_info["deliveryId"]
+        # A row's `_id` is its deliveryId (rows written before that carried it only as a field).
         row = await self.context.delivery_logs.find_one(
-            {"tenantId": principal.tenant_id, "deliveryId": delivery_id}, {"_id": 0}, sort=[("createdAt", -1)]
+            {"_id": delivery_id, "tenantId": principal.tenant_id}, {"_id": 0}
+        ) or await self.context.delivery_logs.find_one(
+            {"tenantId": principal.tenant_id, "deliveryId": delivery_id}, {"_id": 0}
         )
         if row is None:
             raise NotFoundError("delivery_not_found", f"no delivery {delivery_id}", "deliveryId")

@@ -21,6 +21,7 @@ from aforo.shared.collections import (
     EVENT_DEFINITIONS,
 )
 from aforo.shared.delivery import Channel
+from aforo.shared.delivery_log import AttemptKey, attempt_row_id
 from aforo.shared.mongo import MongoStore
 from aforo.shared.secret_box import SecretBox
 from aforo.shared.templates import TemplateParts
@@ -130,18 +131,19 @@ class ChannelConfigurationReader:
         return name
 
     async def ambiguous_attempts(
-        self, tenant_id: str, event_id: str, channel: Channel, destination_id: str
+        self, tenant_id: str, event_id: str, channel: Channel, destination_id: str, *, before_attempt: int
     ) -> int:
         """How many earlier attempts of this delivery ended in an ambiguous timeout (their rows say so):
-        SMS retries such an attempt once at most, and the count survives a restart or a takeover."""
+        SMS retries such an attempt once at most, and the count survives a restart or a takeover.
+        The earlier rows are found by their `_id`s (rows are looked up by key only)."""
+        ids = [
+            attempt_row_id(AttemptKey(tenant_id, event_id, channel, destination_id, attempt))
+            for attempt in range(max(1, before_attempt - 32), before_attempt)
+        ]
+        if not ids:
+            return 0
         return await self._logs.count_documents(
-            {
-                "tenantId": tenant_id,
-                "eventId": event_id,
-                "channel": channel.value,
-                "endpointId": destination_id,
-                "note": {"$regex": "ambiguous timeout"},
-            }
+            {"_id": {"$in": ids}, "note": {"$regex": "ambiguous timeout"}}
         )
 
     def _record(self, document: dict[str, Any]) -> DestinationRecord:

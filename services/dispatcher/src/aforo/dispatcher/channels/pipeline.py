@@ -147,7 +147,7 @@ class ProviderChannelSender:
         ambiguous = 0
         if self.channel is Channel.SMS and attempt > 1:
             ambiguous = await config.ambiguous_attempts(
-                tenant, envelope.event_id, self.channel, destination_id
+                tenant, envelope.event_id, self.channel, destination_id, before_attempt=attempt
             )
         delivery = build_delivery(
             envelope, destination, provider, content, attempt=attempt, ambiguous_attempts=ambiguous
