@@ -187,6 +187,9 @@ async def boundary() -> AsyncIterator[TestClient[web.Request, web.Application]]:
         yield client
 
 
+JSON = {"Content-Type": "application/json"}
+
+
 async def error_of(response: Any) -> tuple[int, str, str | None]:
     body = await response.json()
     assert response.content_type == "application/json"
@@ -198,19 +201,14 @@ async def test_bodies_are_checked_for_size_then_json_then_shape(boundary: Any) -
         for _ in range(8):
             yield b"x" * 256
 
-    assert await error_of(await boundary.post("/things", data=b"{" + b" " * 2000 + b"}")) == (
-        413,
-        "payload_too_large",
-        None,
-    )
-    assert (await error_of(await boundary.post("/things", data=chunks())))[:2] == (413, "payload_too_large")
-    assert await error_of(await boundary.post("/things", data=b"{nope")) == (400, "malformed_json", None)
-    assert await error_of(await boundary.post("/things", data=b'{"name": Infinity}')) == (
-        400,
-        "malformed_json",
-        None,
-    )
-    assert await error_of(await boundary.post("/things", data=b"\xff\xfe")) == (400, "malformed_json", None)
+    def post(data: Any) -> Any:
+        return boundary.post("/things", data=data, headers=JSON)
+
+    assert await error_of(await post(b"{" + b" " * 2000 + b"}")) == (413, "payload_too_large", None)
+    assert (await error_of(await post(chunks())))[:2] == (413, "payload_too_large")
+    assert await error_of(await post(b"{nope")) == (400, "malformed_json", "body")
+    assert await error_of(await post(b'{"name": Infinity}')) == (400, "malformed_json", "body")
+    assert await error_of(await post(b"\xff\xfe")) == (400, "malformed_json", "body")
     assert await error_of(await boundary.post("/things", json=[])) == (422, "validation_error", None)
     assert await error_of(await boundary.post("/things", json={"name": "a", "tags": [1, "2"]})) == (
         422,
@@ -245,7 +243,7 @@ async def test_route_errors_and_aiohttp_errors_leave_as_json(boundary: Any) -> N
 
 async def test_an_unexpected_error_is_500_and_logged_without_the_body(boundary: Any) -> None:
     with capture_logs() as logged:
-        reply = await boundary.post("/broken", data=b'{"secret": "whsec_in_the_body_0001"}')
+        reply = await boundary.post("/broken", data=b'{"secret": "whsec_in_the_body_0001"}', headers=JSON)
 
     assert await error_of(reply) == (500, "internal_error", None)
     (line,) = [entry for entry in logged if entry["event"] == "request_failed"]

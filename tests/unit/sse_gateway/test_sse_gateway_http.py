@@ -266,6 +266,14 @@ async def test_a_bridge_exchange_issues_a_session_with_cors_for_the_allowed_orig
         ({"bridgeToken": "x"}, ORIGIN, 422, "validation_error"),
         ({"bridgeToken": 5, "embedKey": "ek_1"}, ORIGIN, 422, "validation_error"),
         ("not json", ORIGIN, 400, "malformed_json"),
+        ("deeply nested", ORIGIN, 400, "json_too_deep"),
+        ("duplicate key", ORIGIN, 400, "duplicate_key"),
+        ("lone surrogate", ORIGIN, 422, "validation_error"),
+        ("utf-16 with a BOM", ORIGIN, 400, "malformed_json"),
+        ("text/plain", ORIGIN, 415, "unsupported_media_type"),
+        ("form", ORIGIN, 415, "unsupported_media_type"),
+        ("no content type", ORIGIN, 415, "unsupported_media_type"),
+        ("charset=utf-16", ORIGIN, 415, "unsupported_media_type"),
         ("unknown embed key", ORIGIN, 403, "unknown_embed_key"),
         ("another tenant's embed key", ORIGIN, 403, "unknown_embed_key"),
         ("revoked embed key", ORIGIN, 403, "embed_key_revoked"),
@@ -291,8 +299,27 @@ async def test_exchange_refusals(
     elif isinstance(body, dict):
         payload = body
     headers = {"Origin": origin} if origin else {}
-    if body == "not json":
-        response = await gateway.client.post("/v1/embed/session", data=b"{nope", headers=headers)
+    raw_bodies: dict[str, tuple[bytes, str | None]] = {
+        "not json": (b"{nope", "application/json"),
+        "deeply nested": (b'{"bridgeToken": ' + b"[" * 5000 + b"]" * 5000 + b"}", "application/json"),
+        "duplicate key": (b'{"bridgeToken": "a", "embedKey": "ek_1", "embedKey": "ek_2"}', "application/json"),
+        "lone surrogate": (b'{"bridgeToken": "\\ud800", "embedKey": "ek_1"}', "application/json"),
+        "utf-16 with a BOM": ('{"bridgeToken": "a", "embedKey": "ek_1"}'.encode("utf-16"), "application/json"),
+        "text/plain": (dumps_json(payload), "text/plain"),
+        "form": (b"bridgeToken=a&embedKey=ek_1", "application/x-www-form-urlencoded"),
+        "no content type": (dumps_json(payload), None),
+        "charset=utf-16": (dumps_json(payload), "application/json; charset=utf-16"),
+    }
+    if isinstance(body, str) and body in raw_bodies:
+        raw, content_type = raw_bodies[body]
+        # aiohttp's client adds application/octet-stream to bytes unless told to skip the header
+        sent = dict(headers, **({"Content-Type": content_type} if content_type else {}))
+        response = await gateway.client.post(
+            "/v1/embed/session",
+            data=raw,
+            headers=sent,
+            skip_auto_headers=() if content_type else ("Content-Type",),
+        )
     else:
         response = await gateway.client.post("/v1/embed/session", json=payload, headers=headers)
 

@@ -1,7 +1,8 @@
 """The HTTP boundary: reading bodies and queries into models, and answering every failure as JSON.
 
-Body problems, in the order they are checked: over `max_request_body_bytes` → 413; not JSON (or
-not UTF-8, or NaN/Infinity) → 400; JSON of the wrong shape → 422 naming the field. Every error a
+Body problems, in the order they are checked: over `max_request_body_bytes` → 413; not
+`application/json` → 415; not UTF-8 JSON (a BOM, NaN/Infinity, a duplicate key, nesting deeper than
+`MAX_JSON_DEPTH`) → 400; a lone surrogate, or JSON of the wrong shape → 422 naming the field. Every error a
 route raises, and aiohttp's own 404/405, leave as `{"error": {"code", "message", "field"?}}`;
 an unexpected exception is logged (without the body) and answered 500.
 """
@@ -18,13 +19,13 @@ from pydantic import BaseModel, ValidationError
 from aforo.api.problems import (
     ApiError,
     InvalidRequestError,
-    MalformedRequestError,
     PayloadTooLargeError,
+    api_error_from,
     invalid_request_from,
 )
 from aforo.shared.http import error_response
 from aforo.shared.logging import get_logger
-from aforo.shared.serde import loads_json
+from aforo.shared.request_json import RequestJsonError, check_json_content_type, parse_request_json
 
 log = get_logger(__name__)
 
@@ -43,7 +44,9 @@ def _too_large(limit: int) -> PayloadTooLargeError:
 
 
 async def read_json(request: web.Request, limit: int) -> object:
-    """The body as JSON; 413 over `limit`, checked before reading when the length is declared.
+    """The body as JSON; 413 over `limit` (checked before reading when the length is declared), then
+    `aforo.shared.request_json`'s checks: 415 not `application/json`, 400 not UTF-8 JSON, too deep
+    or a duplicate key, 422 a lone surrogate.
 
     aiohttp's `client_max_size` is set to the same limit (`ApiService.max_request_body_bytes`), so a
     chunked body is cut off while it is read, not after.
@@ -51,17 +54,19 @@ async def read_json(request: web.Request, limit: int) -> object:
     if request.content_length is not None and request.content_length > limit:
         raise _too_large(limit)
     try:
+        check_json_content_type(request.headers.get("Content-Type"))
+    except RequestJsonError as error:
+        raise api_error_from(error) from None
+    try:
         raw = await request.read()
     except web.HTTPRequestEntityTooLarge:
         raise _too_large(limit) from None
     if len(raw) > limit:
         raise _too_large(limit)
-    if not raw.strip():
-        raise MalformedRequestError("malformed_json", "the request body must be a JSON object")
     try:
-        return loads_json(raw)
-    except ValueError:
-        raise MalformedRequestError("malformed_json", "the request body is not valid JSON") from None
+        return parse_request_json(raw)
+    except RequestJsonError as error:
+        raise api_error_from(error) from None
 
 
 async def read_body(request: web.Request, model: type[Model], limit: int) -> Model:

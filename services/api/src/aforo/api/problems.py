@@ -11,6 +11,8 @@ from typing import ClassVar
 
 from pydantic import ValidationError
 
+from aforo.shared.request_json import RequestJsonError
+
 
 class ApiError(Exception):
     """An expected refusal with the JSON error a client sees."""
@@ -46,6 +48,12 @@ class PayloadTooLargeError(ApiError):
     """413: the body is over `max_request_body_bytes`."""
 
     status = 413
+
+
+class UnsupportedMediaTypeError(ApiError):
+    """415: the body is not sent as `application/json` in UTF-8."""
+
+    status = 415
 
 
 class InvalidRequestError(ApiError):
@@ -84,3 +92,13 @@ def invalid_request_from(error: ValidationError, prefix: str = "") -> InvalidReq
     elif first["type"] == "missing":
         message = "field required"
     return InvalidRequestError("validation_error", message, path or None)
+
+
+def api_error_from(error: RequestJsonError) -> ApiError:
+    """A refusal of the shared JSON boundary as the API's exception of the same status."""
+    kind: type[ApiError] = {
+        413: PayloadTooLargeError,
+        415: UnsupportedMediaTypeError,
+        422: InvalidRequestError,
+    }.get(error.status, MalformedRequestError)
+    return kind(error.code, error.message, error.field)

@@ -17,7 +17,7 @@ from pymongo.errors import PyMongoError
 from aforo.shared.embed import normalise_origin
 from aforo.shared.http import error_response
 from aforo.shared.logging import get_logger
-from aforo.shared.serde import loads_json
+from aforo.shared.request_json import RequestJsonError, check_json_content_type, parse_request_json
 from aforo.sse_gateway.cors import cors_headers
 from aforo.sse_gateway.embed_store import EmbedStore
 from aforo.sse_gateway.embed_tokens import EmbedAuthError
@@ -33,21 +33,22 @@ _CODE_FOR_STATUS: Final = {404: "not_found", 405: "method_not_allowed", 413: "pa
 
 
 async def read_body(request: web.Request, model: type[Model]) -> Model:
-    """The JSON body validated into `model`: 413 over the limit, 400 not JSON, 422 the wrong shape."""
+    """The JSON body validated into `model`: 413 over the limit, then the shared JSON boundary
+    (`aforo.shared.request_json`: 415, 400, 422), then 422 the wrong shape."""
     if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
         raise EmbedAuthError(413, "payload_too_large", f"the request body is over {MAX_BODY_BYTES} bytes")
     try:
+        check_json_content_type(request.headers.get("Content-Type"))
         raw = await request.read()
+        data = parse_request_json(raw)
     except web.HTTPRequestEntityTooLarge:
         raise EmbedAuthError(
             413, "payload_too_large", f"the request body is over {MAX_BODY_BYTES} bytes"
         ) from None
-    try:
-        data = loads_json(raw) if raw.strip() else None
-    except ValueError:
-        raise EmbedAuthError(400, "malformed_json", "the request body is not valid JSON") from None
+    except RequestJsonError as error:
+        raise EmbedAuthError(error.status, error.code, error.message, error.field) from None
     if not isinstance(data, dict):
-        raise EmbedAuthError(400, "malformed_json", "the request body must be a JSON object")
+        raise EmbedAuthError(400, "malformed_json", "the request body must be a JSON object", "body")
     try:
         return model.model_validate(data)
     except ValidationError as error:
