@@ -45,9 +45,9 @@ REJECTIONS: list[tuple[Any, str, str]] = [
     (
         rule({"all": [GOOD_LEAF, {"not": leaf(op="bogus")}]}),
         "match.all[1].not.op",
-        "unknown operator 'bogus'",
+        "unknown operator;",
     ),
-    (rule(leaf(op=1)), "match.op", "unknown operator 1"),
+    (rule(leaf(op=1)), "match.op", "unknown operator;"),
     (rule(leaf(op="EQ")), "match.op", "unknown operator"),
     (rule({"any": [leaf(op="in", value=1)]}), "match.any[0].value", "must be an array for 'in'"),
     (rule(leaf(op="in", value="USD")), "match.value", "must be an array"),
@@ -89,11 +89,11 @@ REJECTIONS: list[tuple[Any, str, str]] = [
     (rule(leaf(field=5)), "match.field", "must be a string"),
     (rule(leaf(field="a..b")), "match.field", "empty segment"),
     (rule(leaf(field=".a")), "match.field", "empty segment"),
-    (rule(leaf(field="lines[x].amount")), "match.field", "segment 'lines[x]'"),
+    (rule(leaf(field="lines[x].amount")), "match.field", "segment 0 of the field path"),
     (rule(leaf(field="lines[01]")), "match.field", "leading zeros"),
-    (rule(leaf(field="lines[-1]")), "match.field", "segment 'lines[-1]'"),
-    (rule(leaf(field="lines[0")), "match.field", "segment 'lines[0'"),
-    (rule(leaf(field="[0].amount")), "match.field", "segment '[0]'"),
+    (rule(leaf(field="lines[-1]")), "match.field", "segment 0 of the field path"),
+    (rule(leaf(field="lines[0")), "match.field", "segment 0 of the field path"),
+    (rule(leaf(field="[0].amount")), "match.field", "segment 0 of the field path"),
     (rule(leaf(field="a" * 257)), "match.field", "longer than 256 characters"),
     # Operand values must be plain, finite JSON.
     (rule(leaf(value=float("nan"))), "match.value", "finite number"),
@@ -116,7 +116,7 @@ REJECTIONS: list[tuple[Any, str, str]] = [
     (
         rule(GOOD_LEAF, source_events=("PAYMENT_FAILED", "INVOICE_CREATED")),
         "sourceEvents[1]",
-        "unknown SYSTEM event type 'INVOICE_CREATED'",
+        "unknown SYSTEM event type",
     ),
     # The rule object itself.
     ([GOOD_LEAF], "", "must be an object"),
@@ -201,7 +201,7 @@ def test_first_problem_does_not_depend_on_key_order() -> None:
 
 
 def test_error_is_a_value_error_that_reads_well() -> None:
-    with pytest.raises(ValueError, match=r"^match\.all\[1\]\.not\.op: unknown operator 'bogus'"):
+    with pytest.raises(ValueError, match=r"^match\.all\[1\]\.not\.op: unknown operator;"):
         ensure_valid_trigger_rule(rule({"all": [GOOD_LEAF, {"not": leaf(op="bogus")}]}))
     with pytest.raises(RuleValidationError, match=r"^trigger rule: must be an object"):
         ensure_valid_trigger_rule("not a rule")

@@ -34,6 +34,7 @@ _JSON_MEDIA_TYPE: Final = re.compile(r"^application/(?:[A-Za-z0-9.\-]+\+)?json$"
 _STRING_OR_BRACKET: Final = re.compile(rb'"(?:[^"\\]++|\\.)*+"|[\[\]{}]', re.DOTALL)
 # Keys of this shape are field names a reader can be shown; anything else ends a reported path.
 _FORBIDDEN_IN_IDENTIFIERS: Final = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+_FORBIDDEN_IN_DISPLAY_TEXT: Final = frozenset({"Cc", "Cs", "Co", "Cn", "Zl", "Zp"})
 _SHOWABLE_KEY: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]{0,63}$")
 
 
@@ -199,4 +200,19 @@ def check_identifier_text(value: str) -> str:
             raise ValueError(
                 "must not contain control or format characters (NUL, bidi overrides, zero-width spaces)"
             )
+    return value
+
+
+_BIDI_CONTROLS: Final = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c")
+
+
+def check_display_text(value: str) -> str:
+    """Raise ValueError if `value` (a name people read) holds control characters or bidi controls.
+
+    Looser than `check_identifier_text`: a zero-width joiner belongs in an emoji sequence of a name,
+    but nothing legitimate in a one-line name needs NUL, a line break or a right-to-left override.
+    """
+    for character in value:
+        if character in _BIDI_CONTROLS or unicodedata.category(character) in _FORBIDDEN_IN_DISPLAY_TEXT:
+            raise ValueError("must not contain control characters or bidi overrides")
     return value

@@ -17,6 +17,7 @@ from pydantic import ConfigDict, Field, field_validator
 
 from aforo.api.problems import ConflictError, InvalidRequestError
 from aforo.api.wire import (
+    DisplayName,
     EventTypeName,
     RequestBody,
     ResponseBody,
@@ -54,7 +55,7 @@ class EventDefinitionCreate(RequestBody):
     """`POST /api/v1/admin/event-definitions`: a new CUSTOM event type."""
 
     event_type: EventTypeName = Field(alias="eventType")
-    display_name: str = Field(alias="displayName", min_length=1, max_length=200)
+    display_name: DisplayName = Field(alias="displayName")
     category: WireCategory
     severity: WireSeverity
     default_channels: list[WireChannel] = Field(alias="defaultChannels", max_length=16)
@@ -90,7 +91,7 @@ class EventDefinitionUpdate(RequestBody):
         json_schema_extra=lambda schema: refuse_explicit_null(schema, _PATCH_NON_NULLABLE)
     )
 
-    display_name: str | None = Field(default=None, alias="displayName", min_length=1, max_length=200)
+    display_name: DisplayName | None = Field(default=None, alias="displayName")
     category: WireCategory | None = None
     severity: WireSeverity | None = None
     default_channels: list[WireChannel] | None = Field(default=None, alias="defaultChannels", max_length=16)
@@ -179,7 +180,7 @@ def ensure_definable(event_type: str) -> None:
     """A CUSTOM type cannot take a SYSTEM name or `webhook.test`: 409, as for a type that exists."""
     if event_type in RESERVED_EVENT_TYPES:
         raise ConflictError(
-            "event_type_exists", f"{event_type} is a SYSTEM or reserved event type", "eventType"
+            "event_type_exists", "this is a SYSTEM or reserved event type", "eventType"
         )
 
 
@@ -188,7 +189,7 @@ def ensure_custom(event_type: str) -> None:
     if event_type in RESERVED_EVENT_TYPES:
         raise ConflictError(
             "read_only_event_type",
-            f"{event_type} is a SYSTEM or reserved event type and cannot be changed",
+            "this is a SYSTEM or reserved event type and cannot be changed",
             "eventType",
         )
 

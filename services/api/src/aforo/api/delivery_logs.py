@@ -20,7 +20,7 @@ from typing import Any, Final
 from pydantic import ConfigDict, Field, ValidationError
 
 from aforo.api.problems import InvalidRequestError
-from aforo.api.wire import CustomerId, QueryParameters, QueryTime, ResponseBody, Timestamp
+from aforo.api.wire import CustomerId, Identifier, QueryParameters, QueryTime, ResponseBody, Timestamp
 from aforo.shared.delivery import ENVELOPE_FIELD, LEGACY_ENVELOPE_FIELD, DeliveryStatus
 from aforo.shared.delivery_log import DeliveryLogRow
 from aforo.shared.logging import get_logger
@@ -42,8 +42,8 @@ class DeliveryLogQuery(QueryParameters):
 
     end_customer_id: CustomerId = Field(alias="endCustomerId")
     status: DeliveryStatus | None = None
-    event_id: str | None = Field(default=None, alias="eventId", min_length=1, max_length=512)
-    event_type: str | None = Field(default=None, alias="eventType", min_length=1, max_length=128)
+    event_id: Identifier | None = Field(default=None, alias="eventId", max_length=512)
+    event_type: Identifier | None = Field(default=None, alias="eventType", max_length=128)
     from_time: QueryTime | None = Field(default=None, alias="from", description="Inclusive.")
     to_time: QueryTime | None = Field(default=None, alias="to", description="Exclusive.")
     limit: int = Field(default=DEFAULT_PAGE_SIZE, ge=1, le=MAX_PAGE_SIZE)

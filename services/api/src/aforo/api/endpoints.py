@@ -5,7 +5,8 @@ and logs carry the endpoint without its `secrets` (only when each secret was cre
 Rotation keeps the old secret signing next to the new one for `secret_rotation_overlap_seconds`, so
 a receiver can switch at its own pace (the signature header then carries one `v1=` per secret).
 
-URL policy at registration: `http`/`https`, a host, no credentials, no fragment, no whitespace.
+URL policy at registration: `http`/`https`, an ASCII host (punycode for IDNs, as for embed origins),
+no credentials, no fragment, no whitespace.
 Literal private addresses are not refused here: the dispatcher's connector checks every address it
 is about to connect to against its outbound allowlist (DNS names included, rebinding too), and a
 second, weaker list here could only disagree with it.
@@ -76,6 +77,10 @@ def check_webhook_url(url: str) -> str:
         raise ValueError("must not carry credentials (user:password@); authenticate with the signature")
     if not parts.hostname:
         raise ValueError("must name a host")
+    if not parts.hostname.isascii():
+        # As for embed origins (aforo.shared.embed.normalise_origin): Python's IDNA 2003 codec would
+        # map some names to other domains (faß.de → fass.de), so the integrator gives the A-label.
+        raise ValueError("has a non-ASCII host name: give its punycode form (http://xn--...)")
     if port == 0:
         raise ValueError("must not use port 0")
     if parts.fragment or url.endswith("#"):

@@ -10,17 +10,22 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, Final, TypeVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, Strict
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, Strict
 
 from aforo.shared.delivery import Channel
 from aforo.shared.envelope import EventCategory, Severity, format_utc
+from aforo.shared.request_json import check_display_text, check_identifier_text
 
 EVENT_TYPE_PATTERN: Final = r"^[A-Za-z][A-Za-z0-9_.\-]{0,127}$"
 """Event type names: a letter, then letters, digits, `_`, `.`, `-`; at most 128 (the envelope's limit).
 No `:` (it separates the parts of Kafka keys and config-change ids) and no `/` (it is a path segment)."""
 
 EventTypeName = Annotated[str, Field(pattern=EVENT_TYPE_PATTERN, min_length=1, max_length=128)]
-CustomerId = Annotated[str, Field(min_length=1, max_length=128)]
+Identifier = Annotated[str, Field(min_length=1), AfterValidator(check_identifier_text)]
+"""An id a client names (a customer, an event): no control or format characters (NUL, U+202E, U+200B)."""
+CustomerId = Annotated[Identifier, Field(max_length=128)]
+DisplayName = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(check_display_text)]
+"""A name people read (an event definition's `displayName`): no control characters, no bidi overrides."""
 WireChannel = Annotated[Channel, Strict(False)]
 WireCategory = Annotated[EventCategory, Strict(False)]
 WireSeverity = Annotated[Severity, Strict(False)]
@@ -39,6 +44,12 @@ class QueryParameters(RequestBody):
     model_config = ConfigDict(strict=False, extra="ignore")
 
 
+EARLIEST_QUERY_TIME: Final = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST_QUERY_TIME: Final = datetime(9999, 12, 30, tzinfo=UTC)
+"""Query times outside these are refused (422): nothing was logged before 1970, and the margin
+below `datetime.max` leaves room for the window arithmetic (a millisecond, a day) without overflow."""
+
+
 def parse_query_time(value: Any) -> datetime:
     """ISO-8601 with an offset or `Z`; a time without a zone is ambiguous, so refused."""
     if isinstance(value, datetime):
@@ -53,7 +64,13 @@ def parse_query_time(value: Any) -> datetime:
         raise ValueError("expected an ISO-8601 timestamp")
     if moment.tzinfo is None or moment.utcoffset() is None:
         raise ValueError("the timestamp needs a timezone (an offset or Z)")
-    return moment.astimezone(UTC)
+    try:
+        moment = moment.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00:00+14:00 is before the first representable instant
+        moment = datetime.min.replace(tzinfo=UTC)
+    if not EARLIEST_QUERY_TIME <= moment <= LATEST_QUERY_TIME:
+        raise ValueError("the timestamp must be between 1970-01-01T00:00:00Z and 9999-12-30T00:00:00Z")
+    return moment
 
 
 QueryTime = Annotated[datetime, BeforeValidator(parse_query_time)]

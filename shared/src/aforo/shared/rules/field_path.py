@@ -39,11 +39,11 @@ def parse_field_path(path: str) -> tuple[PathStep, ...]:
     steps: list[PathStep] = []
     for position, segment in enumerate(path.split(".")):
         if not segment:
-            raise ValueError(f"empty segment at position {position} in field path {path!r}")
+            raise ValueError(f"empty segment at position {position} of the field path")
         match = _SEGMENT.fullmatch(segment)
         if match is None:
             raise ValueError(
-                f"segment {segment!r} of field path {path!r} is not a key optionally followed by "
+                f"segment {position} of the field path is not a key optionally followed by "
                 "[index] (indexes are non-negative integers of at most 18 digits without leading zeros)"
             )
         steps.append(_step(match.group(1)))

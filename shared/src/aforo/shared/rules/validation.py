@@ -158,7 +158,7 @@ class _Checker:
             if not isinstance(name, str) or not name:
                 self.add(path, "must be a non-empty string naming a SYSTEM event type")
             elif self.system_event_types is not None and name not in self.system_event_types:
-                self.add(path, f"unknown SYSTEM event type {name!r}")
+                self.add(path, "unknown SYSTEM event type")
 
     def check_node(self, node: object, path: str, depth: int) -> None:
         if self.node_count > self.limits.max_nodes:
@@ -208,7 +208,7 @@ class _Checker:
         if "op" not in node:
             self.add(op_path, "is required")
         elif not isinstance(op, str) or op not in OPERATORS:
-            self.add(op_path, f"unknown operator {op!r}; expected one of {_OPERATOR_LIST}")
+            self.add(op_path, f"unknown operator; expected one of {_OPERATOR_LIST}")
         value_path = _key_path(path, "value")
         if "value" not in node:
             self.add(value_path, "is required")

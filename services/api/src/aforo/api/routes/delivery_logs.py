@@ -77,7 +77,7 @@ class DeliveryLogRoutes:
             {"tenantId": principal.tenant_id, "deliveryId": delivery_id}, {"_id": 0}
         )
         if row is None:
-            raise NotFoundError("delivery_not_found", f"no delivery {delivery_id}", "deliveryId")
+            raise NotFoundError("delivery_not_found", "no such delivery for this tenant", "deliveryId")
         replay = replay_request(row, now=self.context.clock())
         if replay.channel is Channel.WEBHOOK:
             target = await self.context.endpoints.find_one(
@@ -90,7 +90,7 @@ class DeliveryLogRoutes:
         if target is None:
             raise ConflictError(
                 "endpoint_missing",
-                f"the endpoint or destination {replay.endpoint_id} of this delivery was deleted",
+                "the endpoint or destination of this delivery was deleted",
                 "endpointId",
             )
         await self.context.publisher.dispatch_requests([replay])

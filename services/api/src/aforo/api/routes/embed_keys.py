@@ -214,11 +214,11 @@ def _utc(moment: datetime) -> datetime:
 
 
 def embed_key_not_found(key_id: str) -> NotFoundError:
-    return NotFoundError("embed_key_not_found", f"no embed key {key_id}", "keyId")
+    return NotFoundError("embed_key_not_found", "no such embed key for this tenant", "keyId")
 
 
 def signing_key_not_found(kid: str) -> NotFoundError:
-    return NotFoundError("signing_key_not_found", f"no bridge signing key {kid}", "kid")
+    return NotFoundError("signing_key_not_found", "no such bridge signing key for this tenant", "kid")
 
 
 class EmbedKeyRoutes:
@@ -293,7 +293,7 @@ class EmbedKeyRoutes:
         if document is None:
             if await self._embed_keys.find_one({"tenantId": principal.tenant_id, "keyId": key_id}) is None:
                 raise embed_key_not_found(key_id)
-            raise ConflictError("embed_key_revoked", f"embed key {key_id} is revoked", "keyId")
+            raise ConflictError("embed_key_revoked", "the embed key is revoked", "keyId")
         log.info("embed_key_updated", key_id=key_id, allowed_domains=len(body.allowed_domains))
         return json_response(embed_key_view(document).to_wire())
 

@@ -46,7 +46,7 @@ class EmitRoutes:
         )
         if definition is None:
             raise NotFoundError(
-                "event_definition_not_found", f"no CUSTOM event definition {event_type}", "eventType"
+                "event_definition_not_found", "no such CUSTOM event definition for this tenant", "eventType"
             )
         body = await read_body(request, EmitRequest, self.context.body_limit)
         envelope = custom_envelope(

@@ -44,7 +44,7 @@ MAX_VERSION_RACES: Final = 5
 
 def not_found(event_type: str) -> NotFoundError:
     return NotFoundError(
-        "event_definition_not_found", f"no CUSTOM event definition {event_type}", "eventType"
+        "event_definition_not_found", "no such CUSTOM event definition for this tenant", "eventType"
     )
 
 
@@ -72,7 +72,7 @@ class EventDefinitionRoutes:
         check_new_definition(body)
         exists_query = {"tenantId": principal.tenant_id, "eventType": body.event_type}
         if await self.context.definitions.find_one(exists_query, {"_id": 1}) is not None:
-            raise ConflictError("event_type_exists", f"{body.event_type} is already defined", "eventType")
+            raise ConflictError("event_type_exists", "this event type is already defined", "eventType")
         version = await self.context.next_version(KIND, principal.tenant_id, body.event_type)
         now = self.context.clock()
         document = new_definition_document(principal.tenant_id, body, version=version, now=now)
@@ -80,7 +80,7 @@ class EventDefinitionRoutes:
             await self.context.definitions.insert_one(document)
         except DuplicateKeyError:
             raise ConflictError(
-                "event_type_exists", f"{body.event_type} is already defined", "eventType"
+                "event_type_exists", "this event type is already defined", "eventType"
             ) from None
         log.info("event_definition_created", event_type=body.event_type, version=version)
         await self.context.publisher.config_change(changes.upserted(KIND, body.event_type, document, now=now))
@@ -110,7 +110,7 @@ class EventDefinitionRoutes:
             if await self.context.definitions.find_one(query, {"_id": 1}) is None:
                 raise not_found(event_type)
         else:
-            raise ConflictError("concurrent_update", f"{event_type} is being changed concurrently; retry")
+            raise ConflictError("concurrent_update", "the event definition is being changed concurrently; retry")
         log.info("event_definition_updated", event_type=event_type, version=version)
         await self.context.publisher.config_change(changes.upserted(KIND, event_type, document, now=now))
         return json_response(custom_definition_view(document).to_wire())

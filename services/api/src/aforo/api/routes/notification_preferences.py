@@ -62,7 +62,7 @@ class PreferenceRoutes:
             {"tenantId": tenant_id, "eventType": event_type}, {"_id": 0, "eventType": 1, "thresholdField": 1}
         )
         if definition is None:
-            raise NotFoundError("event_type_not_found", f"no event type {event_type}", "eventType")
+            raise NotFoundError("event_type_not_found", "no such event type for this tenant", "eventType")
         return custom_event_facts(definition)
 
     async def put(self, request: web.Request) -> web.Response:

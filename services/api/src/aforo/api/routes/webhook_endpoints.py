@@ -55,7 +55,7 @@ WITHOUT_CIPHERTEXTS: Final = {"_id": 0, "secrets.ciphertext": 0}
 
 
 def not_found(endpoint_id: str) -> NotFoundError:
-    return NotFoundError("endpoint_not_found", f"no webhook endpoint {endpoint_id}", "endpointId")
+    return NotFoundError("endpoint_not_found", "no such webhook endpoint for this tenant", "endpointId")
 
 
 class WebhookEndpointRoutes:
@@ -138,7 +138,7 @@ class WebhookEndpointRoutes:
                 break
         else:
             raise ConflictError(
-                "concurrent_update", f"endpoint {endpoint_id} is being changed concurrently; retry"
+                "concurrent_update", "the endpoint is being changed concurrently; retry"
             )
         log.info(
             "webhook_endpoint_updated",
