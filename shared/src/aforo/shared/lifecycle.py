@@ -22,7 +22,7 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 from pydantic import ValidationError
 
-from aforo.shared.http import health_routes
+from aforo.shared.http import JsonErrorAppRunner, health_routes, security_headers_on_prepare
 from aforo.shared.logging import configure_logging, get_logger
 from aforo.shared.metrics import SERVICE_UP
 from aforo.shared.settings import ConfigurationError, ServiceSettings
@@ -115,6 +115,7 @@ class ServiceRunner:
         app = web.Application(
             client_max_size=self.service.max_request_body_bytes(), middlewares=self.service.middlewares()
         )
+        app.on_response_prepare.append(security_headers_on_prepare)
         app.add_routes(health_routes(self.service.is_alive, self._readiness))
         self.service.add_routes(app)
         return app
@@ -122,7 +123,7 @@ class ServiceRunner:
     async def start_http(self) -> None:
         # aiohttp's shutdown_timeout (60 s by default) is how long `cleanup` waits for handlers still
         # running after drain; bounded by the grace period, so SIGTERM never outlives it by that much.
-        self._http_runner = web.AppRunner(
+        self._http_runner = JsonErrorAppRunner(
             self.build_http_app(),
             access_log=None,
             handle_signals=False,

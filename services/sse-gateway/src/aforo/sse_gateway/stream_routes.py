@@ -35,7 +35,7 @@ RECONNECT_HINT_MS: Final = 2000
 MAX_LAST_EVENT_ID_LENGTH: Final = 512
 STREAM_HEADERS: Final = {
     "Content-Type": "text/event-stream; charset=utf-8",
-    "Cache-Control": "no-cache, no-transform",
+    "Cache-Control": "no-store, no-transform",  # authenticated: never kept by a cache
     "X-Accel-Buffering": "no",  # nginx and friends: do not buffer a stream
 }
 
