@@ -246,6 +246,22 @@ async def test_a_valid_token_yields_its_principal() -> None:
         (hs256_token(claims(exp=None)), "invalid_token", "exp"),
         (hs256_token(claims(sub=None)), "invalid_token", "sub"),
         (hs256_token(claims(tenant_id=None)), "invalid_token", "tenant_id"),
+        (hs256_token(claims(exp=str(int(time.time()) + 600))), "invalid_token", "exp"),
+        (hs256_token(claims(iat=str(int(time.time())))), "invalid_token", "iat"),
+        (hs256_token(claims(nbf=str(int(time.time()) - 10))), "invalid_token", "nbf"),
+        (hs256_token(claims(exp=int(time.time()) + 100 * 365 * 86_400)), "token_lifetime_too_long", "exp"),
+        (
+            hs256_token(claims(iat=None, exp=int(time.time()) + 86_400 + 600)),
+            "token_lifetime_too_long",
+            "exp",
+        ),
+        (
+            hs256_token(claims(iat=int(time.time()) - 3 * 86_400, exp=int(time.time()) + 600)),
+            "token_lifetime_too_long",
+            "exp",
+        ),
+        (hs256_token(claims(tenant_id="t\u202e1")), "invalid_token", "tenant_id"),
+        (hs256_token(claims(customer_id="c\x001")), "invalid_token", "customer_id"),
     ],
     ids=[
         "not-a-jwt",
@@ -261,12 +277,30 @@ async def test_a_valid_token_yields_its_principal() -> None:
         "no-exp",
         "no-sub",
         "no-tenant",
+        "numeric-string-exp",
+        "numeric-string-iat",
+        "numeric-string-nbf",
+        "a-century-long",
+        "no-iat-and-exp-past-the-maximum",
+        "iat-to-exp-past-the-maximum",
+        "bidi-override-in-tenant",
+        "nul-in-customer",
     ],
 )
 async def test_hs256_refusals(token: str, code: str, field: str | None) -> None:
     error = await refusal(HS256, token)
 
     assert (error.status, error.code, error.field) == (401, code, field)
+
+
+async def test_the_maximum_lifetime_is_a_setting() -> None:
+    now = int(time.time())
+    week = AuthConfig(mode="hs256", hs256_secret=SECRET, max_token_lifetime_seconds=7 * 86_400)
+    principal = await JwtVerifier(week).verify(hs256_token(claims(iat=now, exp=now + 6 * 86_400)))
+    assert principal.tenant_id == TENANT
+    assert (
+        await JwtVerifier(HS256).verify(hs256_token(claims(iat=now, exp=now + 86_400)))
+    ).tenant_id == TENANT
 
 
 async def test_clock_skew_within_the_leeway_is_tolerated() -> None:

@@ -302,9 +302,15 @@ async def test_exchange_refusals(
     raw_bodies: dict[str, tuple[bytes, str | None]] = {
         "not json": (b"{nope", "application/json"),
         "deeply nested": (b'{"bridgeToken": ' + b"[" * 5000 + b"]" * 5000 + b"}", "application/json"),
-        "duplicate key": (b'{"bridgeToken": "a", "embedKey": "ek_1", "embedKey": "ek_2"}', "application/json"),
+        "duplicate key": (
+            b'{"bridgeToken": "a", "embedKey": "ek_1", "embedKey": "ek_2"}',
+            "application/json",
+        ),
         "lone surrogate": (b'{"bridgeToken": "\\ud800", "embedKey": "ek_1"}', "application/json"),
-        "utf-16 with a BOM": ('{"bridgeToken": "a", "embedKey": "ek_1"}'.encode("utf-16"), "application/json"),
+        "utf-16 with a BOM": (
+            '{"bridgeToken": "a", "embedKey": "ek_1"}'.encode("utf-16"),
+            "application/json",
+        ),
         "text/plain": (dumps_json(payload), "text/plain"),
         "form": (b"bridgeToken=a&embedKey=ek_1", "application/x-www-form-urlencoded"),
         "no content type": (dumps_json(payload), None),

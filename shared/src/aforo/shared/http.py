@@ -22,10 +22,8 @@ from aiohttp.web_request import BaseRequest
 from aiohttp.web_server import Server
 
 from aforo.shared.logging import get_logger
-
 from aforo.shared.metrics import render_metrics
 from aforo.shared.serde import dumps_json
-
 
 log = get_logger(__name__)
 

@@ -13,6 +13,7 @@ Cross-tenant *resources* are 404, which is each route's job (it filters by `prin
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from aforo.api.settings import ApiSettings
 from aforo.shared.http import error_response
 from aforo.shared.logging import bind_event_context, get_logger
 from aforo.shared.metrics import METRIC_PREFIX, Counter
+from aforo.shared.request_json import check_identifier_text
 from aforo.shared.serde import loads_json
 
 ADMIN_ROLES = frozenset({"OWNER", "ADMIN", "BILLING_ADMIN"})
@@ -69,6 +71,8 @@ class AuthSettings(Protocol):
     def jwt_issuer(self) -> str | None: ...
     @property
     def jwt_audience(self) -> str | None: ...
+    @property
+    def max_token_lifetime_seconds(self) -> float: ...
 
 
 def _blank_to_none(value: str | None) -> str | None:
@@ -91,6 +95,8 @@ class AuthConfig:
     jwks_cache_seconds: int = 300
     # The least time between two JWKS fetches, so a flood of unknown `kid`s cannot hammer Keycloak.
     jwks_min_refresh_seconds: float = 10.0
+    # A stolen token is useful until its `exp`: one minted to last a century must not be accepted.
+    max_token_lifetime_seconds: float = 86_400.0
 
     def __post_init__(self) -> None:
         if self.mode not in ALGORITHM_FOR_MODE:
@@ -113,6 +119,10 @@ class AuthConfig:
             raise AuthConfigError("jwks_cache_seconds must be positive")
         if self.jwks_min_refresh_seconds < 0:
             raise AuthConfigError("jwks_min_refresh_seconds must not be negative")
+        if self.max_token_lifetime_seconds <= 0:
+            raise AuthConfigError(
+                "max_token_lifetime_seconds (AFORO_API_MAX_TOKEN_LIFETIME_SECONDS) must be positive"
+            )
 
     @property
     def algorithm(self) -> str:
@@ -135,6 +145,7 @@ class AuthConfig:
             jwks_url=_blank_to_none(settings.jwks_url),
             issuer=_blank_to_none(settings.jwt_issuer),
             audience=_blank_to_none(settings.jwt_audience),
+            max_token_lifetime_seconds=settings.max_token_lifetime_seconds,
         )
 
     @classmethod
@@ -249,6 +260,10 @@ def _optional_string(claims: Mapping[str, Any], claim: str) -> str | None:
         return None
     if not isinstance(value, str) or not value:
         raise UnauthenticatedError("invalid_token", f"the {claim} claim must be a non-empty string", claim)
+    try:
+        check_identifier_text(value)
+    except ValueError as error:
+        raise UnauthenticatedError("invalid_token", f"the {claim} claim {error}", claim) from None
     return value
 
 
@@ -409,11 +424,44 @@ def _refusal_for(error: jwt.InvalidTokenError) -> UnauthenticatedError:
     return UnauthenticatedError("invalid_token", "the token is not valid")
 
 
+def check_time_claims(
+    claims: Mapping[str, Any], *, now: float, max_lifetime_seconds: float, leeway_seconds: float
+) -> None:
+    """`exp`, `iat`, `nbf` are JSON numbers (RFC 7519 NumericDate; PyJWT would take `"1e10"`-like
+    strings), and the token lives at most `max_lifetime_seconds`: `exp - iat`, and `exp - now`."""
+    for claim in ("exp", "iat", "nbf"):
+        value = claims.get(claim)
+        if claim in claims and (
+            isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value)
+        ):
+            raise UnauthenticatedError(
+                "invalid_token", f"the {claim} claim must be a number (seconds since the epoch)", claim
+            )
+    expires = float(claims["exp"])
+    issued = claims.get("iat")
+    too_long = expires - now > max_lifetime_seconds + leeway_seconds or (
+        issued is not None and expires - float(issued) > max_lifetime_seconds
+    )
+    if too_long:
+        raise UnauthenticatedError(
+            "token_lifetime_too_long",
+            f"the token lives longer than the {int(max_lifetime_seconds)} s this API accepts",
+            "exp",
+        )
+
+
 class JwtVerifier:
     """Verifies bearer JWTs as configured: HS256 with the secret, or RS256 with Keycloak's JWKS."""
 
-    def __init__(self, config: AuthConfig, *, key_set: JwksKeySet | None = None) -> None:
+    def __init__(
+        self,
+        config: AuthConfig,
+        *,
+        key_set: JwksKeySet | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._config = config
+        self._clock = clock
         if config.mode == "jwks" and key_set is None:
             assert config.jwks_url is not None  # AuthConfig refuses jwks mode without a URL
             key_set = JwksKeySet(
@@ -451,6 +499,12 @@ class JwtVerifier:
             )
         except jwt.InvalidTokenError as error:
             raise _refusal_for(error) from None
+        check_time_claims(
+            claims,
+            now=self._clock(),
+            max_lifetime_seconds=self._config.max_token_lifetime_seconds,
+            leeway_seconds=self._config.leeway_seconds,
+        )
         return principal_from_claims(claims)
 
     async def _verification_key(self, header: Mapping[str, Any]) -> Any:

@@ -179,9 +179,7 @@ def custom_definition_view(document: Mapping[str, Any]) -> EventDefinitionView:
 def ensure_definable(event_type: str) -> None:
     """A CUSTOM type cannot take a SYSTEM name or `webhook.test`: 409, as for a type that exists."""
     if event_type in RESERVED_EVENT_TYPES:
-        raise ConflictError(
-            "event_type_exists", "this is a SYSTEM or reserved event type", "eventType"
-        )
+        raise ConflictError("event_type_exists", "this is a SYSTEM or reserved event type", "eventType")
 
 
 def ensure_custom(event_type: str) -> None:

@@ -47,6 +47,11 @@ def mint_dev_token(
         raise DevTokensRefusedError("--tenant must not be empty")
     if ttl_seconds <= 0:
         raise DevTokensRefusedError("--ttl must be a positive number of seconds")
+    if ttl_seconds > config.max_token_lifetime_seconds:
+        raise DevTokensRefusedError(
+            f"--ttl must be at most {int(config.max_token_lifetime_seconds)} s "
+            "(AFORO_API_MAX_TOKEN_LIFETIME_SECONDS): the API refuses longer-lived tokens"
+        )
     if CUSTOMER_ROLE in roles and not customer_id:
         raise DevTokensRefusedError(
             "--role CUSTOMER needs --customer: portal routes take the customer from the token"

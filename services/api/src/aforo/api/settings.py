@@ -28,6 +28,12 @@ class ApiSettings(ServiceSettings):
     jwt_issuer: str | None = None
     jwt_audience: str | None = None
 
+    max_token_lifetime_seconds: float = Field(
+        default=86_400.0,
+        ge=60,
+        description="A bearer token whose exp is further than this from its iat (or from now) is refused (401).",
+    )
+
     max_request_body_bytes: int = Field(
         default=256 * 1024,
         ge=1024,

@@ -28,6 +28,7 @@ from jwt.types import Options
 from jwt.utils import base64url_decode
 
 from aforo.shared.embed import BRIDGE_TOKEN_MAX_TTL_SECONDS, SigningKeyStatus, effective_signing_status
+from aforo.shared.request_json import check_identifier_text
 
 ALGORITHM: Final = "HS256"
 SESSION_ISSUER: Final = "aforo-sse-gateway"
@@ -104,6 +105,10 @@ def _identifier(claims: Mapping[str, Any], name: str) -> str:
         raise _unauthenticated(
             "invalid_token", f"the {name} claim must be a non-empty string of at most {MAX_ID_LENGTH}", name
         )
+    try:
+        check_identifier_text(value)
+    except ValueError as error:
+        raise _unauthenticated("invalid_token", f"the {name} claim {error}", name) from None
     return value
 
 

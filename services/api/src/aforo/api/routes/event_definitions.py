@@ -110,7 +110,9 @@ class EventDefinitionRoutes:
             if await self.context.definitions.find_one(query, {"_id": 1}) is None:
                 raise not_found(event_type)
         else:
-            raise ConflictError("concurrent_update", "the event definition is being changed concurrently; retry")
+            raise ConflictError(
+                "concurrent_update", "the event definition is being changed concurrently; retry"
+            )
         log.info("event_definition_updated", event_type=event_type, version=version)
         await self.context.publisher.config_change(changes.upserted(KIND, event_type, document, now=now))
         return json_response(custom_definition_view(document).to_wire())

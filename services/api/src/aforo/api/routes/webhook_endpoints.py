@@ -137,9 +137,7 @@ class WebhookEndpointRoutes:
             if document is not None:
                 break
         else:
-            raise ConflictError(
-                "concurrent_update", "the endpoint is being changed concurrently; retry"
-            )
+            raise ConflictError("concurrent_update", "the endpoint is being changed concurrently; retry")
         log.info(
             "webhook_endpoint_updated",
             endpoint_id=endpoint_id,
