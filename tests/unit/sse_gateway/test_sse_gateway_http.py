@@ -606,3 +606,42 @@ async def test_drain_ends_a_stream_stuck_writing_to_a_client_that_stopped_readin
         assert len(gateway.service.registry) == 0
         assert connection.closed is CloseReason.DRAINING
         writer.close()
+
+
+async def test_token_responses_are_never_cached_and_show_no_server_version(gateway: Gateway) -> None:
+    exchanged = await gateway.exchange()
+    token = (await exchanged.json())["sessionToken"]
+    refreshed = await gateway.client.post(
+        "/v1/embed/session/refresh", headers={"Origin": ORIGIN, "Authorization": f"Bearer {token}"}
+    )
+    stream = await gateway.open_stream(token)
+    refused = await gateway.client.post("/v1/embed/session", json={}, headers={"Origin": ORIGIN})
+    for response in (exchanged, refreshed, stream, refused):
+        assert response.headers["Cache-Control"].startswith("no-store"), response.url
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+        assert "aiohttp" not in response.headers["Server"] and "Python" not in response.headers["Server"]
+    stream.close()
+
+
+async def test_session_exchanges_are_limited_per_client_address() -> None:
+    async with running_gateway(
+        session_exchange_rate_per_second=0.01,
+        session_exchange_burst=3,
+        client_address_header="X-Forwarded-For",
+    ) as gateway:
+
+        async def exchange_from(address: str) -> ClientResponse:
+            token = mint_bridge_token(kid="bsk_1", secret=BRIDGE_SECRET, tenant_id="t1", customer_id="c1")
+            return await gateway.client.post(
+                "/v1/embed/session",
+                json={"bridgeToken": token, "embedKey": "ek_1"},
+                headers={"Origin": ORIGIN, "X-Forwarded-For": f"10.9.9.9, {address}"},
+            )
+
+        assert [(await exchange_from("203.0.113.7")).status for _ in range(3)] == [201, 201, 201]
+        limited = await exchange_from("203.0.113.7")
+        assert limited.status == 429
+        assert (await limited.json())["error"]["code"] == "rate_limited"
+        assert int(limited.headers["Retry-After"]) >= 1
+        assert limited.headers["Access-Control-Allow-Origin"] == ORIGIN  # the SDK can read why
+        assert (await exchange_from("198.51.100.1")).status == 201  # another address has its own bucket

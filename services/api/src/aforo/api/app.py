@@ -30,6 +30,7 @@ from aforo.api.routes.event_definitions import EventDefinitionRoutes
 from aforo.api.routes.notification_preferences import PreferenceRoutes
 from aforo.api.routes.webhook_endpoints import WebhookEndpointRoutes
 from aforo.api.settings import ApiSettings
+from aforo.api.tenant_rate_limit import tenant_rate_limit_middleware
 from aforo.shared.collections import (
     BRIDGE_SIGNING_KEYS,
     CHANNEL_PROVIDERS,
@@ -48,6 +49,7 @@ from aforo.shared.connected_service import ConnectedService
 from aforo.shared.http import json_response
 from aforo.shared.kafka import ensure_topics, topic_specs
 from aforo.shared.logging import get_logger
+from aforo.shared.rate_limit import TokenBuckets
 from aforo.shared.secret_box import secret_box_from
 from aforo.shared.settings import ConfigurationError
 
@@ -90,6 +92,7 @@ class ApiService(ConnectedService):
         self.publisher = Publisher(lambda: self.producer, self.topics, settings.publish_timeout_seconds)
         self.context = ApiContext(settings, self.mongo, self.publisher, secret_box)
         self.gate = RequestGate(DEFAULT_PUBLIC_PATHS)
+        self.rate_limits = TokenBuckets(settings.rate_limit_per_second, settings.rate_limit_burst)
 
     async def start(self) -> None:
         await ensure_topics(
@@ -105,8 +108,14 @@ class ApiService(ConnectedService):
         return self.api_settings.max_request_body_bytes
 
     def middlewares(self) -> Sequence[Middleware]:
-        """Errors outermost (everything leaves as JSON), then the start/drain gate, then auth."""
-        return (problem_middleware, self.gate.middleware(), auth_middleware(self.verifier))
+        """Errors outermost (everything leaves as JSON), then the start/drain gate, then auth, then
+        the tenant's rate limit (it needs the tenant auth found)."""
+        return (
+            problem_middleware,
+            self.gate.middleware(),
+            auth_middleware(self.verifier),
+            tenant_rate_limit_middleware(self.rate_limits),
+        )
 
     def add_routes(self, app: web.Application) -> None:
         for routes in (

@@ -99,6 +99,7 @@ class Operation:
 
 _BODY_ERRORS: Final = {
     413: Answer("The body is over the size limit."),
+    415: Answer("The body is not sent as Content-Type: application/json (UTF-8)."),
     422: Answer("The body is of the wrong shape or breaks a rule; `field` names where."),
 }
 _QUERY_ERRORS: Final = {422: Answer("A query parameter is missing or invalid; `field` names it.")}
@@ -484,10 +485,20 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
 )
 
 _COMMON_ERRORS: Final = {
-    400: Answer("The X-Tenant-Id header is missing, or the body is not JSON."),
+    400: Answer(
+        "The X-Tenant-Id header is missing, or the body is not UTF-8 JSON (a BOM, a duplicate key, "
+        "nesting deeper than 64 levels)."
+    ),
     401: Answer("No valid bearer token.", headers={"WWW-Authenticate": "The bearer challenge (RFC 6750)."}),
     403: Answer("The token is for another tenant, or lacks the route's role."),
-    503: Answer("The signing keys or the event broker are unavailable; retry."),
+    429: Answer(
+        "The tenant's request rate is over its limit; retry after Retry-After seconds.",
+        headers={"Retry-After": "Seconds until the tenant's next request is taken."},
+    ),
+    503: Answer(
+        "A dependency (MongoDB, the event broker, the signing keys) is unavailable; retry.",
+        headers={"Retry-After": "Seconds to wait before retrying."},
+    ),
 }
 
 

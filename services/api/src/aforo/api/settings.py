@@ -28,6 +28,16 @@ class ApiSettings(ServiceSettings):
     jwt_issuer: str | None = None
     jwt_audience: str | None = None
 
+    rate_limit_per_second: float = Field(
+        default=200.0,
+        ge=0,
+        description="Requests per second each tenant may make to one API process (token bucket); 0 turns it off.",
+    )
+    rate_limit_burst: int = Field(
+        default=1_000,
+        ge=1,
+        description="Requests a tenant may make at once before the per-second rate applies.",
+    )
     max_token_lifetime_seconds: float = Field(
         default=86_400.0,
         ge=60,

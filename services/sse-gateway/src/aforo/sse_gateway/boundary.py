@@ -73,6 +73,17 @@ def bearer_token(request: web.Request, query_parameter: str | None = None) -> st
     raise EmbedAuthError(401, "missing_token", "a session token is required")
 
 
+def client_address(request: web.Request, header: str | None) -> str:
+    """Who is calling, for per-address limits: the last entry of `header` (the address the nearest
+    proxy saw; earlier entries are the client's own claims) or the TCP peer."""
+    if header:
+        forwarded = request.headers.get(header, "")
+        last = forwarded.rsplit(",", 1)[-1].strip()
+        if last:
+            return last
+    return request.remote or "unknown"
+
+
 def origin_refusal() -> EmbedAuthError:
     """403 for an origin no embed key allows; `error_middleware` adds no CORS headers to it."""
     return EmbedAuthError(403, ORIGIN_NOT_ALLOWED, "this origin is not allowed by the embed key", "Origin")
@@ -112,7 +123,7 @@ def error_middleware(store: EmbedStore) -> Middleware:
             if refusal.status == 401:
                 response.headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
             if refusal.status in (429, 503):
-                response.headers["Retry-After"] = "2"
+                response.headers["Retry-After"] = refusal.retry_after or "2"
             return await with_cors(request, response, refusal.code)
         except web.HTTPException as exception:
             if exception.status < 400:

@@ -44,12 +44,15 @@ one a wrong signature gets, after the same work."""
 class EmbedAuthError(Exception):
     """An expected refusal: the HTTP status and the JSON error (code, message, field) the client sees."""
 
-    def __init__(self, status: int, code: str, message: str, field: str | None = None) -> None:
+    def __init__(
+        self, status: int, code: str, message: str, field: str | None = None, retry_after: str | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         self.field = field
+        self.retry_after = retry_after
 
 
 def _unauthenticated(code: str, message: str, field: str | None = None) -> EmbedAuthError:

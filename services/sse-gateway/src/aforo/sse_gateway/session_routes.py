@@ -14,6 +14,8 @@ an admin through the API) ends its streams on every replica within one sweep.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Annotated, Final
 
@@ -30,7 +32,14 @@ from aforo.shared.embed import (
 from aforo.shared.envelope import format_utc
 from aforo.shared.http import json_response
 from aforo.shared.logging import bind_event_context, get_logger
-from aforo.sse_gateway.boundary import bearer_token, normalised_origin, origin_refusal, read_body
+from aforo.shared.rate_limit import TokenBuckets, retry_after_header
+from aforo.sse_gateway.boundary import (
+    bearer_token,
+    client_address,
+    normalised_origin,
+    origin_refusal,
+    read_body,
+)
 from aforo.sse_gateway.context import GatewayContext
 from aforo.sse_gateway.cors import cors_headers, preflight_headers
 from aforo.sse_gateway.embed_tokens import (
@@ -82,8 +91,12 @@ def answer_with_cors(body: dict[str, object], origin: str, status: int = 200) ->
 
 
 class SessionRoutes:
-    def __init__(self, context: GatewayContext) -> None:
+    def __init__(self, context: GatewayContext, clock: Callable[[], float] = time.monotonic) -> None:
         self.context = context
+        self.exchange_limits = TokenBuckets(
+            context.settings.session_exchange_rate_per_second, context.settings.session_exchange_burst
+        )
+        self._monotonic = clock
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -118,6 +131,17 @@ class SessionRoutes:
 
     async def _exchange(self, request: web.Request) -> web.Response:
         context = self.context
+        # Before anything is read: the exchange is unauthenticated, and each try costs MongoDB reads.
+        wait = self.exchange_limits.take(
+            client_address(request, context.settings.client_address_header), self._monotonic()
+        )
+        if wait is not None:
+            raise EmbedAuthError(
+                429,
+                "rate_limited",
+                "too many session exchanges from this address; retry after Retry-After seconds",
+                retry_after=retry_after_header(wait),
+            )
         body = await read_body(request, ExchangeRequest)
         header = bridge_token_header(body.bridge_token)
         signing_key = await context.store.signing_key(header.claimed_tenant_id, header.kid)

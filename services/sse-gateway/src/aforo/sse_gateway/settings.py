@@ -37,6 +37,21 @@ class SseGatewaySettings(ServiceSettings):
     embed_key_cache_seconds: float = Field(
         default=5.0, ge=0, description="How long an embed key's allowed origins are cached per replica."
     )
+    session_exchange_rate_per_second: float = Field(
+        default=10.0,
+        ge=0,
+        description="Session exchanges per second one client address may make (token bucket); 0 turns it off.",
+    )
+    session_exchange_burst: int = Field(
+        default=100,
+        ge=1,
+        description="Session exchanges a client address may make at once (a NAT, an office).",
+    )
+    client_address_header: str | None = Field(
+        default=None,
+        description="Behind a proxy: the header carrying the client's address (e.g. X-Forwarded-For, its "
+        "last entry is used). Unset: the TCP peer's address.",
+    )
     token_leeway_seconds: int = Field(default=30, ge=0, le=120)
 
     heartbeat_seconds: float = Field(
