@@ -41,6 +41,24 @@ def error_response(status: int, code: str, message: str, field: str | None = Non
     return response
 
 
+DEPENDENCY_RETRY_AFTER_SECONDS: Final = 5
+"""What a 503 for a missing dependency tells clients to wait: about one readiness-check interval."""
+
+
+def dependency_unavailable_response(dependency: str) -> web.Response:
+    """503 naming the dependency (`mongodb`, `kafka`) in its code, with `Retry-After`; no trace."""
+    response = error_response(
+        503,
+        f"{dependency}_unavailable",
+        f"{_DEPENDENCY_NAMES.get(dependency, dependency)} is unavailable; retry",
+    )
+    response.headers["Retry-After"] = str(DEPENDENCY_RETRY_AFTER_SECONDS)
+    return response
+
+
+_DEPENDENCY_NAMES: Final = {"mongodb": "MongoDB", "kafka": "the event broker (Kafka)"}
+
+
 def json_response(body: object, status: int = 200) -> web.Response:
     return web.Response(status=status, body=dumps_json(body), content_type="application/json")
 

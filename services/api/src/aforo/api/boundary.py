@@ -4,7 +4,9 @@ Body problems, in the order they are checked: over `max_request_body_bytes` → 
 `application/json` → 415; not UTF-8 JSON (a BOM, NaN/Infinity, a duplicate key, nesting deeper than
 `MAX_JSON_DEPTH`) → 400; a lone surrogate, or JSON of the wrong shape → 422 naming the field. Every error a
 route raises, and aiohttp's own 404/405, leave as `{"error": {"code", "message", "field"?}}`;
-an unexpected exception is logged (without the body) and answered 500.
+MongoDB unreachable is 503 `mongodb_unavailable` (the broker's is `broker_unavailable`, raised by the
+publisher), both with `Retry-After`; an unexpected exception is logged (without the body) and
+answered 500.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Final, TypeVar
 from aiohttp import web
 from aiohttp.typedefs import Handler
 from pydantic import BaseModel, ValidationError
+from pymongo.errors import ConnectionFailure
 
 from aforo.api.problems import (
     ApiError,
@@ -23,7 +26,7 @@ from aforo.api.problems import (
     api_error_from,
     invalid_request_from,
 )
-from aforo.shared.http import error_response
+from aforo.shared.http import DEPENDENCY_RETRY_AFTER_SECONDS, dependency_unavailable_response, error_response
 from aforo.shared.logging import get_logger
 from aforo.shared.request_json import RequestJsonError, check_json_content_type, parse_request_json
 
@@ -90,7 +93,10 @@ def read_query(request: web.Request, model: type[Model]) -> Model:
 
 
 def problem_response(problem: ApiError) -> web.Response:
-    return error_response(problem.status, problem.code, problem.message, problem.field)
+    response = error_response(problem.status, problem.code, problem.message, problem.field)
+    if problem.status == 503:
+        response.headers["Retry-After"] = str(DEPENDENCY_RETRY_AFTER_SECONDS)
+    return response
 
 
 @web.middleware
@@ -109,6 +115,13 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         if "Allow" in exception.headers:
             response.headers["Allow"] = exception.headers["Allow"]
         return response
+    except ConnectionFailure as error:
+        # MongoDB is down or unreachable (server selection timed out): the request may be retried,
+        # and the process stays up; pymongo reconnects by itself when the server is back.
+        log.warning(
+            "mongodb_unavailable", method=request.method, path=request.path, error=type(error).__name__
+        )
+        return dependency_unavailable_response("mongodb")
     except Exception:
         # The traceback, method and path only: the body may hold a secret or a customer's payload.
         log.exception("request_failed", method=request.method, path=request.path)

@@ -12,10 +12,10 @@ from typing import Final, TypeVar
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 from pydantic import BaseModel, ValidationError
-from pymongo.errors import PyMongoError
+from pymongo.errors import ConnectionFailure, PyMongoError
 
 from aforo.shared.embed import normalise_origin
-from aforo.shared.http import error_response
+from aforo.shared.http import dependency_unavailable_response, error_response
 from aforo.shared.logging import get_logger
 from aforo.shared.request_json import RequestJsonError, check_json_content_type, parse_request_json
 from aforo.sse_gateway.cors import cors_headers
@@ -29,6 +29,7 @@ Model = TypeVar("Model", bound=BaseModel)
 EMBED_PATH_PREFIX: Final = "/v1/embed/"
 MAX_BODY_BYTES: Final = 16 * 1024
 ORIGIN_NOT_ALLOWED: Final = "origin_not_allowed"
+_NO_CORS_LOOKUP: Final = frozenset({ORIGIN_NOT_ALLOWED, "mongodb_unavailable"})
 _CODE_FOR_STATUS: Final = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
 
 
@@ -104,7 +105,8 @@ def error_middleware(store: EmbedStore) -> Middleware:
 
     async def with_cors(request: web.Request, response: web.Response, code: str) -> web.Response:
         origin = normalised_origin(request)
-        if origin is not None and request.path.startswith(EMBED_PATH_PREFIX) and code != ORIGIN_NOT_ALLOWED:
+        # With MongoDB down the origin lookup would wait out another server-selection timeout.
+        if origin is not None and request.path.startswith(EMBED_PATH_PREFIX) and code not in _NO_CORS_LOOKUP:
             try:
                 allowed = await store.origin_has_active_key(origin)
             except PyMongoError:  # the refusal itself matters more than its CORS headers
@@ -133,6 +135,12 @@ def error_middleware(store: EmbedStore) -> Middleware:
             if "Allow" in exception.headers:
                 response.headers["Allow"] = exception.headers["Allow"]
             return await with_cors(request, response, code)
+        except ConnectionFailure as error:
+            # MongoDB is down: 503 (the SDK retries), never a 500; pymongo reconnects by itself.
+            log.warning(
+                "mongodb_unavailable", method=request.method, path=request.path, error=type(error).__name__
+            )
+            return await with_cors(request, dependency_unavailable_response("mongodb"), "mongodb_unavailable")
         except Exception:
             # Method and path only: a body or a query may carry a token.
             log.exception("request_failed", method=request.method, path=request.path)
