@@ -57,7 +57,7 @@ class Publisher:
             PUBLISH_FAILURES.labels(kind).inc(len(records))
             log.warning("publish_failed", kind=kind, records=len(records), error=type(error).__name__)
             raise UnavailableError(
-                "broker_unavailable", "the event broker did not acknowledge the request; retry it"
+                "broker_unavailable", "the event broker (Kafka) did not acknowledge the request; retry it"
             ) from None
         PUBLISHED.labels(kind).inc(len(records))
 
