@@ -1089,12 +1089,14 @@ async def test_body_size_limit_is_413_and_malformed_json_is_400(api: ApiUnderTes
             yield b"y" * 1024
         yield b'"}'
 
-    chunked = await api.call("POST", ENDPOINTS, data=streamed())
+    chunked = await api.call("POST", ENDPOINTS, data=streamed(), headers={"Content-Type": "application/json"})
     malformed = await api.call(
         "POST", ENDPOINTS, data=b'{"endCustomerId": ', headers={"Content-Type": "application/json"}
     )
-    nan = await api.call("POST", ENDPOINTS, data=b'{"maxRetryAttempts": NaN}')
-    empty = await api.call("POST", ENDPOINTS, data=b"")
+    nan = await api.call(
+        "POST", ENDPOINTS, data=b'{"maxRetryAttempts": NaN}', headers={"Content-Type": "application/json"}
+    )
+    empty = await api.call("POST", ENDPOINTS, data=b"", headers={"Content-Type": "application/json"})
     not_object = await api.call("POST", ENDPOINTS, json=[1, 2, 3])
 
     assert (too_large.status, too_large.error["code"]) == (413, "payload_too_large")

@@ -93,7 +93,7 @@ class ApiUnderTest:
         """One request with a freshly minted token (override any header with `headers`)."""
         sent_headers = self.headers(tenant, roles, customer)
         sent_headers.update(headers or {})
-        if json is not None:
+        if json is not None or data is not None:  # a body is JSON unless a test says otherwise
             sent_headers.setdefault("Content-Type", "application/json")
         async with self.session.request(
             method, f"{self.process.url}{path}", json=json, data=data, params=params, headers=sent_headers
