@@ -233,6 +233,16 @@ async def test_errors_never_echo_request_values(api: ApiUnderTest) -> None:
         reply = await api.call(method, path, json={"active": True})
         assert 400 <= reply.status < 500, (method, path, reply.body)
         assert b"script" not in reply.body, reply.body
+    for value in ('"(<script>"', '"[<script>"'):
+        rule = rule_json(value).replace('"op": "eq"', '"op": "regex"')
+        reply = await api.call("POST", DEFINITIONS, data=rule.encode())
+        assert reply.status == 422, reply.body
+        assert b"script" not in reply.body, reply.body
+    for value in ("<script>", "bogus<script>"):
+        rule = rule_json('"x"').replace('"op": "eq"', f'"op": "{value}"')
+        reply = await api.call("POST", DEFINITIONS, data=rule.encode())
+        assert reply.status == 422, reply.body
+        assert b"script" not in reply.body, reply.body
 
 
 async def test_oversized_headers_are_json_and_the_token_is_neither_echoed_nor_logged(

@@ -64,7 +64,8 @@ def compile_search(pattern: str) -> Callable[[str], bool]:
 
 
 def _describe(error: BaseException) -> str:
+    """RE2's reason without the part of the pattern it quotes (`missing ): (abc`): error messages
+    never echo what the client sent."""
     detail = error.args[0] if error.args else error
-    if isinstance(detail, bytes):
-        return detail.decode("utf-8", "replace")
-    return str(detail)
+    text = detail.decode("utf-8", "replace") if isinstance(detail, bytes) else str(detail)
+    return text.split(": ", 1)[0]
