@@ -10,13 +10,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from aforo.shared.request_json import (
-    MAX_JSON_DEPTH,
+    MAX_BODY_DEPTH,
     RequestJsonError,
     check_identifier_text,
     check_json_content_type,
-    json_depth_exceeds,
     parse_request_json,
 )
+from aforo.shared.serde import nesting_depth_exceeds
 
 
 def refusal(raw: bytes) -> tuple[int, str, str | None]:
@@ -30,7 +30,7 @@ def refusal(raw: bytes) -> tuple[int, str, str | None]:
     [
         (b"[" * 1000 + b"]" * 1000, (400, "json_too_deep", "body")),
         (b'{"a":' * 100_000, (400, "json_too_deep", "body")),
-        (b"[" * (MAX_JSON_DEPTH + 1) + b"]" * (MAX_JSON_DEPTH + 1), (400, "json_too_deep", "body")),
+        (b"[" * (MAX_BODY_DEPTH + 1) + b"]" * (MAX_BODY_DEPTH + 1), (400, "json_too_deep", "body")),
         (b'{"url": "http://127.0.0.1:3001/a", "url": "http://10.0.0.1/b"}', (400, "duplicate_key", "body")),
         (b'{"a": {"b": 1, "b": 1}}', (400, "duplicate_key", "body")),
         (b'{"secret": "\\ud800"}', (422, "validation_error", "secret")),
@@ -61,16 +61,24 @@ def test_messages_never_echo_the_body() -> None:
         assert "script" not in (caught.value.field or "")
 
 
+def test_the_caller_sets_the_depth() -> None:
+    raw = b"[" * 501 + b"]" * 501
+    assert refusal(raw)[1] == "json_too_deep"
+    assert parse_request_json(raw, max_depth=501) is not None
+    with pytest.raises(RequestJsonError):
+        parse_request_json(b"[" + raw + b"]", max_depth=501)
+
+
 def test_what_is_json_passes_unchanged() -> None:
     raw = '{"a": [1, 2.5, -3e300, 1180591620717411303424], "é": "😀 \\ud83d\\ude00", "n": null}'.encode()
     assert parse_request_json(raw) == json.loads(raw)
-    nested = b"[" * MAX_JSON_DEPTH + b"]" * MAX_JSON_DEPTH
+    nested = b"[" * MAX_BODY_DEPTH + b"]" * MAX_BODY_DEPTH
     assert parse_request_json(nested) == json.loads(nested)
 
 
 def test_brackets_inside_strings_do_not_count_as_depth() -> None:
     raw = b'{"a": "' + b"[{" * 500 + b'\\"[[[", "b": ["]]]]"]}'
-    assert not json_depth_exceeds(raw, 2)
+    assert not nesting_depth_exceeds(raw.decode(), 2)
     assert parse_request_json(raw)["b"] == ["]]]]"]
 
 
@@ -84,7 +92,7 @@ json_values = st.recursive(
 @given(json_values)
 def test_any_utf8_json_document_round_trips(value: Any) -> None:
     raw = json.dumps(value, ensure_ascii=False).encode()
-    if json_depth_exceeds(raw, MAX_JSON_DEPTH):
+    if nesting_depth_exceeds(raw.decode(), MAX_BODY_DEPTH):
         return
     assert parse_request_json(raw) == value
 

@@ -6,8 +6,9 @@ parser or a driver):
 - `Content-Type` must be `application/json` (or a `+json` type), with no charset or `charset=utf-8`
   → 415 otherwise. A form or text body parsed as JSON would let a cross-site form post reach a route.
 - The bytes must be UTF-8 without a byte order mark (RFC 8259 §8.1) → 400 `malformed_json`.
-- Nesting deeper than `MAX_JSON_DEPTH` → 400 `json_too_deep`, found by a scan *before* the parser
-  runs, so a 100,000-level body costs one pass and never reaches Python's recursion limit.
+- Nesting deeper than `max_depth` (`MAX_BODY_DEPTH`, 64, unless the caller says otherwise) → 400
+  `json_too_deep`, found by the suite's one nesting scan (`aforo.shared.serde.nesting_depth_exceeds`)
+  *before* the parser runs, so a 100,000-level body never reaches Python's recursion limit.
 - Not JSON, NaN/Infinity, or a key twice in one object → 400 (`malformed_json`, `duplicate_key`).
   Duplicates are refused rather than "last one wins": a filter that reads the first and a store
   that keeps the last is how a checked URL gets swapped for an unchecked one.
@@ -25,13 +26,15 @@ import unicodedata
 from collections.abc import Iterator
 from typing import Any, Final
 
-MAX_JSON_DEPTH: Final = 64
-"""The deepest nesting of arrays and objects a request body may have (the body itself is level 1)."""
+from aforo.shared.serde import nesting_depth_exceeds
+
+MAX_BODY_DEPTH: Final = 64
+"""The deepest nesting of arrays and objects a request body may have by default (the body itself is
+level 1). The API's bodies may carry an emitted payload, so it allows one level more than
+`aforo.shared.serde.MAX_PAYLOAD_DEPTH`, what the bridge accepts from producers."""
 
 _UTF8_BOM: Final = b"\xef\xbb\xbf"
 _JSON_MEDIA_TYPE: Final = re.compile(r"^application/(?:[A-Za-z0-9.\-]+\+)?json$")
-# A string literal (escapes included) or one bracket: strings are skipped whole, brackets counted.
-_STRING_OR_BRACKET: Final = re.compile(rb'"(?:[^"\\]++|\\.)*+"|[\[\]{}]', re.DOTALL)
 # Keys of this shape are field names a reader can be shown; anything else ends a reported path.
 _FORBIDDEN_IN_IDENTIFIERS: Final = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
 _FORBIDDEN_IN_DISPLAY_TEXT: Final = frozenset({"Cc", "Cs", "Co", "Cn", "Zl", "Zp"})
@@ -66,20 +69,6 @@ def check_json_content_type(content_type: str | None) -> None:
             raise RequestJsonError(
                 415, "unsupported_media_type", "JSON request bodies must be UTF-8 (charset=utf-8)"
             )
-
-
-def json_depth_exceeds(raw: bytes, max_depth: int) -> bool:
-    """Whether brackets outside string literals nest deeper than `max_depth` (no recursion)."""
-    depth = 0
-    for match in _STRING_OR_BRACKET.finditer(raw):
-        token = match.group()
-        if token in (b"[", b"{"):
-            depth += 1
-            if depth > max_depth:
-                return True
-        elif token in (b"]", b"}"):
-            depth -= 1
-    return False
 
 
 class _DuplicateKeyError(ValueError):
@@ -150,7 +139,7 @@ def first_unencodable_text(value: Any) -> str | None:
     return None
 
 
-def parse_request_json(raw: bytes, *, max_depth: int = MAX_JSON_DEPTH) -> Any:
+def parse_request_json(raw: bytes, *, max_depth: int = MAX_BODY_DEPTH) -> Any:
     """The body's JSON value, or `RequestJsonError` as described in the module docstring."""
     if raw.startswith(_UTF8_BOM) or raw.startswith((b"\xff\xfe", b"\xfe\xff")):
         raise RequestJsonError(
@@ -162,7 +151,7 @@ def parse_request_json(raw: bytes, *, max_depth: int = MAX_JSON_DEPTH) -> Any:
         raise RequestJsonError(400, "malformed_json", "the request body is not valid UTF-8", "body") from None
     if not text.strip():
         raise RequestJsonError(400, "malformed_json", "the request body must be a JSON object", "body")
-    if json_depth_exceeds(raw, max_depth):
+    if nesting_depth_exceeds(text, max_depth):
         raise RequestJsonError(
             400,
             "json_too_deep",

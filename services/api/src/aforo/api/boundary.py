@@ -2,7 +2,7 @@
 
 Body problems, in the order they are checked: over `max_request_body_bytes` → 413; not
 `application/json` → 415; not UTF-8 JSON (a BOM, NaN/Infinity, a duplicate key, nesting deeper than
-`MAX_JSON_DEPTH`) → 400; a lone surrogate, or JSON of the wrong shape → 422 naming the field. Every error a
+`MAX_API_BODY_DEPTH`) → 400; a lone surrogate, or JSON of the wrong shape → 422 naming the field. Every error a
 route raises, and aiohttp's own 404/405, leave as `{"error": {"code", "message", "field"?}}`;
 MongoDB unreachable is 503 `mongodb_unavailable` (the broker's is `broker_unavailable`, raised by the
 publisher), both with `Retry-After`; an unexpected exception is logged (without the body) and
@@ -29,10 +29,14 @@ from aforo.api.problems import (
 from aforo.shared.http import DEPENDENCY_RETRY_AFTER_SECONDS, dependency_unavailable_response, error_response
 from aforo.shared.logging import get_logger
 from aforo.shared.request_json import RequestJsonError, check_json_content_type, parse_request_json
+from aforo.shared.serde import MAX_PAYLOAD_DEPTH
 
 log = get_logger(__name__)
 
 Model = TypeVar("Model", bound=BaseModel)
+
+MAX_API_BODY_DEPTH: Final = MAX_PAYLOAD_DEPTH + 1
+"""An emit's body wraps its payload: the payload may nest as deep as the bridge accepts."""
 
 _CODE_FOR_STATUS: Final[Mapping[int, str]] = {
     400: "bad_request",
@@ -67,7 +71,7 @@ async def read_json(request: web.Request, limit: int) -> object:
     if len(raw) > limit:
         raise _too_large(limit)
     try:
-        return parse_request_json(raw)
+        return parse_request_json(raw, max_depth=MAX_API_BODY_DEPTH)
     except RequestJsonError as error:
         raise api_error_from(error) from None
 

@@ -487,7 +487,7 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
 _COMMON_ERRORS: Final = {
     400: Answer(
         "The X-Tenant-Id header is missing, or the body is not UTF-8 JSON (a BOM, a duplicate key, "
-        "nesting deeper than 64 levels)."
+        "nesting deeper than 501 levels)."
     ),
     401: Answer("No valid bearer token.", headers={"WWW-Authenticate": "The bearer challenge (RFC 6750)."}),
     403: Answer("The token is for another tenant, or lacks the route's role."),
