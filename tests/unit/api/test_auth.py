@@ -54,9 +54,9 @@ def claims(**overrides: Any) -> dict[str, Any]:
         "tenant_id": TENANT,
         "roles": ["ADMIN"],
         "iat": now,
-        # A day: module-level tokens are minted at collection, and `make test` reaches them after its
-        # integration tests, which take longer than minutes.
-        "exp": now + 24 * 3600,
+        # Hours, not minutes: parametrized tokens are minted at collection and the unit tests may
+        # run after a long integration suite; still well under the 24 h maximum lifetime.
+        "exp": now + 6 * 3600,
     }
     base.update(overrides)
     return {key: value for key, value in base.items() if value is not None}
@@ -246,17 +246,17 @@ async def test_a_valid_token_yields_its_principal() -> None:
         (hs256_token(claims(exp=None)), "invalid_token", "exp"),
         (hs256_token(claims(sub=None)), "invalid_token", "sub"),
         (hs256_token(claims(tenant_id=None)), "invalid_token", "tenant_id"),
-        (hs256_token(claims(exp=str(int(time.time()) + 600))), "invalid_token", "exp"),
+        (hs256_token(claims(exp=str(int(time.time()) + 6 * 3600))), "invalid_token", "exp"),
         (hs256_token(claims(iat=str(int(time.time())))), "invalid_token", "iat"),
         (hs256_token(claims(nbf=str(int(time.time()) - 10))), "invalid_token", "nbf"),
         (hs256_token(claims(exp=int(time.time()) + 100 * 365 * 86_400)), "token_lifetime_too_long", "exp"),
         (
-            hs256_token(claims(iat=None, exp=int(time.time()) + 86_400 + 600)),
+            hs256_token(claims(iat=None, exp=int(time.time()) + 2 * 86_400)),
             "token_lifetime_too_long",
             "exp",
         ),
         (
-            hs256_token(claims(iat=int(time.time()) - 3 * 86_400, exp=int(time.time()) + 600)),
+            hs256_token(claims(iat=int(time.time()) - 3 * 86_400, exp=int(time.time()) + 6 * 3600)),
             "token_lifetime_too_long",
             "exp",
         ),
