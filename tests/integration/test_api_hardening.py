@@ -229,6 +229,8 @@ async def test_errors_never_echo_request_values(api: ApiUnderTest) -> None:
         ("DELETE", f"{DEFINITIONS}/{script}"),
         ("POST", f"/api/v1/notification-event-definitions/{script}/emit"),
         ("GET", f"/internal/v1/delivery-logs/{script}"),
+        ("PATCH", f"/api/v1/contact-destinations/{script}"),
+        ("GET", f"/api/v1/admin/templates/{script}/EMAIL"),
     ]:
         reply = await api.call(method, path, json={"active": True})
         assert 400 <= reply.status < 500, (method, path, reply.body)

@@ -60,7 +60,7 @@ class ChannelTemplateRoutes:
             {"tenantId": tenant_id, "eventType": event_type}, {"_id": 0, "displayName": 1}
         )
         if definition is None:
-            raise NotFoundError("event_type_not_found", f"no event type {event_type}", "eventType")
+            raise NotFoundError("event_type_not_found", "no such event type for this tenant", "eventType")
         name = definition.get("displayName")
         return str(name) if name else None
 

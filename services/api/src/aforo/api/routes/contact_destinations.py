@@ -58,7 +58,9 @@ TEST_MESSAGE: Final = "This is a test notification from aforo-notify."
 
 
 def not_found(destination_id: str) -> NotFoundError:
-    return NotFoundError("destination_not_found", f"no contact destination {destination_id}", "destinationId")
+    return NotFoundError(
+        "destination_not_found", "no such contact destination for this tenant", "destinationId"
+    )
 
 
 def destination_test_request(destination: Document, *, event_id: str, now: datetime) -> DispatchRequest:
