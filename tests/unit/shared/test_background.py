@@ -50,3 +50,15 @@ async def test_one_loop_per_name() -> None:
     with pytest.raises(RuntimeError, match="already running"):
         tasks.spawn("loop", forever([]))
     await tasks.cancel_all()
+
+
+async def test_a_loop_awaited_to_its_end_is_not_reported_dead() -> None:
+    tasks = BackgroundTasks("test")
+
+    async def finite() -> None:
+        await asyncio.sleep(0.001)
+
+    tasks.spawn("drain-me", finite())
+    await tasks.wait("drain-me")
+    assert tasks.alive()
+    assert tasks.dead() == []

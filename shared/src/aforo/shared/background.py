@@ -24,6 +24,7 @@ class BackgroundTasks:
         self._owner = owner
         self._tasks: dict[str, asyncio.Task[Any]] = {}
         self._stopping = False
+        self._ending: set[asyncio.Task[Any]] = set()
 
     def spawn(self, name: str, coroutine: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         """Run `coroutine` as the loop called `name` (one loop per name)."""
@@ -36,7 +37,7 @@ class BackgroundTasks:
         return task
 
     def _report_end(self, task: asyncio.Task[Any]) -> None:
-        if self._stopping or task.cancelled():
+        if self._stopping or task.cancelled() or task in self._ending:
             return
         error = task.exception()
         if error is not None:
@@ -75,5 +76,6 @@ class BackgroundTasks:
         """Wait for a loop that ends by itself (a drain), then forget it."""
         task = self._tasks.get(name)
         if task is not None:
+            self._ending.add(task)  # its end is expected now: not a death to report
             await task
             self._tasks.pop(name, None)

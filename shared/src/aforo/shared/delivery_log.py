@@ -9,6 +9,7 @@ a payload may hold what BSON cannot. Pure: no I/O here. See docs/dispatch.md.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -38,6 +39,7 @@ class AttemptKey:
     attempt: int
 
 
+@functools.lru_cache(maxsize=65_536)
 def delivery_id(tenant_id: str, event_id: str, channel: str, destination_id: str | None, attempt: int) -> str:
     """A stable id per row key: the row's `_id` and `deliveryId` (the API addresses a row by it)."""
     return str(
