@@ -7,14 +7,13 @@ import asyncio
 import json
 import uuid
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import pytest
 from pymongo import ASCENDING, IndexModel
 from pymongo.errors import DuplicateKeyError, OperationFailure
 
-from aforo.shared.mongo import CollectionIndexes, InsertBatcher, MongoStore, bulk_insert_outcomes
+from aforo.shared.mongo import CollectionIndexes, MongoStore, bulk_insert_outcomes
 from tests.support.kafka import TopicReader, create_topics, produce, unique_prefix
 from tests.support.processes import ServiceProcess
 from tests.support.prometheus import PrometheusServer, promtool_problems
@@ -97,37 +96,6 @@ async def test_mongo_helper_creates_indexes_and_reads_back(local_stack: LocalSta
         with pytest.raises(DuplicateKeyError):
             await things.insert_one({"tenantId": "t1", "name": "a"})
         await store.start([spec])  # a second start (restart) must not fail on existing indexes
-    finally:
-        await store.client.drop_database(database)
-        await store.close()
-
-
-async def test_insert_batcher_shares_round_trips_and_tells_each_caller_about_its_document(
-    local_stack: LocalStack,
-) -> None:
-    database = f"db_{uuid.uuid4().hex[:8]}"
-    store = MongoStore(local_stack.mongo_uri, database, app_name="aforo-test")
-    spec = CollectionIndexes("claims", (IndexModel([("key", ASCENDING)], unique=True, name="key"),))
-    await store.start([spec])
-    round_trips: list[int] = []
-    claims = store.collection("claims")
-    original_insert_many = claims.insert_many
-
-    async def counted_insert_many(documents: Any, **kwargs: Any) -> Any:
-        round_trips.append(len(documents))
-        return await original_insert_many(documents, **kwargs)
-
-    try:
-        await claims.insert_many([{"key": n} for n in range(0, 300, 10)])  # 30 keys already taken
-        batcher = InsertBatcher(claims, max_batch=200)
-        claims.insert_many = counted_insert_many  # type: ignore[method-assign]
-        results = await asyncio.gather(*(batcher.insert({"key": n}) for n in range(300)))
-
-        assert results == [n % 10 != 0 for n in range(300)]
-        assert round_trips == [200, 100]  # every caller of one loop turn shares the batches
-        assert await claims.count_documents({}) == 300
-        assert await batcher.insert({"key": 1000}) is True
-        assert await batcher.insert({"key": 1000}) is False
     finally:
         await store.client.drop_database(database)
         await store.close()

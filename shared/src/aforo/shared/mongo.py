@@ -15,7 +15,7 @@ from typing import Any, Final
 from pymongo import AsyncMongoClient, IndexModel
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError, OperationFailure, PyMongoError
+from pymongo.errors import OperationFailure, PyMongoError
 
 Document = dict[str, Any]
 DUPLICATE_KEY: Final = 11000
@@ -62,60 +62,6 @@ class MongoStore:
 
     async def close(self) -> None:
         await self.client.close()
-
-
-class InsertBatcher:
-    """Inserts documents for many concurrent callers in shared `insert_many(ordered=False)` calls.
-
-    Why: on a busy server a round trip costs far more than a document, so a thousand tasks that each
-    insert one document are better served by a few batches. Callers arriving while a batch is being
-    written join the next one; no timer adds latency when the server is idle. Each caller learns
-    whether its document went in (True) or a unique index already held its key (False); any other
-    error reaches the callers whose documents it concerns.
-    """
-
-    def __init__(self, collection: AsyncCollection[Document], max_batch: int = 1000) -> None:
-        self._collection = collection
-        self._max_batch = max_batch
-        self._waiting: list[tuple[Document, asyncio.Future[bool]]] = []
-        self._writer: asyncio.Task[None] | None = None
-
-    async def insert(self, document: Document) -> bool:
-        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._waiting.append((document, future))
-        if self._writer is None or self._writer.done():
-            # Runs on the next turn of the loop: every caller of this turn shares the first batch.
-            self._writer = asyncio.create_task(self._write_waiting(), name="mongo-insert-batcher")
-        return await future
-
-    async def _write_waiting(self) -> None:
-        while self._waiting:
-            batch = self._waiting[: self._max_batch]
-            del self._waiting[: self._max_batch]
-            try:
-                outcomes = await self._insert_many([document for document, _ in batch])
-            except BaseException as error:
-                for _, future in batch:
-                    if not future.done():
-                        if isinstance(error, Exception):
-                            future.set_exception(error)
-                        else:
-                            future.cancel()
-                raise
-            for (_, future), outcome in zip(batch, outcomes, strict=True):
-                if future.done():  # its caller was cancelled meanwhile
-                    continue
-                if isinstance(outcome, Exception):
-                    future.set_exception(outcome)
-                else:
-                    future.set_result(outcome)
-
-    async def _insert_many(self, documents: Sequence[Document]) -> list[bool | Exception]:
-        try:
-            await self._collection.insert_many(documents, ordered=False)
-        except BulkWriteError as error:
-            return bulk_insert_outcomes(len(documents), error.details.get("writeErrors") or [])
-        return [True] * len(documents)
 
 
 def bulk_insert_outcomes(count: int, write_errors: Sequence[Document]) -> list[bool | Exception]:

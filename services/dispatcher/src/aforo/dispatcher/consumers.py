@@ -233,29 +233,28 @@ class ConsumerLoop(ABC):
                 except OUTAGES as dead_letter_error:
                     self._failed(partition, record, dead_letter_error)
                     return
-                log.error(
-                    "dispatch_record_dead_lettered",
-                    consumer=self.name,
-                    topic=record.topic,
-                    partition=record.partition,
-                    offset=record.offset,
-                    error=repr(error)[:500],
-                )
+                log.error("dispatch_record_dead_lettered", **self._record_fields(record, error))
         finally:
             self._capacity.release()
         self._bug_failures.pop((partition, record.offset), None)
         self.tracker.finish(partition, record.offset)
+
+    def _record_fields(self, record: ConsumerRecord[Any, Any], error: BaseException) -> dict[str, Any]:
+        """What a log line says about a record whose handling failed."""
+        return {
+            "consumer": self.name,
+            "topic": record.topic,
+            "partition": record.partition,
+            "offset": record.offset,
+            "error": repr(error)[:500],
+        }
 
     def _failed(
         self, partition: TopicPartition, record: ConsumerRecord[Any, Any], error: BaseException
     ) -> None:
         log.warning(
             "dispatch_record_failed",
-            consumer=self.name,
-            topic=record.topic,
-            partition=record.partition,
-            offset=record.offset,
-            error=repr(error)[:500],
+            **self._record_fields(record, error),
             exc_info=not isinstance(error, OUTAGES),
         )
         RECORD_FAILURES.labels(self.name).inc()

@@ -72,6 +72,21 @@ RECENTLY_FINISHED = 100_000
 without asking the database (its row may still be in the log writer's buffer, or just flushed)."""
 
 
+def _failed_without_destination(
+    envelope: EventEnvelope, channel: Channel, error: str, now: datetime
+) -> DeliveryLogRow:
+    """A FAILED row no destination could take (nothing was attempted): never a silent drop."""
+    return DeliveryLogRow.attempted(
+        envelope,
+        endpoint_id=None,
+        attempt=1,
+        verdict=_UNDELIVERABLE,
+        created_at=now,
+        error=error,
+        channel=channel,
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class AttemptJob:
     """One attempt of one event at one destination; `body` is the envelope's exact bytes."""
@@ -149,14 +164,8 @@ class Dispatcher:
             if channel not in self.senders:
                 # No sender for this channel in this build: say so in the log rather than drop silently.
                 self._log(
-                    DeliveryLogRow.attempted(
-                        envelope,
-                        endpoint_id=None,
-                        attempt=1,
-                        verdict=_UNDELIVERABLE,
-                        created_at=now,
-                        error=f"no {channel.value} sender is configured",
-                        channel=channel,
+                    _failed_without_destination(
+                        envelope, channel, f"no {channel.value} sender is configured", now
                     ),
                     body,
                 )
@@ -197,15 +206,7 @@ class Dispatcher:
             self._log(row, body)
         if unreached and Channel.WEBHOOK in decision.deliver:
             self._log(
-                DeliveryLogRow.attempted(
-                    envelope,
-                    endpoint_id=None,
-                    attempt=1,
-                    verdict=_UNDELIVERABLE,
-                    created_at=now,
-                    error=MANDATORY_UNREACHED,
-                    channel=Channel.WEBHOOK,
-                ),
+                _failed_without_destination(envelope, Channel.WEBHOOK, MANDATORY_UNREACHED, now),
                 body,
             )
         await asyncio.gather(*(self.run_attempt(job) for job in jobs))
