@@ -4,7 +4,7 @@ Both sides read the same pre-produced producer topic (each with its own consumer
 earliest offset) and write the same number of records to the same number of output topics, with the
 producer and consumer settings of `aforo.shared.kafka`; both run as their own process. The baseline
 forwards each value untouched; the bridge parses it, builds envelopes and serialises them. The ratio
-bridge / baseline is what the bridge's own work costs. Target: at least 0.70.
+bridge / baseline is what the bridge's own work costs. Target: at least 0.85.
 
     python bench/bench_bridge.py [--events N] [--rounds R] [--profile] [--strict]
 
