@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from tests.integration.test_sse_harness import EmbedTenant
+from tests.support.sse_harness import EmbedTenant
 
 WIDGET_PAGE = """<!doctype html>
 <html><head><meta charset="utf-8"><title>widget</title>

@@ -23,10 +23,10 @@ import pytest_asyncio
 from aforo.shared.collections import EMBED_SESSIONS
 from tests.browser.cdp import Chromium, Page
 from tests.browser.site import IntegratorSite
-from tests.integration.test_sse_harness import GatewayUnderTest, gateway_under_test, widget_envelope
 from tests.support.kafka import produce, unique_prefix
 from tests.support.metrics import metric
 from tests.support.processes import ServiceProcess
+from tests.support.sse_harness import GatewayUnderTest, gateway_under_test, widget_envelope
 from tests.support.stack import LocalStack
 
 STREAMING = "AforoEmbed.state().then((tenants) => Boolean(tenants.t1 && tenants.t1.streaming))"

@@ -19,7 +19,7 @@ from aforo.shared.config_changes import ConfigChange
 from aforo.shared.dispatch_requests import DispatchRequest
 from aforo.shared.envelope import EventEnvelope
 from aforo.shared.serde import dumps_json
-from tests.integration.test_api_harness import ApiUnderTest, start_api
+from tests.support.api_harness import ApiUnderTest, start_api
 from tests.support.kafka import TopicReader
 from tests.support.stack import LocalStack
 

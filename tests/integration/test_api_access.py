@@ -15,7 +15,7 @@ import pytest
 import pytest_asyncio
 
 from aforo.api.openapi import OPERATIONS
-from tests.integration.test_api_harness import JWT_SECRET, ApiUnderTest, start_api
+from tests.support.api_harness import JWT_SECRET, ApiUnderTest, start_api
 from tests.support.stack import LocalStack
 
 ROLES: dict[str, tuple[str, ...]] = {

@@ -14,7 +14,7 @@ import pytest_asyncio
 
 from aforo.shared.dispatch_requests import DispatchRequest
 from aforo.shared.serde import loads_json
-from tests.integration.test_api_harness import ApiUnderTest, start_api
+from tests.support.api_harness import ApiUnderTest, start_api
 from tests.support.stack import LocalStack
 
 PROVIDERS = "/api/v1/admin/channel-providers"

@@ -13,7 +13,7 @@ import jwt
 import pytest
 import pytest_asyncio
 
-from tests.integration.test_api_harness import JWT_SECRET, ApiUnderTest, Reply, start_api
+from tests.support.api_harness import JWT_SECRET, ApiUnderTest, Reply, start_api
 from tests.support.stack import LocalStack
 
 DEFINITIONS = "/api/v1/admin/event-definitions"

@@ -27,7 +27,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from aforo.api.openapi import openapi_document
-from tests.integration.test_api_harness import ApiUnderTest, start_api
+from tests.support.api_harness import ApiUnderTest, start_api
 from tests.support.stack import LocalStack
 
 TENANT = "t-openapi"

@@ -9,7 +9,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from tests.integration.test_api_harness import ApiUnderTest, api_env, start_api
+from tests.support.api_harness import ApiUnderTest, api_env, start_api
 from tests.support.kafka import TopicReader
 from tests.support.processes import ServiceProcess
 from tests.support.stack import LocalStack

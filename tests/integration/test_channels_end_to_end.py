@@ -19,7 +19,7 @@ from typing import Any
 import aiohttp
 
 from aforo.shared.envelope import EventEnvelope
-from tests.integration.test_api_harness import ApiUnderTest, start_api
+from tests.support.api_harness import ApiUnderTest, start_api
 from tests.support.kafka import create_topics, produce
 from tests.support.processes import ServiceProcess
 from tests.support.provider_http import PagerDutyServer, Step, TwilioServer

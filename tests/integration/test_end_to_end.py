@@ -12,7 +12,7 @@ import stripe
 
 from aforo.shared.serde import dumps_json
 from aforo.shared.signing import verify_signature
-from tests.integration.test_api_harness import start_api
+from tests.support.api_harness import start_api
 from tests.support.kafka import create_topics, produce
 from tests.support.processes import ServiceProcess
 from tests.support.receiver import Receiver

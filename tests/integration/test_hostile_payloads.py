@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from aforo.shared.serde import MAX_PAYLOAD_DEPTH
-from tests.integration.test_api_harness import ApiUnderTest, start_api
+from tests.support.api_harness import ApiUnderTest, start_api
 from tests.support.kafka import create_topics, produce
 from tests.support.processes import ServiceProcess
 from tests.support.receiver import Receiver

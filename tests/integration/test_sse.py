@@ -19,7 +19,10 @@ import aiohttp
 from aforo.shared.collections import EMBED_SESSIONS
 from aforo.sse_gateway.embed_tokens import issue_session_token
 from aforo.sse_gateway.widget_messages import MAX_PAYLOAD_STRING_LENGTH, WIDGET_PAYLOAD_FIELDS
-from tests.integration.test_sse_harness import (
+from tests.support.kafka import create_topics, produce, unique_prefix
+from tests.support.metrics import metric
+from tests.support.processes import ServiceProcess
+from tests.support.sse_harness import (
     FOREIGN_ORIGIN,
     ORIGIN,
     exchange,
@@ -28,9 +31,6 @@ from tests.integration.test_sse_harness import (
     process_rss_bytes,
     widget_envelope,
 )
-from tests.support.kafka import create_topics, produce, unique_prefix
-from tests.support.metrics import metric
-from tests.support.processes import ServiceProcess
 from tests.support.stack import LocalStack
 
 # Every string field of an invoice.created at the longest a widget payload string may be: ~3.3 KB

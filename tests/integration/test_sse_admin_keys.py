@@ -19,14 +19,14 @@ import aiohttp
 from aforo.api.auth import AuthConfig
 from aforo.api.dev_tokens import mint_dev_token
 from aforo.sse_gateway.integrator_tokens import mint_bridge_token
-from tests.integration.test_sse_harness import (
+from tests.support.kafka import unique_prefix
+from tests.support.processes import ServiceProcess
+from tests.support.sse_harness import (
     ORIGIN,
     GatewayUnderTest,
     gateway_under_test,
     open_stream,
 )
-from tests.support.kafka import unique_prefix
-from tests.support.processes import ServiceProcess
 from tests.support.stack import TEST_JWT_SECRET, LocalStack
 
 OVERLAP = timedelta(seconds=2)

@@ -19,7 +19,7 @@ import aiohttp
 
 from aforo.api.auth import AuthConfig
 from aforo.shared.serde import loads_json
-from tests.integration.test_api_harness import JWT_SECRET, ApiUnderTest, start_api
+from tests.support.api_harness import JWT_SECRET, ApiUnderTest, start_api
 from tests.support.kafka import create_topics
 from tests.support.processes import ServiceProcess
 from tests.support.stack import LocalStack, service_env

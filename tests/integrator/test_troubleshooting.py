@@ -11,8 +11,8 @@ from typing import Any
 from aforo.api.auth import AuthConfig
 from aforo.api.dev_tokens import mint_dev_token
 from aforo_webhooks import WebhookVerificationError, verify
-from tests.integration.test_api_harness import JWT_SECRET
 from tests.integrator.stack import ISSUER, IntegratorStack
+from tests.support.api_harness import JWT_SECRET
 from tests.support.stack import ROOT
 
 GUIDE = ROOT / "docs" / "receiving-webhooks.md"

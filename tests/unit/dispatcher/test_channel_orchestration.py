@@ -8,8 +8,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from tests.support.fakes import DispatcherWorld, dispatcher_world, invoice_envelope
-
 from aforo.dispatcher.channels.configuration import DestinationRecord
 from aforo.dispatcher.channels.planning import ChannelPlan, plan_channels
 from aforo.dispatcher.delivery_log import ChannelFacts, Outcome
@@ -20,6 +18,7 @@ from aforo.dispatcher.retry_schedule import RetryConfig
 from aforo.shared.channels import ContactDestinationDocument
 from aforo.shared.delivery import Channel, DeliveryStatus, SkipReason
 from aforo.shared.envelope import EventEnvelope
+from tests.support.fakes import DispatcherWorld, dispatcher_world, invoice_envelope
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 E, S = Channel.EMAIL, Channel.SMS

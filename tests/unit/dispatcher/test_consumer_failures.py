@@ -10,10 +10,10 @@ from typing import Any
 
 from aiokafka import TopicPartition
 from pymongo.errors import ServerSelectionTimeoutError
-from tests.support.fakes import dispatcher_world, invoice_envelope
 
 from aforo.dispatcher.consumers import MAX_HANDLING_FAILURES, EventConsumer
 from aforo.dispatcher.dispatch import Dispatcher
+from tests.support.fakes import dispatcher_world, invoice_envelope
 
 PARTITION = TopicPartition("test.events.system", 0)
 

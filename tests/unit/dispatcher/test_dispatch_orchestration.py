@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import asyncio
 
-from tests.support.fakes import dispatcher_world, endpoint_view, invoice_envelope
-
 from aforo.dispatcher.delivery_log import AttemptKey
 from aforo.dispatcher.dispatch import AttemptJob
 from aforo.dispatcher.preferences import PreferenceView
 from aforo.shared.delivery import Channel, DeliveryStatus, SkipReason
+from tests.support.fakes import dispatcher_world, endpoint_view, invoice_envelope
 
 
 async def test_an_event_is_sent_once_to_each_subscribed_endpoint_and_logged() -> None:

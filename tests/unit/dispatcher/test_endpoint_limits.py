@@ -7,10 +7,10 @@ import asyncio
 from collections import Counter
 
 import pytest
-from tests.support.fakes import DispatcherWorld, dispatcher_world, invoice_envelope
 
 from aforo.dispatcher.dispatch import AttemptJob
 from aforo.dispatcher.endpoint_limits import EndpointLimits
+from tests.support.fakes import DispatcherWorld, dispatcher_world, invoice_envelope
 
 
 def job(endpoint_id: str, number: int) -> AttemptJob:

@@ -198,7 +198,7 @@ class TestSharedVectors:
 
     VECTORS = json.loads(
         (
-            Path(__file__).resolve().parents[2] / "clients" / "test-vectors" / "webhook-signatures.json"
+            Path(__file__).resolve().parents[3] / "clients" / "test-vectors" / "webhook-signatures.json"
         ).read_text(encoding="utf-8")
     )
 
