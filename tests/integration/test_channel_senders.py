@@ -7,7 +7,6 @@ received and the result the delivery log would record.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,9 +33,10 @@ from aforo.shared.channels import (
     SmsProviderConfig,
 )
 from aforo.shared.delivery import Channel, DeliveryStatus
-from aforo.shared.envelope import EventEnvelope, Severity
+from aforo.shared.envelope import EventEnvelope
 from aforo.shared.metrics import REGISTRY
 from aforo.shared.templates import builtin_template, render, template_context
+from tests.support.envelopes import make_envelope
 from tests.support.provider_http import PagerDutyServer, Step, TwilioServer
 from tests.support.smtp_server import SmtpServer
 from tests.support.tls import LocalCertificate, make_certificate
@@ -54,13 +54,10 @@ NOW = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
 
 
 def envelope(event_id: str | None = None, payload: dict[str, Any] | None = None) -> EventEnvelope:
-    return EventEnvelope(
-        event_id=event_id or str(uuid.uuid4()),
-        event_type="INVOICE_GENERATED",
-        category="Billing",
-        severity=Severity.INFO,
-        tenant_id="t-channels",
-        customer_id="c-42",
+    return make_envelope(
+        event_id=event_id,
+        tenant="t-channels",
+        customer="c-42",
         occurred_at=NOW,
         payload=payload or {"invoiceNumber": "INV-1", "amountDue": 12000, "currency": "USD"},
     )

@@ -23,6 +23,7 @@ from aforo.shared.delivery import Channel
 from aforo.shared.envelope import EventEnvelope
 from aforo.shared.mongo import MongoStore
 from aforo.shared.secret_box import SecretBox
+from tests.support.envelopes import make_envelope
 
 
 class DispatchWorld:
@@ -151,13 +152,11 @@ class DispatchWorld:
         payload: dict[str, Any] | None = None,
         event_id: str | None = None,
     ) -> EventEnvelope:
-        return EventEnvelope(
-            event_id=event_id or str(uuid.uuid4()),
-            event_type=event_type,
-            category="Billing",
-            severity="INFO",
-            tenant_id=tenant,
-            customer_id=customer,
+        return make_envelope(
+            event_type,
+            event_id=event_id,
+            tenant=tenant,
+            customer=customer,
             occurred_at=datetime.now(UTC),
             payload=payload
             if payload is not None

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from aforo.dispatcher.consequences import Consequences
@@ -31,6 +31,7 @@ from aforo.dispatcher.settings import DispatcherSettings
 from aforo.shared.delivery import Channel
 from aforo.shared.envelope import EventEnvelope
 from aforo.shared.kafka import TopicNames
+from tests.support.envelopes import make_envelope
 
 
 @dataclass
@@ -258,15 +259,9 @@ def endpoint_view(
 
 
 def invoice_envelope(event_id: str = "evt-1", *, tenant: str = "t1", customer: str = "c1") -> EventEnvelope:
-    return EventEnvelope.model_validate(
-        {
-            "eventId": event_id,
-            "eventType": "INVOICE_GENERATED",
-            "category": "Billing",
-            "severity": "INFO",
-            "tenantId": tenant,
-            "customerId": customer,
-            "occurredAt": datetime(2026, 1, 1, tzinfo=UTC),
-            "payload": {"tenantId": tenant, "customerId": customer, "amountDue": 100},
-        }
+    return make_envelope(
+        event_id=event_id,
+        tenant=tenant,
+        customer=customer,
+        payload={"tenantId": tenant, "customerId": customer, "amountDue": 100},
     )

@@ -34,6 +34,7 @@ from aforo.shared.delivery import (
     ThresholdMetric,
 )
 from aforo.shared.envelope import EventEnvelope
+from tests.support.envelopes import make_envelope
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 NO_METRIC = "\N{EN DASH}"  # how docs/dispatch.md spells "none" in its tables
@@ -44,15 +45,11 @@ E, W, S, P = Channel.EMAIL, Channel.WEBHOOK, Channel.SMS, Channel.PAGERDUTY
 def envelope(
     event_type: str, payload: dict[str, Any] | None = None, event_id: str = "evt-1"
 ) -> EventEnvelope:
-    return EventEnvelope(
+    return make_envelope(
+        event_type,
         event_id=event_id,
-        event_type=event_type,
-        category="Billing",
-        severity="INFO",
-        tenant_id="t1",
-        customer_id="c1",
-        occurred_at=NOW,
         payload={"tenantId": "t1", "customerId": "c1", **(payload or {})},
+        occurred_at=NOW,
     )
 
 

@@ -17,6 +17,7 @@ from aforo.dispatcher.selection import (
 from aforo.shared.catalog import WEBHOOK_TEST_EVENT
 from aforo.shared.delivery import SkipReason
 from aforo.shared.envelope import EventEnvelope
+from tests.support.envelopes import make_envelope
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 
@@ -27,15 +28,8 @@ def envelope(
     customer_id: str = "c1",
     payload: dict[str, Any] | None = None,
 ) -> EventEnvelope:
-    return EventEnvelope(
-        event_id="evt-1",
-        event_type=event_type,
-        category="Billing",
-        severity="INFO",
-        tenant_id=tenant_id,
-        customer_id=customer_id,
-        occurred_at=NOW,
-        payload=payload or {},
+    return make_envelope(
+        event_type, event_id="evt-1", tenant=tenant_id, customer=customer_id, payload=payload, occurred_at=NOW
     )
 
 

@@ -30,18 +30,16 @@ from aforo.shared.templates import (
     template_context,
     truncated,
 )
+from tests.support.envelopes import make_envelope
 
 CHANNELS = (Channel.EMAIL, Channel.SMS, Channel.PAGERDUTY)
 
 
 def envelope(payload: dict[str, Any], severity: Severity = Severity.CRITICAL) -> EventEnvelope:
-    return EventEnvelope(
+    return make_envelope(
+        "PAYMENT_OVERDUE",
         event_id="0b5e6c1a-0000-4000-8000-000000000001",
-        event_type="PAYMENT_OVERDUE",
-        category="Billing",
         severity=severity,
-        tenant_id="t1",
-        customer_id="c1",
         occurred_at=datetime(2026, 11, 1, 9, 0, tzinfo=UTC),
         payload=payload,
     )
