@@ -87,5 +87,38 @@ async def post(
         return HttpFailure(f"{type(error).__name__}: {error}", sent=True)
 
 
+class HttpProviderClient:
+    """What every sender speaking a provider's HTTP API holds: the session and the timeouts of its POSTs."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        *,
+        connect_timeout_seconds: float = 5.0,
+        read_timeout_seconds: float = 10.0,
+    ) -> None:
+        self._session = session
+        self._connect_timeout = connect_timeout_seconds
+        self._read_timeout = read_timeout_seconds
+
+    async def post(
+        self,
+        url: str,
+        *,
+        json: Mapping[str, Any] | None = None,
+        form: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> HttpAnswer | HttpFailure:
+        return await post(
+            self._session,
+            url,
+            connect_timeout_seconds=self._connect_timeout,
+            read_timeout_seconds=self._read_timeout,
+            json=json,
+            form=form,
+            headers=headers,
+        )
+
+
 def body_text(body: bytes) -> str:
     return body.decode("utf-8", errors="replace")

@@ -13,8 +13,6 @@ from __future__ import annotations
 import json
 from typing import Any, Final
 
-import aiohttp
-
 from aforo.dispatcher.channels.delivery import (
     PROVIDER_REJECTED_CREDENTIALS,
     ChannelDelivery,
@@ -25,7 +23,7 @@ from aforo.dispatcher.channels.delivery import (
     rejected,
     retryable,
 )
-from aforo.dispatcher.channels.http_provider import HttpFailure, body_text, post
+from aforo.dispatcher.channels.http_provider import HttpFailure, HttpProviderClient, body_text
 from aforo.shared.channels import PagerDutyProviderConfig
 from aforo.shared.delivery import Channel
 from aforo.shared.templates import PagerDutyContent
@@ -72,19 +70,8 @@ def _message(body: bytes) -> str:
     return f"{message}: {detail}" if detail else message
 
 
-class PagerDutySender:
+class PagerDutySender(HttpProviderClient):
     channel = Channel.PAGERDUTY
-
-    def __init__(
-        self,
-        session: aiohttp.ClientSession,
-        *,
-        connect_timeout_seconds: float = 5.0,
-        read_timeout_seconds: float = 10.0,
-    ) -> None:
-        self._session = session
-        self._connect_timeout = connect_timeout_seconds
-        self._read_timeout = read_timeout_seconds
 
     async def send(self, delivery: ChannelDelivery) -> ChannelResult:
         clock = Stopwatch()
@@ -95,13 +82,7 @@ class PagerDutySender:
             event = trigger_event(delivery)
         except TypeError as error:
             return rejected(clock, f"message_invalid: {error}")
-        answer = await post(
-            self._session,
-            config.events_url,
-            json=event,
-            connect_timeout_seconds=self._connect_timeout,
-            read_timeout_seconds=self._read_timeout,
-        )
+        answer = await self.post(config.events_url, json=event)
         if isinstance(answer, HttpFailure):
             if answer.refused:
                 return refused(clock, answer.error)

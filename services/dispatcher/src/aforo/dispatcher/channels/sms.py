@@ -30,7 +30,7 @@ from aforo.dispatcher.channels.delivery import (
     rejected,
     retryable,
 )
-from aforo.dispatcher.channels.http_provider import HttpFailure, body_text, post
+from aforo.dispatcher.channels.http_provider import HttpFailure, HttpProviderClient, body_text
 from aforo.shared.channels import SmsProviderConfig
 from aforo.shared.delivery import Channel
 from aforo.shared.templates import SmsContent
@@ -69,19 +69,8 @@ def _twilio_error(body: bytes) -> tuple[int | None, str]:
     return (code if isinstance(code, int) else None), str(parsed.get("message") or "")
 
 
-class SmsSender:
+class SmsSender(HttpProviderClient):
     channel = Channel.SMS
-
-    def __init__(
-        self,
-        session: aiohttp.ClientSession,
-        *,
-        connect_timeout_seconds: float = 5.0,
-        read_timeout_seconds: float = 10.0,
-    ) -> None:
-        self._session = session
-        self._connect_timeout = connect_timeout_seconds
-        self._read_timeout = read_timeout_seconds
 
     async def send(self, delivery: ChannelDelivery) -> ChannelResult:
         clock = Stopwatch()
@@ -92,13 +81,10 @@ class SmsSender:
             form = message_form(delivery, config)
         except TypeError as error:
             return rejected(clock, f"message_invalid: {error}")
-        answer = await post(
-            self._session,
+        answer = await self.post(
             messages_url(config),
             form=form,
             headers={"Authorization": aiohttp.encode_basic_auth(config.account_sid, delivery.secret)},
-            connect_timeout_seconds=self._connect_timeout,
-            read_timeout_seconds=self._read_timeout,
         )
         if isinstance(answer, HttpFailure):
             if answer.refused:
