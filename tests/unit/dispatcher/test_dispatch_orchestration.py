@@ -198,3 +198,21 @@ async def test_a_crash_before_the_row_is_flushed_never_delivers_twice() -> None:
     assert await restarted.dispatcher.run_attempt(later) is False
     assert restarted.sender.sends == [("evt-1", "ep", 1)]
     assert [row.status for row in restarted.sink.rows] == [DeliveryStatus.DELIVERED]
+
+
+async def test_two_copies_of_a_parked_retry_in_one_process_send_it_once() -> None:
+    world = dispatcher_world()
+    world.config.endpoint_views.append(endpoint_view("ep"))
+    world.sender.statuses = [500, 200]
+    envelope = invoice_envelope()
+    body = envelope.to_json_bytes()
+    await world.dispatcher.dispatch_event(envelope, body)  # attempt 1: 500, attempt 2 parked
+    world.sender.gate = asyncio.Event()
+    copies = [
+        asyncio.create_task(world.dispatcher.run_attempt(AttemptJob(envelope, body, "ep", 2)))
+        for _ in range(2)
+    ]
+    await asyncio.sleep(0.01)
+    world.sender.gate.set()
+    assert sorted(await asyncio.gather(*copies)) == [False, True]
+    assert [attempt for _, _, attempt in world.sender.sends] == [1, 2]

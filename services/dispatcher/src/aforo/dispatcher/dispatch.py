@@ -258,11 +258,13 @@ class Dispatcher:
         key = job.key(attempt)
         if key in self._in_flight or key in self._finished or self.log_sink.holds(key):
             return False
-        is_retry = not job.replay and not job.reconcile and attempt > attempt_base + 1
-        if is_retry and not await self._previous_attempt_allows(job, key, now):
-            return False
+        # In flight from here on, before the first await: a second copy of this attempt in this
+        # process (a duplicate record) stops at the check above instead of racing this one.
         self._in_flight.add(key)
         try:
+            is_retry = not job.replay and not job.reconcile and attempt > attempt_base + 1
+            if is_retry and not await self._previous_attempt_allows(job, key, now):
+                return False
             if job.replay or job.reconcile:
                 stale_before = now - timedelta(seconds=self.settings.lease_seconds)
                 pending = DeliveryLogRow.pending(
