@@ -11,6 +11,7 @@ import base64
 import json
 import time
 import uuid
+from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -45,15 +46,18 @@ class ReceivedRequest:
     json: Any = None
 
 
-class ScriptedServer:
+class ScriptedServer(ABC):
+    """A provider's HTTP API on 127.0.0.1 answering from a script; subclasses speak one contract."""
+
     def __init__(self) -> None:
         self.script: deque[Step] = deque()
         self.requests: list[ReceivedRequest] = []
         self._runner: web.AppRunner | None = None
         self.port = 0
 
+    @abstractmethod
     def app(self) -> web.Application:
-        raise NotImplementedError
+        """The aiohttp application speaking the provider's contract."""
 
     async def start(self) -> ScriptedServer:
         self._runner = web.AppRunner(self.app(), access_log=None)
