@@ -19,6 +19,7 @@ from aforo.api.endpoints import SubscribedEvent
 from aforo.api.problems import InvalidRequestError
 from aforo.api.wire import (
     CustomerId,
+    PartialUpdate,
     QueryParameters,
     RequestBody,
     ResponseBody,
@@ -63,7 +64,7 @@ class DestinationRegistration(RequestBody):
 _PATCH_FIELDS: Final = ("active", "events", "label")
 
 
-class DestinationUpdate(RequestBody):
+class DestinationUpdate(PartialUpdate):
     """`PATCH /api/v1/contact-destinations/{destinationId}`: absent fields stay."""
 
     model_config = ConfigDict(json_schema_extra=lambda schema: refuse_explicit_null(schema, _PATCH_FIELDS))
@@ -71,13 +72,6 @@ class DestinationUpdate(RequestBody):
     active: StrictBool | None = None
     events: list[SubscribedEvent] | None = Field(default=None, min_length=1, max_length=200)
     label: Label | None = None
-
-    @field_validator("*", mode="before")
-    @classmethod
-    def _not_null(cls, value: Any) -> Any:
-        if value is None:
-            raise ValueError("must not be null (leave the field out to keep it)")
-        return value
 
     @field_validator("events")
     @classmethod

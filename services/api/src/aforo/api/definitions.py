@@ -26,6 +26,7 @@ from aforo.api.wire import (
     WireChannel,
     WireSeverity,
     refuse_explicit_null,
+    refuse_null,
     unique_in_order,
 )
 from aforo.shared.catalog import SYSTEM_EVENTS, WEBHOOK_TEST_EVENT
@@ -101,9 +102,7 @@ class EventDefinitionUpdate(RequestBody):
     @field_validator("display_name", "category", "severity", "default_channels", mode="before")
     @classmethod
     def _not_null(cls, value: Any) -> Any:
-        if value is None:
-            raise ValueError("must not be null (leave the field out to keep it)")
-        return value
+        return refuse_null(value)
 
     @field_validator("default_channels")
     @classmethod

@@ -25,6 +25,7 @@ from aforo.api.problems import InvalidRequestError
 from aforo.api.wire import (
     EVENT_TYPE_PATTERN,
     CustomerId,
+    PartialUpdate,
     QueryParameters,
     RequestBody,
     ResponseBody,
@@ -129,7 +130,7 @@ _PATCH_FIELDS = (
 )
 
 
-class EndpointUpdate(RequestBody):
+class EndpointUpdate(PartialUpdate):
     """`PATCH /api/v1/webhook-endpoints/{endpointId}`: absent fields stay; a `secret` is a rotation."""
 
     model_config = ConfigDict(json_schema_extra=lambda schema: refuse_explicit_null(schema, _PATCH_FIELDS))
@@ -140,13 +141,6 @@ class EndpointUpdate(RequestBody):
     max_retry_attempts: MaxRetryAttempts | None = Field(default=None, alias="maxRetryAttempts")
     initial_backoff_seconds: InitialBackoffSeconds | None = Field(default=None, alias="initialBackoffSeconds")
     backoff_multiplier: BackoffMultiplier | None = Field(default=None, alias="backoffMultiplier")
-
-    @field_validator("*", mode="before")
-    @classmethod
-    def _not_null(cls, value: Any) -> Any:
-        if value is None:
-            raise ValueError("must not be null (leave the field out to keep it)")
-        return value
 
     @field_validator("events")
     @classmethod

@@ -10,7 +10,16 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, Final, TypeVar
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, Strict
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    Strict,
+    field_validator,
+)
 
 from aforo.shared.delivery import Channel
 from aforo.shared.envelope import EventCategory, Severity, format_utc
@@ -36,6 +45,22 @@ class RequestBody(BaseModel):
     """A request body or query: strict types, unknown fields refused, camelCase names on the wire."""
 
     model_config = ConfigDict(strict=True, extra="forbid", populate_by_name=True, frozen=True)
+
+
+def refuse_null(value: Any) -> Any:
+    """A PATCH field may be left out (keep the stored value) but never sent as `null`."""
+    if value is None:
+        raise ValueError("must not be null (leave the field out to keep it)")
+    return value
+
+
+class PartialUpdate(RequestBody):
+    """A PATCH body: every field optional, none of them `null`."""
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _not_null(cls, value: Any) -> Any:
+        return refuse_null(value)
 
 
 class QueryParameters(RequestBody):
