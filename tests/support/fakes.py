@@ -103,8 +103,15 @@ class FakeLedger:
 
     sink: FakeLogSink
     reserved: list[AttemptKey] = field(default_factory=list)
+    asked: list[AttemptKey] = field(default_factory=list)
+    """Every attempt `recorded` was asked about (the idempotency lookups the hot path made)."""
+    answer_after: asyncio.Event | None = None
+    """When set, `recorded` answers only once this is set (a slow database)."""
 
     async def recorded(self, key: AttemptKey) -> bool:
+        self.asked.append(key)
+        if self.answer_after is not None:
+            await self.answer_after.wait()
         return key in self.sink.keys or key in self.reserved
 
     async def status(self, key: AttemptKey) -> str | None:

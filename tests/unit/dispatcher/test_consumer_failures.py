@@ -74,7 +74,7 @@ class FailingDispatcher(Dispatcher):
     handled: list[str]
 
     async def dispatch_event(
-        self, envelope: Any, body: bytes, *, target_endpoint_id: str | None = None
+        self, envelope: Any, body: bytes, *, target_endpoint_id: str | None = None, unseen: bool = False
     ) -> None:
         self.handled.append(envelope.event_id)
         script = self.failures.get(envelope.event_id)

@@ -216,3 +216,45 @@ async def test_two_copies_of_a_parked_retry_in_one_process_send_it_once() -> Non
     world.sender.gate.set()
     assert sorted(await asyncio.gather(*copies)) == [False, True]
     assert [attempt for _, _, attempt in world.sender.sends] == [1, 2]
+
+
+async def test_an_unseen_event_is_sent_without_asking_the_ledger_and_a_seen_one_is_asked() -> None:
+    world = dispatcher_world()
+    world.config.endpoint_views.append(endpoint_view("ep"))
+    unseen, seen = invoice_envelope("evt-unseen"), invoice_envelope("evt-seen")
+
+    await world.dispatcher.dispatch_event(unseen, unseen.to_json_bytes(), unseen=True)
+    await world.dispatcher.dispatch_event(seen, seen.to_json_bytes())
+
+    assert [key.event_id for key in world.ledger.asked] == ["evt-seen"]
+    assert world.sender.sends == [("evt-unseen", "ep", 1), ("evt-seen", "ep", 1)]
+
+
+async def test_a_second_record_of_an_unseen_event_in_the_same_process_is_not_sent_again() -> None:
+    # The producer published the event twice; both records are past their partition's mark.
+    world = dispatcher_world()
+    world.config.endpoint_views.append(endpoint_view("ep"))
+    envelope = invoice_envelope()
+    for _ in range(2):
+        await world.dispatcher.dispatch_event(envelope, envelope.to_json_bytes(), unseen=True)
+    assert world.sender.sends == [("evt-1", "ep", 1)]
+    assert world.ledger.asked == []
+
+
+async def test_a_slow_idempotency_lookup_does_not_hold_the_endpoints_slot() -> None:
+    # One slot per endpoint: an attempt waiting on the database must not keep a ready one from sending.
+    world = dispatcher_world(per_endpoint_concurrency=1)
+    world.config.endpoint_views.append(endpoint_view("ep"))
+    world.ledger.answer_after = asyncio.Event()
+    seen, unseen = invoice_envelope("evt-seen"), invoice_envelope("evt-unseen")
+    waiting = asyncio.create_task(
+        world.dispatcher.run_attempt(AttemptJob(seen, seen.to_json_bytes(), "ep", 1))
+    )
+    await asyncio.sleep(0)
+    assert await asyncio.wait_for(
+        world.dispatcher.run_attempt(AttemptJob(unseen, unseen.to_json_bytes(), "ep", 1, unseen=True)), 5
+    )
+    assert world.sender.sends == [("evt-unseen", "ep", 1)]
+    world.ledger.answer_after.set()
+    assert await waiting
+    assert world.sender.sends == [("evt-unseen", "ep", 1), ("evt-seen", "ep", 1)]

@@ -106,6 +106,13 @@ DELIVERY_STATE = CollectionIndexes(
     ),
 )
 
+PARTITION_MARKS = CollectionIndexes(
+    "partition_marks",
+    # Per (consumer group, topic, partition): the highest offset the dispatcher may have worked on
+    # (`aforo.dispatcher.partition_marks`). Read and written by `_id` only: no secondary index.
+    (),
+)
+
 NOTIFICATION_COOLDOWNS = CollectionIndexes(
     "notification_cooldowns",
     (
@@ -212,6 +219,7 @@ ALL_COLLECTIONS = (
     NOTIFICATION_PREFERENCES,
     DELIVERY_LOGS,
     DELIVERY_STATE,
+    PARTITION_MARKS,
     NOTIFICATION_COOLDOWNS,
     CONFIG_VERSIONS,
     EMBED_KEYS,

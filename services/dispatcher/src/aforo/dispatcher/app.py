@@ -19,6 +19,7 @@ from aforo.dispatcher.consumers import EventConsumer, RetryConsumer
 from aforo.dispatcher.dispatch import Dispatcher
 from aforo.dispatcher.log_writer import DeliveryLogWriter
 from aforo.dispatcher.outbound import build_outbound_session, parse_cidr_allowlist
+from aforo.dispatcher.partition_marks import MarkStore, PartitionMarkKeeper
 from aforo.dispatcher.reconciler import Reconciler
 from aforo.dispatcher.repositories import ConfigurationReader, CooldownStore, DeliveryLedger
 from aforo.dispatcher.retry_schedule import all_retry_topics
@@ -30,6 +31,7 @@ from aforo.shared.collections import (
     EVENT_DEFINITIONS,
     NOTIFICATION_COOLDOWNS,
     NOTIFICATION_PREFERENCES,
+    PARTITION_MARKS,
     WEBHOOK_ENDPOINTS,
 )
 from aforo.shared.config_changes import CONFIG_TOPIC_SETTINGS
@@ -52,6 +54,7 @@ class DispatcherService(ConnectedService):
             (
                 DELIVERY_LOGS,
                 DELIVERY_STATE,
+                PARTITION_MARKS,
                 NOTIFICATION_COOLDOWNS,
                 WEBHOOK_ENDPOINTS,
                 NOTIFICATION_PREFERENCES,
@@ -146,12 +149,15 @@ class DispatcherService(ConnectedService):
             "max_in_flight": settings.max_in_flight,
             "commit_interval_seconds": settings.commit_interval_seconds,
         }
+        marks = PartitionMarkKeeper(MarkStore(self.mongo, settings.consumer_group))
+        self.log_writer.marks = marks
         self.events = EventConsumer(
             dispatcher,
             self.log_writer,
             create_consumer(settings, group_id=settings.consumer_group),
             [topics.system_events, topics.custom_events, topics.dispatch_requests],
             dispatch_requests_topic=topics.dispatch_requests,
+            marks=marks,
             **options,
         )
         self.retries = RetryConsumer(

@@ -36,6 +36,7 @@ from aforo.dispatcher.metrics import (
     REWINDS,
 )
 from aforo.dispatcher.offsets import OffsetTracker
+from aforo.dispatcher.partition_marks import PartitionMarkKeeper
 from aforo.dispatcher.retry_schedule import RetryRecordHeaders
 from aforo.shared.background import BackgroundTasks
 from aforo.shared.delivery import Channel
@@ -62,9 +63,12 @@ class _DrainOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
         await self._loop.finish_in_flight()
         for partition in revoked:
             self._loop.tracker.forget(partition)
+            if self._loop.marks is not None:
+                self._loop.marks.forget(partition)
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
-        return None
+        if self._loop.marks is not None:
+            await self._loop.marks.assigned(assigned, time.monotonic())
 
 
 class ConsumerLoop(ABC):
@@ -79,6 +83,7 @@ class ConsumerLoop(ABC):
         commit_interval_seconds: float,
         name: str,
         first_backoff_seconds: float = 1.0,
+        marks: PartitionMarkKeeper | None = None,
     ) -> None:
         self.consumer = consumer
         self.topics = topics
@@ -95,6 +100,8 @@ class ConsumerLoop(ABC):
         self._stalled_since: float | None = None
         self._bug_failures: dict[tuple[TopicPartition, int], int] = {}
         self._first_backoff = first_backoff_seconds
+        self.marks = marks
+        """Where records past every stored mark are known unseen (no idempotency lookup); None: always look."""
 
     async def start(self) -> None:
         self.consumer.subscribe(self.topics, listener=_DrainOnRevoke(self))
@@ -180,6 +187,7 @@ class ConsumerLoop(ABC):
     async def _run(self) -> None:
         while not self._stopping:
             self._apply_rewinds()
+            await self._reload_unreadable_marks()
             batch = await self.consumer.getmany(timeout_ms=200, max_records=500)
             for partition, records in batch.items():
                 if self.tracker.rewind_pending(partition):
@@ -190,7 +198,8 @@ class ConsumerLoop(ABC):
                         self._capacity.release()
                         break
                     self.tracker.start(partition, record.offset)
-                    task = asyncio.create_task(self._handle_and_finish(partition, record))
+                    unseen = self.marks is not None and self.marks.marks.started(partition, record.offset)
+                    task = asyncio.create_task(self._handle_and_finish(partition, record, unseen))
                     self._tasks.add(task)
                     task.add_done_callback(self._tasks.discard)
 
@@ -202,16 +211,28 @@ class ConsumerLoop(ABC):
                 continue
             self.consumer.seek(partition, offset)
             self.consumer.resume(partition)
+            if self.marks is not None:
+                self.marks.marks.rewound(partition)
             self.rewound(partition)
             REWINDS.labels(self.name).inc()
+
+    async def _reload_unreadable_marks(self) -> None:
+        """Marks MongoDB could not give at assignment are asked for again (until then: lookups)."""
+        if self.marks is None:
+            return
+        due = self.marks.due_for_reload(self.consumer.assignment(), time.monotonic())
+        if due:
+            await self.marks.assigned(due, time.monotonic())
 
     def rewound(self, partition: TopicPartition) -> None:  # noqa: B027 - optional hook
         """The partition was sought back and resumed; the retry consumer forgets its resume timer."""
 
-    async def _handle_and_finish(self, partition: TopicPartition, record: ConsumerRecord[Any, Any]) -> None:
+    async def _handle_and_finish(
+        self, partition: TopicPartition, record: ConsumerRecord[Any, Any], unseen: bool
+    ) -> None:
         try:
             try:
-                await self.handle(record)
+                await self.handle(record, unseen)
             except asyncio.CancelledError:
                 raise
             except OUTAGES as error:
@@ -278,7 +299,8 @@ class ConsumerLoop(ABC):
         return records
 
     @abstractmethod
-    async def handle(self, record: ConsumerRecord[Any, Any]) -> None: ...
+    async def handle(self, record: ConsumerRecord[Any, Any], unseen: bool) -> None:
+        """Work on one record; `unseen`: no process has started it before (past its partition's mark)."""
 
 
 class EventConsumer(ConsumerLoop):
@@ -298,7 +320,7 @@ class EventConsumer(ConsumerLoop):
         self.dispatcher = dispatcher
         self.dispatch_requests_topic = dispatch_requests_topic
 
-    async def handle(self, record: ConsumerRecord[Any, Any]) -> None:
+    async def handle(self, record: ConsumerRecord[Any, Any], unseen: bool) -> None:
         raw: bytes = record.value or b""
         if record.topic == self.dispatch_requests_topic:
             await self._handle_request(raw)
@@ -308,7 +330,7 @@ class EventConsumer(ConsumerLoop):
         except (ValueError, ValidationError) as error:
             await self.dispatcher.consequences.dead_letter(raw, None, "invalid_envelope", str(error)[:500], 0)
             return
-        await self.dispatcher.dispatch_event(envelope, raw)
+        await self.dispatcher.dispatch_event(envelope, raw, unseen=unseen)
 
     async def _handle_request(self, raw: bytes) -> None:
         """A replay/recovery or a webhook.test from the API (`aforo.shared.dispatch_requests`)."""
@@ -384,7 +406,7 @@ class RetryConsumer(ConsumerLoop):
         if partition in self.consumer.assignment():
             self.consumer.resume(partition)
 
-    async def handle(self, record: ConsumerRecord[Any, Any]) -> None:
+    async def handle(self, record: ConsumerRecord[Any, Any], unseen: bool) -> None:
         raw: bytes = record.value or b""
         try:
             headers = RetryRecordHeaders.from_kafka(record.headers or ())

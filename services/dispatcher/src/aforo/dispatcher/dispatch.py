@@ -104,6 +104,9 @@ class AttemptJob:
     channel: Channel = Channel.WEBHOOK
     waiting_since: datetime | None = None
     """A retry parked again to wait for its previous attempt's row: since when it has waited."""
+    unseen: bool = False
+    """Its record was never started by any process (`partition_marks`): no row of it can exist, so
+    the ledger is not asked. Only the event consumer's attempt 1 is ever unseen."""
 
     def key(self, attempt: int | None = None) -> AttemptKey:
         envelope = self.envelope
@@ -135,9 +138,15 @@ class Dispatcher:
     # ---- events -------------------------------------------------------------------------------
 
     async def dispatch_event(
-        self, envelope: EventEnvelope, body: bytes, *, target_endpoint_id: str | None = None
+        self,
+        envelope: EventEnvelope,
+        body: bytes,
+        *,
+        target_endpoint_id: str | None = None,
+        unseen: bool = False,
     ) -> None:
-        """Run the gates for one SYSTEM/CUSTOM event (or `webhook.test`) and attempt 1 per endpoint."""
+        """Run the gates for one SYSTEM/CUSTOM event (or `webhook.test`) and attempt 1 per endpoint;
+        `unseen`: its record was never started before (no idempotency lookup needed)."""
         now = datetime.now(UTC)
         definition = await self.config.definition(envelope.tenant_id, envelope.event_type)
         if definition is None:
@@ -192,12 +201,15 @@ class Dispatcher:
                 )
             if selection.foreign_endpoint_ids:
                 log.error("foreign_endpoints_ignored", endpoint_ids=list(selection.foreign_endpoint_ids))
-            jobs += [AttemptJob(envelope, body, endpoint.endpoint_id, 1) for endpoint in selection.deliver]
+            jobs += [
+                AttemptJob(envelope, body, endpoint.endpoint_id, 1, unseen=unseen)
+                for endpoint in selection.deliver
+            ]
         plan = ChannelPlan()
         if self.channel_planner is not None:
             plan = await self.channel_planner.plan(envelope, frozenset(decision.deliver & set(self.senders)))
         jobs += [
-            AttemptJob(envelope, body, destination.destination_id, 1, channel=channel)
+            AttemptJob(envelope, body, destination.destination_id, 1, channel=channel, unseen=unseen)
             for channel, destination in plan.deliver
         ]
         # A mandatory event must reach someone: reaching no one is a FAILED row, never silence.
@@ -209,7 +221,10 @@ class Dispatcher:
                 _failed_without_destination(envelope, Channel.WEBHOOK, MANDATORY_UNREACHED, now),
                 body,
             )
-        await asyncio.gather(*(self.run_attempt(job) for job in jobs))
+        if len(jobs) == 1:
+            await self.run_attempt(jobs[0])  # the common case, without a task of its own
+        elif jobs:
+            await asyncio.gather(*(self.run_attempt(job) for job in jobs))
 
     async def replay(
         self, envelope: EventEnvelope, body: bytes, endpoint_id: str, channel: Channel = Channel.WEBHOOK
@@ -235,10 +250,28 @@ class Dispatcher:
                 channel=job.channel,
             )
             return False
-        async with self.limits.slot(job.endpoint_id):
-            return await self._attempt_once(job)
+        admitted = await self._admit(job)
+        if admitted is None:
+            return False
+        key, attempt_base = admitted
+        try:
+            # The endpoint's slot is held for the send only: the checks above (a database round
+            # trip at times) do not take a receiver's concurrency from attempts that are ready.
+            async with self.limits.slot(job.endpoint_id):
+                with bind_event_context(
+                    tenant_id=job.envelope.tenant_id,
+                    event_id=job.envelope.event_id,
+                    endpoint_id=job.endpoint_id,
+                    attempt=key.attempt,
+                ):
+                    await self._send(job, key, attempt_base)
+        finally:
+            self._in_flight.discard(key)
+        return True
 
-    async def _attempt_once(self, job: AttemptJob) -> bool:
+    async def _admit(self, job: AttemptJob) -> tuple[AttemptKey, int] | None:
+        """Whether this attempt is to be made here and now: its key, in flight from now on, and the
+        start of its retry budget; None if it happened already, runs elsewhere, or must wait."""
         envelope = job.envelope
         now = datetime.now(UTC)
         attempt, attempt_base = job.attempt, job.attempt_base
@@ -250,21 +283,22 @@ class Dispatcher:
                 DeliveryStatus.FAILED.value,
                 DeliveryStatus.PENDING.value,
             ):
-                return False  # delivered, or a chain is still running: nothing to replay
+                return None  # delivered, or a chain is still running: nothing to replay
             attempt_base = 0 if latest is None else latest.attempt
             attempt = attempt_base + 1
             if latest is not None and latest.status == DeliveryStatus.PENDING.value:
                 attempt, attempt_base = latest.attempt, latest.attempt - 1  # an abandoned replay: take over
         key = job.key(attempt)
         if key in self._in_flight or key in self._finished or self.log_sink.holds(key):
-            return False
+            return None
         # In flight from here on, before the first await: a second copy of this attempt in this
         # process (a duplicate record) stops at the check above instead of racing this one.
         self._in_flight.add(key)
+        admitted = False
         try:
             is_retry = not job.replay and not job.reconcile and attempt > attempt_base + 1
             if is_retry and not await self._previous_attempt_allows(job, key, now):
-                return False
+                return None
             if job.replay or job.reconcile:
                 stale_before = now - timedelta(seconds=self.settings.lease_seconds)
                 pending = DeliveryLogRow.pending(
@@ -275,19 +309,14 @@ class Dispatcher:
                     channel=job.channel,
                 )
                 if not await self.ledger.reserve(key, pending, job.body, stale_before):
-                    return False
-            elif await self.ledger.recorded(key):
-                return False
-            with bind_event_context(
-                tenant_id=envelope.tenant_id,
-                event_id=envelope.event_id,
-                endpoint_id=job.endpoint_id,
-                attempt=attempt,
-            ):
-                await self._send(job, key, attempt_base)
-            return True
+                    return None
+            elif not job.unseen and await self.ledger.recorded(key):
+                return None
+            admitted = True
+            return key, attempt_base
         finally:
-            self._in_flight.discard(key)
+            if not admitted:
+                self._in_flight.discard(key)
 
     async def _previous_attempt_allows(self, job: AttemptJob, key: AttemptKey, now: datetime) -> bool:
         """A retry goes out only after its previous attempt's row says RETRYING.

@@ -28,6 +28,7 @@ from pymongo.errors import BulkWriteError, PyMongoError
 
 from aforo.dispatcher.delivery_log import AttemptKey, DeliveryLogRow, attempt_row_id, row_document
 from aforo.dispatcher.metrics import UNSTORABLE_ROWS
+from aforo.dispatcher.partition_marks import PartitionMarkKeeper
 from aforo.shared.background import BackgroundTasks
 from aforo.shared.collections import DELIVERY_LOGS, DELIVERY_STATE
 from aforo.shared.logging import get_logger
@@ -66,6 +67,8 @@ class DeliveryLogWriter:
         reject: UnstorableRowHandler = _log_only,
     ) -> None:
         self.reject = reject
+        self.marks: PartitionMarkKeeper | None = None
+        """The event consumer's partition marks, stored before every batch of rows (partition_marks)."""
         self._collection = mongo.collection(DELIVERY_LOGS.collection)
         self._state = mongo.collection(DELIVERY_STATE.collection)
         self._state_updates: list[UpdateOne] = []
@@ -93,10 +96,17 @@ class DeliveryLogWriter:
         async with self._lock:
             if not self._pending and not self._state_updates:
                 return
+            # The marks first, then the batch, with no await between: every row in the batch comes
+            # from a record started before this snapshot of the marks.
+            keeper = self.marks
+            marks = keeper.pending() if keeper is not None else {}
             batch, state_updates = self._pending, self._state_updates
             self._pending, self._state_updates = {}, []
             documents = list(batch.values())
             try:
+                if keeper is not None and marks and documents:
+                    # Stored before any row: no row ever lies past its partition's stored mark.
+                    await keeper.save(marks)
                 for start in range(0, len(documents), self._batch_size):
                     refused = await self._write_rows(documents[start : start + self._batch_size])
                     for document, reason in refused:
