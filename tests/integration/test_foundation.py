@@ -96,6 +96,12 @@ async def test_mongo_helper_creates_indexes_and_reads_back(local_stack: LocalSta
         with pytest.raises(DuplicateKeyError):
             await things.insert_one({"tenantId": "t1", "name": "a"})
         await store.start([spec])  # a second start (restart) must not fail on existing indexes
+        # An index a later version retires is dropped at the next start, and a start without it
+        # (a fresh database, or one already upgraded) does not fail.
+        upgraded = CollectionIndexes("things", (), retired=("tenant_name", "never_created"))
+        await store.start([upgraded])
+        assert "tenant_name" not in await things.index_information()
+        await store.start([upgraded])
     finally:
         await store.client.drop_database(database)
         await store.close()

@@ -27,6 +27,9 @@ class CollectionIndexes:
 
     collection: str
     indexes: tuple[IndexModel, ...]
+    retired: tuple[str, ...] = ()
+    """Names of indexes earlier versions created and no query needs any more: dropped at start, so an
+    upgraded database stops paying for them on every write."""
 
 
 class MongoStore:
@@ -49,8 +52,14 @@ class MongoStore:
         """Connect and create the indexes of the given collections."""
         await self.client.aconnect()
         for spec in collections:
+            collection = self.database[spec.collection]
+            if spec.retired:
+                existing = {index["name"] async for index in await collection.list_indexes()}
+                for name in spec.retired:
+                    if name in existing:
+                        await collection.drop_index(name)
             if spec.indexes:
-                await self.database[spec.collection].create_indexes(list(spec.indexes))
+                await collection.create_indexes(list(spec.indexes))
 
     async def answers(self, timeout_seconds: float) -> bool:
         """Readiness: the server answers `ping` within the timeout."""

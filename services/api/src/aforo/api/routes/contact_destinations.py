@@ -209,8 +209,10 @@ class ContactDestinationRoutes:
         """Replay every FAILED delivery of this destination in a window (same eventIds and keys)."""
         principal = require_admin(request)
         destination_id = request.match_info["destinationId"]
-        await self._find(principal.tenant_id, destination_id)
+        destination = await self._find(principal.tenant_id, destination_id)
         query = read_query(request, RecoverQuery)
-        requested = await recover_failed(self.context, principal.tenant_id, destination_id, query)
+        requested = await recover_failed(
+            self.context, principal.tenant_id, str(destination["endCustomerId"]), destination_id, query
+        )
         log.info("contact_destination_recovery_requested", destination_id=destination_id, requested=requested)
         return json_response(RecoveryAccepted(requested=requested).to_wire(), status=202)

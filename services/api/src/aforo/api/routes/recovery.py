@@ -18,15 +18,29 @@ from aforo.shared.logging import get_logger
 log = get_logger(__name__)
 
 
-async def recover_failed(context: ApiContext, tenant_id: str, target_id: str, query: RecoverQuery) -> int:
-    """Publish the replays of the target's FAILED deliveries in the window; how many were requested."""
+async def recover_failed(
+    context: ApiContext, tenant_id: str, customer_id: str, target_id: str, query: RecoverQuery
+) -> int:
+    """Publish the replays of the target's FAILED deliveries in the window; how many were requested.
+
+    A target belongs to one customer, so both queries go through the audit trail's index
+    (tenant, customer, newest first) and filter the target's rows from the customer's: the delivery
+    log keeps no index of its own for this rare, operator-driven read (each index costs the database
+    as much as the row on every delivery's insert; see `aforo.shared.collections.DELIVERY_LOGS`).
+    """
     window: dict[str, Any] = {"$gte": query.since}
     if query.until is not None:
         window["$lt"] = query.until
     limit = context.settings.recover_max_deliveries
     failed = await (
         context.delivery_logs.find(
-            {"tenantId": tenant_id, "endpointId": target_id, "status": "FAILED", "createdAt": window},
+            {
+                "tenantId": tenant_id,
+                "endCustomerId": customer_id,
+                "createdAt": window,
+                "endpointId": target_id,
+                "status": "FAILED",
+            },
             {"_id": 0},
         )
         .sort("createdAt", 1)
@@ -44,6 +58,7 @@ async def recover_failed(context: ApiContext, tenant_id: str, target_id: str, qu
         "eventId",
         {
             "tenantId": tenant_id,
+            "endCustomerId": customer_id,
             "endpointId": target_id,
             "status": "DELIVERED",
             "eventId": {"$in": event_ids},

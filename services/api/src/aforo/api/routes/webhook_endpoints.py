@@ -178,8 +178,10 @@ class WebhookEndpointRoutes:
     async def recover(self, request: web.Request) -> web.Response:
         principal = require_admin(request)
         endpoint_id = request.match_info["endpointId"]
-        await self._find(principal.tenant_id, endpoint_id, {"_id": 1})
+        endpoint = await self._find(principal.tenant_id, endpoint_id, {"endCustomerId": 1})
         query = read_query(request, RecoverQuery)
-        requested = await recover_failed(self.context, principal.tenant_id, endpoint_id, query)
+        requested = await recover_failed(
+            self.context, principal.tenant_id, str(endpoint["endCustomerId"]), endpoint_id, query
+        )
         log.info("webhook_endpoint_recovery_requested", endpoint_id=endpoint_id, requested=requested)
         return json_response(RecoveryAccepted(requested=requested).to_wire(), status=202)
