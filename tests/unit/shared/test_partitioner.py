@@ -3,10 +3,22 @@
 from __future__ import annotations
 
 from aiokafka.partitioner import DefaultPartitioner
+from aiokafka.partitioner import murmur2 as aiokafka_murmur2
 from hypothesis import given
 from hypothesis import strategies as st
 
-from aforo.shared.kafka import CachedKeyPartitioner
+from aforo.shared.kafka import CachedKeyPartitioner, murmur2
+
+
+@given(st.binary(max_size=1024))
+def test_murmur2_is_aiokafkas_for_any_bytes(key: bytes) -> None:
+    assert murmur2(key) == aiokafka_murmur2(key)
+
+
+def test_murmur2_is_aiokafkas_for_every_length_up_to_300_bytes() -> None:
+    data = bytes(range(256)) * 2
+    for length in range(301):
+        assert murmur2(data[:length]) == aiokafka_murmur2(data[:length])
 
 
 @given(st.lists(st.binary(max_size=80), min_size=1, max_size=200), st.integers(min_value=1, max_value=64))

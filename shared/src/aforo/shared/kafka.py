@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import struct
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,7 +19,6 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
-from aiokafka.partitioner import murmur2
 
 from aforo.shared import topics
 from aforo.shared.serde import dumps_json, loads_json
@@ -96,12 +96,41 @@ class TopicSpec:
     config: dict[str, str] = field(default_factory=dict)
 
 
+_MURMUR_M = 0x5BD1E995
+_U32 = 0xFFFFFFFF
+_WORDS = tuple(struct.Struct(f"<{count}I") for count in range(64))
+
+
+def murmur2(data: bytes) -> int:
+    """Kafka's murmur2 of a key (`org.apache.kafka.common.utils.Utils.murmur2`), as aiokafka computes
+    it, about twice as fast: the 4-byte little-endian words are unpacked at once rather than byte by
+    byte. A unit test holds it equal to `aiokafka.partitioner.murmur2` on many keys (hypothesis)."""
+    length = len(data)
+    h = 0x9747B28C ^ length
+    words = length >> 2
+    unpack = (_WORDS[words] if words < len(_WORDS) else struct.Struct(f"<{words}I")).unpack_from
+    for k in unpack(data):
+        k = (k * _MURMUR_M) & _U32
+        k = ((k ^ (k >> 24)) * _MURMUR_M) & _U32
+        h = ((h * _MURMUR_M) & _U32) ^ k
+    rest = length & 3
+    if rest:
+        tail = length & ~3
+        if rest >= 3:
+            h ^= data[tail + 2] << 16
+        if rest >= 2:
+            h ^= data[tail + 1] << 8
+        h = ((h ^ data[tail]) * _MURMUR_M) & _U32
+    h = ((h ^ (h >> 13)) * _MURMUR_M) & _U32
+    return h ^ (h >> 15)
+
+
 class CachedKeyPartitioner:
     """Kafka's default key partitioning (murmur2 of the key, as the Java client and aiokafka compute
     it), with each key's hash remembered in a bounded cache.
 
-    Why: aiokafka's murmur2 is pure Python and was the bridge's top cost per record, while the keys
-    repeat (`tenantId:customerId`: a customer's events share one). The partition is the same as
+    Why: aiokafka's murmur2 is pure Python and was the bridge's top cost per record (`murmur2` here is
+    the same function, faster), while the keys repeat (`tenantId:customerId`: a customer's events share one). The partition is the same as
     aiokafka's `DefaultPartitioner` gives, byte for byte (a unit test compares them on many keys);
     only the hash of a key seen before is not computed again. Keyless records go to a random
     available partition, as before.
