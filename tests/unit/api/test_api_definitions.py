@@ -6,7 +6,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from aforo.api.definitions import (
+from aforo.api.problems import ConflictError, InvalidRequestError, invalid_request_from
+from aforo.api.resources.event_definitions.rules import (
     RESERVED_EVENT_TYPES,
     SYSTEM_THRESHOLD_FIELDS,
     EventDefinitionCreate,
@@ -20,7 +21,6 @@ from aforo.api.definitions import (
     new_definition_document,
     system_definition_views,
 )
-from aforo.api.problems import ConflictError, InvalidRequestError, invalid_request_from
 from aforo.shared.catalog import MANDATORY_EVENTS, SYSTEM_EVENTS, WEBHOOK_TEST_EVENT
 from aforo.shared.delivery import Channel
 

@@ -8,8 +8,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from aforo.api.delivery_logs import DeliveryLogQuery, decode_cursor, encode_cursor, log_filter, log_row_view
 from aforo.api.problems import InvalidRequestError, invalid_request_from
+from aforo.api.resources.delivery_logs.rules import (
+    DeliveryLogQuery,
+    decode_cursor,
+    encode_cursor,
+    log_filter,
+    log_row_view,
+)
 from aforo.shared.delivery import DeliveryStatus
 
 NOW = datetime(2026, 11, 23, 9, 0, 0, 123000, tzinfo=UTC)

@@ -9,7 +9,8 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from aforo.api import changes
-from aforo.api.endpoints import (
+from aforo.api.problems import InvalidRequestError, invalid_request_from
+from aforo.api.resources.webhook_endpoints.rules import (
     DISABLED_BY_ADMIN,
     EndpointRegistration,
     EndpointUpdate,
@@ -19,7 +20,6 @@ from aforo.api.endpoints import (
     new_endpoint_document,
     rotate_secrets,
 )
-from aforo.api.problems import InvalidRequestError, invalid_request_from
 from aforo.dispatcher.selection import EndpointView as DispatcherEndpointView
 from aforo.shared.config_changes import ConfigKind
 

@@ -6,7 +6,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from aforo.api.preferences import (
+from aforo.api.problems import InvalidRequestError, invalid_request_from
+from aforo.api.resources.notification_preferences.rules import (
     EventTypeFacts,
     PreferenceUpdate,
     custom_event_facts,
@@ -15,7 +16,6 @@ from aforo.api.preferences import (
     preference_view,
     system_event_facts,
 )
-from aforo.api.problems import InvalidRequestError, invalid_request_from
 from aforo.dispatcher.preferences import PreferenceView as DispatcherPreferenceView
 from aforo.shared.catalog import MANDATORY_EVENTS, SYSTEM_EVENTS
 

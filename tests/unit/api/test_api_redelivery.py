@@ -8,7 +8,6 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from aforo.api.emit import EmitRequest, custom_envelope
 from aforo.api.problems import ConflictError, invalid_request_from
 from aforo.api.redelivery import (
     WEBHOOK_TEST_MESSAGE,
@@ -17,6 +16,7 @@ from aforo.api.redelivery import (
     replay_request,
     webhook_test_request,
 )
+from aforo.api.resources.custom_events.rules import EmitRequest, custom_envelope
 from aforo.dispatcher.selection import webhook_test_target
 from aforo.shared.dispatch_requests import DispatchRequest, DispatchRequestKind
 from aforo.shared.envelope import EventEnvelope

@@ -16,13 +16,13 @@ from pydantic import ValidationError
 
 from aforo.api.auth import AuthConfig, JwtVerifier, auth_middleware
 from aforo.api.boundary import problem_middleware
+from aforo.api.context import ApiContext
 from aforo.api.dev_tokens import mint_dev_token
 from aforo.api.problems import ConflictError, invalid_request_from
 from aforo.api.publishing import Publisher
-from aforo.api.routes.context import ApiContext
-from aforo.api.routes.embed_keys import (
+from aforo.api.resources.embed_keys.routes import EmbedKeyRoutes
+from aforo.api.resources.embed_keys.rules import (
     EmbedKeyCreate,
-    EmbedKeyRoutes,
     EmbedKeyUpdate,
     EmbedSessionRevocation,
     MintedSigningKey,

@@ -16,19 +16,11 @@ from aiohttp.typedefs import Middleware
 
 from aforo.api.auth import DEFAULT_PUBLIC_PATHS, AuthConfig, AuthConfigError, JwtVerifier, auth_middleware
 from aforo.api.boundary import problem_middleware
+from aforo.api.context import ApiContext
 from aforo.api.openapi import OPENAPI_PATH, openapi_document
 from aforo.api.publishing import Publisher
 from aforo.api.request_gate import RequestGate
-from aforo.api.routes.channel_providers import ChannelProviderRoutes
-from aforo.api.routes.channel_templates import ChannelTemplateRoutes
-from aforo.api.routes.contact_destinations import ContactDestinationRoutes
-from aforo.api.routes.context import ApiContext
-from aforo.api.routes.delivery_logs import DeliveryLogRoutes
-from aforo.api.routes.embed_keys import EmbedKeyRoutes
-from aforo.api.routes.emit import EmitRoutes
-from aforo.api.routes.event_definitions import EventDefinitionRoutes
-from aforo.api.routes.notification_preferences import PreferenceRoutes
-from aforo.api.routes.webhook_endpoints import WebhookEndpointRoutes
+from aforo.api.route_table import API_RESOURCES
 from aforo.api.settings import ApiSettings
 from aforo.api.tenant_rate_limit import tenant_rate_limit_middleware
 from aforo.shared.collections import (
@@ -118,18 +110,9 @@ class ApiService(ConnectedService):
         )
 
     def add_routes(self, app: web.Application) -> None:
-        for routes in (
-            EventDefinitionRoutes(self.context),
-            EmitRoutes(self.context),
-            WebhookEndpointRoutes(self.context),
-            PreferenceRoutes(self.context),
-            DeliveryLogRoutes(self.context),
-            EmbedKeyRoutes(self.context),
-            ChannelProviderRoutes(self.context),
-            ContactDestinationRoutes(self.context),
-            ChannelTemplateRoutes(self.context),
-        ):
-            app.add_routes(routes.routes())
+        """Each resource's routes as its handlers declare them; `/openapi.json` documents the same."""
+        for resource in API_RESOURCES:
+            app.add_routes(resource(self.context).routes())
         app.router.add_get(OPENAPI_PATH, self._openapi)
 
     async def _openapi(self, _: web.Request) -> web.Response:

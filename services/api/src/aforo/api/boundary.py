@@ -96,6 +96,16 @@ def read_query(request: web.Request, model: type[Model]) -> Model:
         raise invalid_request_from(error) from None
 
 
+EVENT_ID_HEADER: Final = "X-Aforo-Event-Id"
+
+
+def accepted(event_id: str) -> web.Response:
+    """202, no body; the id of what was sent in a header, so the caller can find its deliveries."""
+    response = web.Response(status=202)
+    response.headers[EVENT_ID_HEADER] = event_id
+    return response
+
+
 def problem_response(problem: ApiError) -> web.Response:
     response = error_response(problem.status, problem.code, problem.message, problem.field)
     if problem.status == 503:

@@ -18,8 +18,8 @@ from typing import Any, Final, Self
 
 from pydantic import Field, ValidationError, model_validator
 
-from aforo.api.delivery_logs import REPLAYABLE_STATUSES
 from aforo.api.problems import ConflictError
+from aforo.api.resources.delivery_logs.rules import REPLAYABLE_STATUSES
 from aforo.api.wire import QueryParameters, QueryTime, ResponseBody
 from aforo.shared.catalog import WEBHOOK_TEST_EVENT
 from aforo.shared.delivery import ENVELOPE_FIELD, LEGACY_ENVELOPE_FIELD, Channel, DeliveryStatus

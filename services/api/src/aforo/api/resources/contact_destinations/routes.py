@@ -22,21 +22,21 @@ from pymongo.errors import DuplicateKeyError
 
 from aforo.api import changes
 from aforo.api.auth import require_admin
-from aforo.api.boundary import read_body, read_query
-from aforo.api.contact_destinations import (
+from aforo.api.boundary import accepted, read_body, read_query
+from aforo.api.operations import ACCEPTED_EVENT, BODY_ERRORS, QUERY_ERRORS, Answer, Resource, operation
+from aforo.api.problems import ConflictError, NotFoundError
+from aforo.api.recovery import recover_failed
+from aforo.api.redelivery import RecoverQuery, RecoveryAccepted
+from aforo.api.resources.contact_destinations.rules import (
     DestinationList,
     DestinationListQuery,
     DestinationRegistration,
     DestinationUpdate,
+    DestinationView,
     destination_changes,
     destination_view,
     new_destination_document,
 )
-from aforo.api.problems import ConflictError, NotFoundError
-from aforo.api.redelivery import RecoverQuery, RecoveryAccepted
-from aforo.api.routes.context import ApiContext
-from aforo.api.routes.emit import accepted
-from aforo.api.routes.recovery import recover_failed
 from aforo.shared.channels import NOTIFICATION_TEST_EVENT, new_destination_id, public_document
 from aforo.shared.config_changes import ConfigKind
 from aforo.shared.delivery import Channel
@@ -55,6 +55,7 @@ RECOVER_PATH: Final = "/api/v1/contact-destinations/{destinationId}/recover"
 KIND: Final = ConfigKind.CONTACT_DESTINATION
 NO_ID: Final = {"_id": 0}
 TEST_MESSAGE: Final = "This is a test notification from aforo-notify."
+NOT_FOUND: Final = {404: Answer("No such contact destination for this tenant.")}
 
 
 def not_found(destination_id: str) -> NotFoundError:
@@ -85,20 +86,7 @@ def destination_test_request(destination: Document, *, event_id: str, now: datet
     )
 
 
-class ContactDestinationRoutes:
-    def __init__(self, context: ApiContext) -> None:
-        self.context = context
-
-    def routes(self) -> list[web.RouteDef]:
-        return [
-            web.post(COLLECTION_PATH, self.register),
-            web.get(COLLECTION_PATH, self.list_for_customer),
-            web.patch(ITEM_PATH, self.update),
-            web.delete(ITEM_PATH, self.delete),
-            web.post(TEST_PATH, self.test),
-            web.post(RECOVER_PATH, self.recover),
-        ]
-
+class ContactDestinationRoutes(Resource):
     async def _find(self, tenant_id: str, destination_id: str) -> Document:
         document = await self.context.contact_destinations.find_one(
             {"tenantId": tenant_id, "destinationId": destination_id}, NO_ID
@@ -107,6 +95,18 @@ class ContactDestinationRoutes:
             raise not_found(destination_id)
         return document
 
+    @operation(
+        "post",
+        COLLECTION_PATH,
+        "registerContactDestination",
+        "Register where a customer is reached on EMAIL, SMS or PAGERDUTY (a routing key is write-only).",
+        answers={
+            201: Answer("Registered.", DestinationView, {"Location": "The destination's path."}),
+            409: Answer("The customer already has this address on this channel."),
+            **BODY_ERRORS,
+        },
+        body=DestinationRegistration,
+    )
     async def register(self, request: web.Request) -> web.Response:
         principal = require_admin(request)
         body = await read_body(request, DestinationRegistration, self.context.body_limit)
@@ -140,6 +140,14 @@ class ContactDestinationRoutes:
         response.headers["Location"] = ITEM_PATH.format(destinationId=destination_id)
         return response
 
+    @operation(
+        "get",
+        COLLECTION_PATH,
+        "listContactDestinations",
+        "One customer's contact destinations, oldest first.",
+        answers={200: Answer("The destinations.", DestinationList), **QUERY_ERRORS},
+        query=DestinationListQuery,
+    )
     async def list_for_customer(self, request: web.Request) -> web.Response:
         principal = require_admin(request)
         query = read_query(request, DestinationListQuery)
@@ -149,6 +157,14 @@ class ContactDestinationRoutes:
         items = [destination_view(document) async for document in cursor]
         return json_response(DestinationList(items=items).to_wire())
 
+    @operation(
+        "patch",
+        ITEM_PATH,
+        "updateContactDestination",
+        "Change a destination's active flag, events or label.",
+        answers={200: Answer("Changed.", DestinationView), **NOT_FOUND, **BODY_ERRORS},
+        body=DestinationUpdate,
+    )
     async def update(self, request: web.Request) -> web.Response:
         principal = require_admin(request)
         destination_id = request.match_info["destinationId"]
@@ -169,6 +185,13 @@ class ContactDestinationRoutes:
         )
         return json_response(destination_view(document).to_wire())
 
+    @operation(
+        "delete",
+        ITEM_PATH,
+        "deleteContactDestination",
+        "Remove a contact destination.",
+        answers={204: Answer("Removed."), **NOT_FOUND},
+    )
     async def delete(self, request: web.Request) -> web.Response:
         principal = require_admin(request)
         destination_id = request.match_info["destinationId"]
@@ -186,6 +209,17 @@ class ContactDestinationRoutes:
         )
         return web.Response(status=204)
 
+    @operation(
+        "post",
+        TEST_PATH,
+        "testContactDestination",
+        "Send the notification.test event to this destination through the tenant's real provider.",
+        answers={
+            202: ACCEPTED_EVENT,
+            **NOT_FOUND,
+            409: Answer("The tenant has no provider for the destination's channel."),
+        },
+    )
     async def test(self, request: web.Request) -> web.Response:
         """Inactive destinations too (testing before re-enabling is the point); 409 without a provider."""
         principal = require_admin(request)
@@ -205,6 +239,18 @@ class ContactDestinationRoutes:
             log.info("contact_destination_test_requested", destination_id=probe.endpoint_id)
         return accepted(probe.envelope.event_id)
 
+    @operation(
+        "post",
+        RECOVER_PATH,
+        "recoverContactDestination",
+        "Re-dispatch every failed delivery of this destination in a time window (same eventIds).",
+        answers={
+            202: Answer("Handed to the dispatcher.", RecoveryAccepted),
+            **NOT_FOUND,
+            **QUERY_ERRORS,
+        },
+        query=RecoverQuery,
+    )
     async def recover(self, request: web.Request) -> web.Response:
         """Replay every FAILED delivery of this destination in a window (same eventIds and keys)."""
         principal = require_admin(request)

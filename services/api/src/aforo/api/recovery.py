@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from aforo.api.context import ApiContext
 from aforo.api.problems import ConflictError, InvalidRequestError
 from aforo.api.redelivery import RecoverQuery, recovery_rows, replay_request
-from aforo.api.routes.context import ApiContext
 from aforo.shared.logging import get_logger
 
 log = get_logger(__name__)

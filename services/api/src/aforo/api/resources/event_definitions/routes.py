@@ -16,10 +16,13 @@ from pymongo.errors import DuplicateKeyError
 from aforo.api import changes
 from aforo.api.auth import require_admin
 from aforo.api.boundary import read_body
-from aforo.api.definitions import (
+from aforo.api.operations import BODY_ERRORS, Answer, Resource, operation
+from aforo.api.problems import ConflictError, NotFoundError
+from aforo.api.resources.event_definitions.rules import (
     EventDefinitionCreate,
     EventDefinitionList,
     EventDefinitionUpdate,
+    EventDefinitionView,
     check_new_definition,
     custom_definition_view,
     definition_changes,
@@ -27,8 +30,6 @@ from aforo.api.definitions import (
     new_definition_document,
     system_definition_views,
 )
-from aforo.api.problems import ConflictError, NotFoundError
-from aforo.api.routes.context import ApiContext
 from aforo.shared.config_changes import ConfigKind
 from aforo.shared.http import json_response
 from aforo.shared.logging import get_logger
@@ -40,6 +41,7 @@ ITEM_PATH: Final = "/api/v1/admin/event-definitions/{eventType}"
 KIND: Final = ConfigKind.EVENT_DEFINITION
 # A concurrent writer can take a version between ours being drawn and written; then we draw again.
 MAX_VERSION_RACES: Final = 5
+NOT_FOUND: Final = {404: Answer("No CUSTOM definition of this type for this tenant.")}
 
 
 def not_found(event_type: str) -> NotFoundError:
@@ -48,24 +50,32 @@ def not_found(event_type: str) -> NotFoundError:
     )
 
 
-class EventDefinitionRoutes:
-    def __init__(self, context: ApiContext) -> None:
-        self.context = context
-
-    def routes(self) -> list[web.RouteDef]:
-        return [
-            web.get(COLLECTION_PATH, self.list_catalog),
-            web.post(COLLECTION_PATH, self.create),
-            web.patch(ITEM_PATH, self.update),
-            web.delete(ITEM_PATH, self.delete),
-        ]
-
+class EventDefinitionRoutes(Resource):
+    @operation(
+        "get",
+        COLLECTION_PATH,
+        "listEventDefinitions",
+        "The tenant's catalog: every SYSTEM event and the tenant's CUSTOM definitions.",
+        answers={200: Answer("The catalog.", EventDefinitionList)},
+    )
     async def list_catalog(self, request: web.Request) -> web.Response:
         principal = require_admin(request)
         cursor = self.context.definitions.find({"tenantId": principal.tenant_id}).sort("eventType", 1)
         custom = [custom_definition_view(document) async for document in cursor]
         return json_response(EventDefinitionList(items=system_definition_views() + custom).to_wire())
 
+    @operation(
+        "post",
+        COLLECTION_PATH,
+        "createEventDefinition",
+        "Define a CUSTOM event type, optionally with a trigger rule.",
+        answers={
+            201: Answer("Defined.", EventDefinitionView, {"Location": "The definition's path."}),
+            409: Answer("The type exists (SYSTEM names and webhook.test included)."),
+            **BODY_ERRORS,
+        },
+        body=EventDefinitionCreate,
+    )
     async def create(self, request: web.Request) -> web.Response:
         principal = require_admin(request)
         body = await read_body(request, EventDefinitionCreate, self.context.body_limit)
@@ -88,6 +98,19 @@ class EventDefinitionRoutes:
         response.headers["Location"] = ITEM_PATH.format(eventType=body.event_type)
         return response
 
+    @operation(
+        "patch",
+        ITEM_PATH,
+        "updateEventDefinition",
+        "Change a CUSTOM definition; SYSTEM rows are read-only.",
+        answers={
+            200: Answer("Changed.", EventDefinitionView),
+            **NOT_FOUND,
+            409: Answer("A SYSTEM or reserved type."),
+            **BODY_ERRORS,
+        },
+        body=EventDefinitionUpdate,
+    )
     async def update(self, request: web.Request) -> web.Response:
         principal = require_admin(request)
         event_type = request.match_info["eventType"]
@@ -117,6 +140,17 @@ class EventDefinitionRoutes:
         await self.context.publisher.config_change(changes.upserted(KIND, event_type, document, now=now))
         return json_response(custom_definition_view(document).to_wire())
 
+    @operation(
+        "delete",
+        ITEM_PATH,
+        "deleteEventDefinition",
+        "Remove a CUSTOM definition; SYSTEM rows are read-only.",
+        answers={
+            204: Answer("Removed."),
+            **NOT_FOUND,
+            409: Answer("A SYSTEM or reserved type."),
+        },
+    )
     async def delete(self, request: web.Request) -> web.Response:
         principal = require_admin(request)
         event_type = request.match_info["eventType"]

@@ -16,8 +16,8 @@ from typing import Any, Final
 
 from pydantic import Field, StrictBool, field_validator
 
-from aforo.api.definitions import SYSTEM_THRESHOLD_FIELDS
 from aforo.api.problems import InvalidRequestError
+from aforo.api.resources.event_definitions.rules import SYSTEM_THRESHOLD_FIELDS
 from aforo.api.wire import EventTypeName, RequestBody, ResponseBody, Timestamp, WireChannel, unique_in_order
 from aforo.shared.catalog import MANDATORY_EVENTS, SYSTEM_EVENTS
 from aforo.shared.delivery import Channel

@@ -18,15 +18,17 @@ from aiohttp import web
 from aforo.api import changes
 from aforo.api.auth import require_admin
 from aforo.api.boundary import read_json
-from aforo.api.channel_providers import (
+from aforo.api.operations import BODY_ERRORS, Answer, Resource, operation
+from aforo.api.problems import NotFoundError
+from aforo.api.resources.channel_providers.rules import (
+    ChannelProviderBody,
     ChannelProviderList,
+    ChannelProviderView,
     parse_provider_body,
     provider_channel,
     provider_document,
     provider_view,
 )
-from aforo.api.problems import NotFoundError
-from aforo.api.routes.context import ApiContext
 from aforo.shared.channels import public_document
 from aforo.shared.config_changes import ConfigKind
 from aforo.shared.http import json_response
@@ -39,17 +41,21 @@ ITEM_PATH: Final = "/api/v1/admin/channel-providers/{channel}"
 KIND: Final = ConfigKind.CHANNEL_PROVIDER
 
 
-class ChannelProviderRoutes:
-    def __init__(self, context: ApiContext) -> None:
-        self.context = context
-
-    def routes(self) -> list[web.RouteDef]:
-        return [
-            web.put(ITEM_PATH, self.put),
-            web.get(COLLECTION_PATH, self.list),
-            web.delete(ITEM_PATH, self.delete),
-        ]
-
+class ChannelProviderRoutes(Resource):
+    @operation(
+        "put",
+        ITEM_PATH,
+        "putChannelProvider",
+        "Save the tenant's EMAIL, SMS or PAGERDUTY provider (the body of the path's channel); secrets are "
+        "write-only and a secret left out keeps the stored one.",
+        answers={
+            200: Answer("Replaced.", ChannelProviderView),
+            201: Answer("Created.", ChannelProviderView),
+            404: Answer("The channel is not EMAIL, SMS or PAGERDUTY."),
+            **BODY_ERRORS,
+        },
+        body=ChannelProviderBody,
+    )
     async def put(self, request: web.Request) -> web.Response:
         principal = require_admin(request)
         channel = provider_channel(request.match_info["channel"])
@@ -75,6 +81,13 @@ class ChannelProviderRoutes:
         )
         return json_response(provider_view(document).to_wire(), status=200 if current else 201)
 
+    @operation(
+        "get",
+        COLLECTION_PATH,
+        "listChannelProviders",
+        "The tenant's channel providers (secrets shown as at most their last 4 characters).",
+        answers={200: Answer("The providers.", ChannelProviderList)},
+    )
     async def list(self, request: web.Request) -> web.Response:
         principal = require_admin(request)
         cursor = self.context.channel_providers.find({"tenantId": principal.tenant_id}, {"_id": 0}).sort(
@@ -83,6 +96,13 @@ class ChannelProviderRoutes:
         items = [provider_view(document) async for document in cursor]
         return json_response(ChannelProviderList(items=items).to_wire())
 
+    @operation(
+        "delete",
+        ITEM_PATH,
+        "deleteChannelProvider",
+        "Remove a channel provider; deliveries on that channel then fail `provider_not_configured`.",
+        answers={204: Answer("Removed."), 404: Answer("No provider of this channel for this tenant.")},
+    )
     async def delete(self, request: web.Request) -> web.Response:
         principal = require_admin(request)
         channel = provider_channel(request.match_info["channel"])

@@ -9,8 +9,11 @@ from aiohttp import web
 from bson import ObjectId
 
 from aforo.api.auth import require_admin
-from aforo.api.boundary import read_query
-from aforo.api.delivery_logs import (
+from aforo.api.boundary import accepted, read_query
+from aforo.api.operations import ACCEPTED_EVENT, QUERY_ERRORS, Answer, Resource, operation
+from aforo.api.problems import ConflictError, NotFoundError
+from aforo.api.redelivery import replay_request
+from aforo.api.resources.delivery_logs.rules import (
     NEWEST_FIRST,
     DeliveryLogPage,
     DeliveryLogQuery,
@@ -19,10 +22,6 @@ from aforo.api.delivery_logs import (
     log_filter,
     log_row_view,
 )
-from aforo.api.problems import ConflictError, NotFoundError
-from aforo.api.redelivery import replay_request
-from aforo.api.routes.context import ApiContext
-from aforo.api.routes.emit import accepted
 from aforo.shared.delivery import ENVELOPE_FIELD, LEGACY_ENVELOPE_FIELD, Channel
 from aforo.shared.http import json_response
 from aforo.shared.logging import bind_event_context, get_logger
@@ -35,13 +34,15 @@ REPLAY_PATH: Final = "/api/v1/deliveries/{deliveryId}/replay"
 LISTED_FIELDS: Final = {ENVELOPE_FIELD: 0, LEGACY_ENVELOPE_FIELD: 0}
 
 
-class DeliveryLogRoutes:
-    def __init__(self, context: ApiContext) -> None:
-        self.context = context
-
-    def routes(self) -> list[web.RouteDef]:
-        return [web.get(BY_CUSTOMER_PATH, self.by_customer), web.post(REPLAY_PATH, self.replay)]
-
+class DeliveryLogRoutes(Resource):
+    @operation(
+        "get",
+        BY_CUSTOMER_PATH,
+        "listDeliveryLogsByCustomer",
+        "A customer's dispatch audit trail, newest first, cursor-paginated.",
+        answers={200: Answer("One page.", DeliveryLogPage), **QUERY_ERRORS},
+        query=DeliveryLogQuery,
+    )
     async def by_customer(self, request: web.Request) -> web.Response:
         """Another tenant's customer id has no rows here: an empty page, like any unknown id."""
         principal = require_admin(request)
@@ -67,6 +68,17 @@ class DeliveryLogRoutes:
         page = DeliveryLogPage(items=[log_row_view(row) for row in rows], next_cursor=next_cursor)
         return json_response(page.to_wire())
 
+    @operation(
+        "post",
+        REPLAY_PATH,
+        "replayDelivery",
+        "Re-dispatch one FAILED or SKIPPED webhook delivery (same eventId, new attempts).",
+        answers={
+            202: ACCEPTED_EVENT,
+            404: Answer("No such delivery for this tenant."),
+            409: Answer("Not replayable (its status or channel), or its endpoint was deleted."),
+        },
+    )
     async def replay(self, request: web.Request) -> web.Response:
         principal = require_admin(request)
         delivery_id = request.match_info["deliveryId"]

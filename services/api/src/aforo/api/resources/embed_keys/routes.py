@@ -20,26 +20,39 @@ with the SecretBox before they are stored; the mint response is the only place o
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime, timedelta
-from typing import Any, Final
+from datetime import timedelta
+from typing import Final
 
 from aiohttp import web
-from pydantic import Field
 from pymongo import ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 
 from aforo.api.auth import require_admin
 from aforo.api.boundary import read_body
+from aforo.api.context import ApiContext
+from aforo.api.operations import BODY_ERRORS, Answer, Resource, operation
 from aforo.api.problems import ConflictError, NotFoundError
-from aforo.api.routes.context import ApiContext
-from aforo.api.wire import CustomerId, RequestBody, ResponseBody, Timestamp
+from aforo.api.resources.embed_keys.rules import (
+    EmbedKeyCreate,
+    EmbedKeyList,
+    EmbedKeyUpdate,
+    EmbedKeyView,
+    EmbedSessionRevocation,
+    MintedSigningKey,
+    SessionsRevoked,
+    SigningKeyList,
+    SigningKeyView,
+    embed_key_view,
+    new_embed_key,
+    new_signing_key,
+    promotion_refusal,
+    retirement,
+    signing_key_view,
+    superseded_signing_keys,
+)
 from aforo.shared.collections import BRIDGE_SIGNING_KEYS, EMBED_KEYS, EMBED_SESSIONS
 from aforo.shared.embed import (
-    AllowedDomains,
-    EmbedKeyDocument,
     EmbedKeyStatus,
-    SigningKeyDocument,
     SigningKeyStatus,
     new_embed_key_id,
     new_signing_key_id,
@@ -59,158 +72,8 @@ PROMOTE_PATH: Final = "/api/v1/admin/bridge-signing-keys/{kid}/promote"
 REVOKE_SESSIONS_PATH: Final = "/api/v1/admin/embed-sessions/revoke"
 LIST_LIMIT: Final = 1000
 NO_ID: Final = {"_id": 0}
-
-
-# --------------------------------------------------------------------------- wire models
-
-
-class EmbedKeyCreate(RequestBody):
-    """`POST /api/v1/admin/embed-keys`: the exact origins (`https://app.acme.com`) that may embed."""
-
-    allowed_domains: AllowedDomains = Field(alias="allowedDomains")
-
-
-class EmbedKeyUpdate(RequestBody):
-    """`PATCH /api/v1/admin/embed-keys/{keyId}`: the new list replaces the old one."""
-
-    allowed_domains: AllowedDomains = Field(alias="allowedDomains")
-
-
-class EmbedSessionRevocation(RequestBody):
-    """`POST /api/v1/admin/embed-sessions/revoke`: every live embed session of one customer."""
-
-    customer_id: CustomerId = Field(alias="customerId")
-
-
-class EmbedKeyView(ResponseBody):
-    key_id: str = Field(alias="keyId")
-    allowed_domains: list[str] = Field(alias="allowedDomains")
-    status: EmbedKeyStatus
-    created_at: Timestamp = Field(alias="createdAt")
-    updated_at: Timestamp = Field(alias="updatedAt")
-    revoked_at: Timestamp | None = Field(alias="revokedAt")
-
-
-class EmbedKeyList(ResponseBody):
-    items: list[EmbedKeyView]
-
-
-class SigningKeyView(ResponseBody):
-    """A signing key as admins see it: its effective status, never its secret."""
-
-    kid: str
-    status: SigningKeyStatus
-    created_at: Timestamp = Field(alias="createdAt")
-    promoted_at: Timestamp | None = Field(alias="promotedAt")
-    retires_at: Timestamp | None = Field(alias="retiresAt")
-    revoked_at: Timestamp | None = Field(alias="revokedAt")
-
-
-class MintedSigningKey(SigningKeyView):
-    """The mint response: the one time the secret is shown. Store it in the integrator's server."""
-
-    secret: str
-
-
-class SigningKeyList(ResponseBody):
-    items: list[SigningKeyView]
-
-
-class SessionsRevoked(ResponseBody):
-    revoked: int
-
-
-# --------------------------------------------------------------------------- pure decisions
-
-
-def embed_key_view(document: Mapping[str, Any]) -> EmbedKeyView:
-    key = EmbedKeyDocument.model_validate(document)
-    return EmbedKeyView(
-        key_id=key.key_id,
-        allowed_domains=key.allowed_domains,
-        status=key.status,
-        created_at=key.created_at,
-        updated_at=key.updated_at,
-        revoked_at=key.revoked_at,
-    )
-
-
-def signing_key_view(document: Mapping[str, Any], now: datetime) -> SigningKeyView:
-    """Lists read keys without their ciphertext, which a view never shows anyway."""
-    key = SigningKeyDocument.model_validate({"secretCiphertext": "", **document})
-    return SigningKeyView(
-        kid=key.kid,
-        status=key.effective_status(now),
-        created_at=key.created_at,
-        promoted_at=key.promoted_at,
-        retires_at=key.retires_at,
-        revoked_at=key.revoked_at,
-    )
-
-
-def new_embed_key(tenant_id: str, body: EmbedKeyCreate, *, key_id: str, now: datetime) -> EmbedKeyDocument:
-    return EmbedKeyDocument(
-        tenant_id=tenant_id,
-        key_id=key_id,
-        allowed_domains=body.allowed_domains,
-        status=EmbedKeyStatus.ACTIVE,
-        created_at=now,
-        updated_at=now,
-    )
-
-
-def new_signing_key(tenant_id: str, *, kid: str, ciphertext: str, now: datetime) -> SigningKeyDocument:
-    """A minted key starts NEXT: it verifies at once, so the integrator can deploy it before the promote."""
-    return SigningKeyDocument(
-        tenant_id=tenant_id,
-        kid=kid,
-        status=SigningKeyStatus.NEXT,
-        secret_ciphertext=ciphertext,
-        created_at=now,
-    )
-
-
-def promotion_refusal(document: Mapping[str, Any], now: datetime) -> ConflictError | None:
-    """Only a NEXT key can be promoted; anything else says what it is."""
-    status = SigningKeyDocument.model_validate(document).effective_status(now)
-    if status is SigningKeyStatus.NEXT:
-        return None
-    return ConflictError(
-        "signing_key_not_next", f"only a NEXT key can be promoted; this key is {status.value}", "kid"
-    )
-
-
-def retirement(now: datetime, overlap: timedelta) -> dict[str, Any]:
-    """The update for the ACTIVE key(s) a promote supersedes: they keep verifying until `retiresAt`."""
-    return {"$set": {"retiresAt": now + overlap}}
-
-
-def superseded_signing_keys(active: Iterable[Mapping[str, Any]]) -> list[str]:
-    """Of a tenant's ACTIVE keys not yet retiring, every kid but the newest by (`promotedAt`, `kid`).
-
-    Each promote sets its key ACTIVE, then reads the ACTIVE keys and retires all but the newest, its
-    own key included when a concurrent promote's key is newer. Whichever promote reads last sees both
-    keys, and the newest is never retired by anyone: two concurrent promotes leave exactly one key
-    ACTIVE without `retiresAt`, never none and never two.
-    """
-    documents = list(active)
-    if not documents:
-        return []
-    newest = max(documents, key=_promotion_order)
-    return sorted(str(document["kid"]) for document in documents if document is not newest)
-
-
-def _promotion_order(document: Mapping[str, Any]) -> tuple[datetime, str]:
-    promoted_at = document.get("promotedAt") or document["createdAt"]
-    return (_utc(promoted_at), str(document["kid"]))
-
-
-def _utc(moment: datetime) -> datetime:
-    """MongoDB hands back naive UTC datetimes unless the client is tz-aware; compare them alike."""
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
-
-# --------------------------------------------------------------------------- routes
+EMBED_KEY_NOT_FOUND: Final = {404: Answer("No such embed key for this tenant.")}
+SIGNING_KEY_NOT_FOUND: Final = {404: Answer("No such bridge signing key for this tenant.")}
 
 
 def embed_key_not_found(key_id: str) -> NotFoundError:
@@ -221,7 +84,7 @@ def signing_key_not_found(kid: str) -> NotFoundError:
     return NotFoundError("signing_key_not_found", "no such bridge signing key for this tenant", "kid")
 
 
-class EmbedKeyRoutes:
+class EmbedKeyRoutes(Resource):
     """`overlap`: how long a superseded ACTIVE signing key keeps verifying after a promote; by default
     the API's `secret_rotation_overlap_seconds` (the webhook secrets' overlap)."""
 
@@ -232,19 +95,6 @@ class EmbedKeyRoutes:
             if overlap is not None
             else timedelta(seconds=context.settings.secret_rotation_overlap_seconds)
         )
-
-    def routes(self) -> list[web.RouteDef]:
-        return [
-            web.post(EMBED_KEYS_PATH, self.create_embed_key),
-            web.get(EMBED_KEYS_PATH, self.list_embed_keys),
-            web.patch(EMBED_KEY_PATH, self.update_embed_key),
-            web.delete(EMBED_KEY_PATH, self.revoke_embed_key),
-            web.post(SIGNING_KEYS_PATH, self.mint_signing_key),
-            web.get(SIGNING_KEYS_PATH, self.list_signing_keys),
-            web.post(PROMOTE_PATH, self.promote_signing_key),
-            web.delete(SIGNING_KEY_PATH, self.revoke_signing_key),
-            web.post(REVOKE_SESSIONS_PATH, self.revoke_sessions),
-        ]
 
     @property
     def _embed_keys(self) -> AsyncCollection[Document]:
@@ -260,6 +110,17 @@ class EmbedKeyRoutes:
 
     # ---------------------------------------------------------------- embed keys
 
+    @operation(
+        "post",
+        EMBED_KEYS_PATH,
+        "createEmbedKey",
+        "Mint a public embed key for the origins (exact `https://host[:port]`) allowed to embed widgets.",
+        answers={
+            201: Answer("Minted.", EmbedKeyView, {"Location": "The key's path."}),
+            **BODY_ERRORS,
+        },
+        body=EmbedKeyCreate,
+    )
     async def create_embed_key(self, request: web.Request) -> web.Response:
         principal = require_admin(request)
         body = await read_body(request, EmbedKeyCreate, self.context.body_limit)
@@ -270,6 +131,13 @@ class EmbedKeyRoutes:
         response.headers["Location"] = EMBED_KEY_PATH.format(keyId=key.key_id)
         return response
 
+    @operation(
+        "get",
+        EMBED_KEYS_PATH,
+        "listEmbedKeys",
+        "The tenant's embed keys, revoked ones included, oldest first.",
+        answers={200: Answer("The keys.", EmbedKeyList)},
+    )
     async def list_embed_keys(self, request: web.Request) -> web.Response:
         principal = require_admin(request)
         cursor = (
@@ -280,6 +148,19 @@ class EmbedKeyRoutes:
         items = [embed_key_view(document) async for document in cursor]
         return json_response(EmbedKeyList(items=items).to_wire())
 
+    @operation(
+        "patch",
+        EMBED_KEY_PATH,
+        "updateEmbedKey",
+        "Replace an active embed key's allowed origins.",
+        answers={
+            200: Answer("Changed.", EmbedKeyView),
+            **EMBED_KEY_NOT_FOUND,
+            409: Answer("The key is revoked."),
+            **BODY_ERRORS,
+        },
+        body=EmbedKeyUpdate,
+    )
     async def update_embed_key(self, request: web.Request) -> web.Response:
         principal = require_admin(request)
         key_id = request.match_info["keyId"]
@@ -297,6 +178,13 @@ class EmbedKeyRoutes:
         log.info("embed_key_updated", key_id=key_id, allowed_domains=len(body.allowed_domains))
         return json_response(embed_key_view(document).to_wire())
 
+    @operation(
+        "delete",
+        EMBED_KEY_PATH,
+        "revokeEmbedKey",
+        "Revoke an embed key (idempotent); gateways end its streams within their sweep interval.",
+        answers={204: Answer("Revoked."), **EMBED_KEY_NOT_FOUND},
+    )
     async def revoke_embed_key(self, request: web.Request) -> web.Response:
         principal = require_admin(request)
         key_id = request.match_info["keyId"]
@@ -314,6 +202,13 @@ class EmbedKeyRoutes:
 
     # ---------------------------------------------------------------- signing keys
 
+    @operation(
+        "post",
+        SIGNING_KEYS_PATH,
+        "mintBridgeSigningKey",
+        "Mint an auth-bridge signing key as NEXT; its secret is in this answer and never again.",
+        answers={201: Answer("Minted.", MintedSigningKey, {"Location": "The key's path."})},
+    )
     async def mint_signing_key(self, request: web.Request) -> web.Response:
         principal = require_admin(request)
         secret = new_signing_secret()
@@ -333,6 +228,13 @@ class EmbedKeyRoutes:
         response.headers["Cache-Control"] = "no-store"
         return response
 
+    @operation(
+        "get",
+        SIGNING_KEYS_PATH,
+        "listBridgeSigningKeys",
+        "The tenant's bridge signing keys with their effective status, never their secrets.",
+        answers={200: Answer("The keys.", SigningKeyList)},
+    )
     async def list_signing_keys(self, request: web.Request) -> web.Response:
         principal = require_admin(request)
         now = self.context.clock()
@@ -344,6 +246,17 @@ class EmbedKeyRoutes:
         items = [signing_key_view(document, now) async for document in cursor]
         return json_response(SigningKeyList(items=items).to_wire())
 
+    @operation(
+        "post",
+        PROMOTE_PATH,
+        "promoteBridgeSigningKey",
+        "NEXT → ACTIVE; the previous ACTIVE key keeps verifying for the overlap, then is RETIRED.",
+        answers={
+            200: Answer("Promoted.", SigningKeyView),
+            **SIGNING_KEY_NOT_FOUND,
+            409: Answer("The key is not NEXT."),
+        },
+    )
     async def promote_signing_key(self, request: web.Request) -> web.Response:
         """NEXT → ACTIVE; every other ACTIVE key of the tenant gets `retiresAt = now + overlap`
         (with concurrent promotes, the newest promoted key stays: `superseded_signing_keys`)."""
@@ -378,6 +291,13 @@ class EmbedKeyRoutes:
         log.info("bridge_signing_key_promoted", kid=kid, retiring=retired.modified_count)
         return json_response(signing_key_view(promoted, now).to_wire())
 
+    @operation(
+        "delete",
+        SIGNING_KEY_PATH,
+        "revokeBridgeSigningKey",
+        "Revoke a bridge signing key (idempotent); tokens it signed stop verifying.",
+        answers={204: Answer("Revoked."), **SIGNING_KEY_NOT_FOUND},
+    )
     async def revoke_signing_key(self, request: web.Request) -> web.Response:
         principal = require_admin(request)
         kid = request.match_info["kid"]
@@ -410,6 +330,14 @@ class EmbedKeyRoutes:
 
     # ---------------------------------------------------------------- sessions
 
+    @operation(
+        "post",
+        REVOKE_SESSIONS_PATH,
+        "revokeEmbedSessions",
+        "End every live embed session of one customer on every gateway replica.",
+        answers={200: Answer("How many sessions were revoked.", SessionsRevoked), **BODY_ERRORS},
+        body=EmbedSessionRevocation,
+    )
     async def revoke_sessions(self, request: web.Request) -> web.Response:
         """A customer's browser sessions end on every gateway replica within its sweep interval."""
         principal = require_admin(request)

@@ -16,18 +16,19 @@ from pymongo.errors import DuplicateKeyError
 from aforo.api import changes
 from aforo.api.auth import require_customer
 from aforo.api.boundary import read_body
-from aforo.api.preferences import (
+from aforo.api.operations import BODY_ERRORS, Answer, Resource, operation
+from aforo.api.problems import NotFoundError
+from aforo.api.resources.notification_preferences.rules import (
     EventTypeFacts,
     PreferenceList,
     PreferenceUpdate,
+    PreferenceView,
     custom_event_facts,
     ensure_allowed,
     preference_fields,
     preference_view,
     system_event_facts,
 )
-from aforo.api.problems import NotFoundError
-from aforo.api.routes.context import ApiContext
 from aforo.shared.config_changes import ConfigKind
 from aforo.shared.http import json_response
 from aforo.shared.logging import get_logger
@@ -39,13 +40,15 @@ PATH: Final = "/api/v1/notification-preferences"
 KIND: Final = ConfigKind.NOTIFICATION_PREFERENCE
 
 
-class PreferenceRoutes:
-    def __init__(self, context: ApiContext) -> None:
-        self.context = context
-
-    def routes(self) -> list[web.RouteDef]:
-        return [web.get(PATH, self.list_own), web.put(PATH, self.put)]
-
+class PreferenceRoutes(Resource):
+    @operation(
+        "get",
+        PATH,
+        "listNotificationPreferences",
+        "The calling customer's preferences (role CUSTOMER; the customer comes from the token).",
+        answers={200: Answer("The stored preferences.", PreferenceList)},
+        role="customer",
+    )
     async def list_own(self, request: web.Request) -> web.Response:
         principal = require_customer(request)
         cursor = self.context.preferences.find(
@@ -65,6 +68,19 @@ class PreferenceRoutes:
             raise NotFoundError("event_type_not_found", "no such event type for this tenant", "eventType")
         return custom_event_facts(definition)
 
+    @operation(
+        "put",
+        PATH,
+        "putNotificationPreference",
+        "Save the calling customer's preference for one event type.",
+        answers={
+            200: Answer("Saved.", PreferenceView),
+            404: Answer("No such event type for this tenant."),
+            **BODY_ERRORS,
+        },
+        role="customer",
+        body=PreferenceUpdate,
+    )
     async def put(self, request: web.Request) -> web.Response:
         principal = require_customer(request)
         customer_id = principal.customer_id

@@ -18,25 +18,25 @@ from pymongo.errors import DuplicateKeyError
 
 from aforo.api import changes
 from aforo.api.auth import require_admin
-from aforo.api.boundary import read_body, read_query
-from aforo.api.endpoints import (
-    EndpointList,
-    EndpointListQuery,
-    EndpointRegistration,
-    EndpointUpdate,
-    endpoint_changes,
-    endpoint_view,
-    new_endpoint_document,
-)
+from aforo.api.boundary import accepted, read_body, read_query
+from aforo.api.operations import ACCEPTED_EVENT, BODY_ERRORS, QUERY_ERRORS, Answer, Resource, operation
 from aforo.api.problems import ConflictError, NotFoundError
+from aforo.api.recovery import recover_failed
 from aforo.api.redelivery import (
     RecoverQuery,
     RecoveryAccepted,
     webhook_test_request,
 )
-from aforo.api.routes.context import ApiContext
-from aforo.api.routes.emit import accepted
-from aforo.api.routes.recovery import recover_failed
+from aforo.api.resources.webhook_endpoints.rules import (
+    EndpointList,
+    EndpointListQuery,
+    EndpointRegistration,
+    EndpointUpdate,
+    EndpointView,
+    endpoint_changes,
+    endpoint_view,
+    new_endpoint_document,
+)
 from aforo.shared.config_changes import ConfigKind
 from aforo.shared.http import json_response
 from aforo.shared.logging import bind_event_context, get_logger
@@ -52,26 +52,14 @@ KIND: Final = ConfigKind.WEBHOOK_ENDPOINT
 MAX_VERSION_RACES: Final = 5
 # Secrets stay in MongoDB unless a write needs them (the rotation reads them back).
 WITHOUT_CIPHERTEXTS: Final = {"_id": 0, "secrets.ciphertext": 0}
+NOT_FOUND: Final = {404: Answer("No such endpoint for this tenant.")}
 
 
 def not_found(endpoint_id: str) -> NotFoundError:
     return NotFoundError("endpoint_not_found", "no such webhook endpoint for this tenant", "endpointId")
 
 
-class WebhookEndpointRoutes:
-    def __init__(self, context: ApiContext) -> None:
-        self.context = context
-
-    def routes(self) -> list[web.RouteDef]:
-        return [
-            web.post(COLLECTION_PATH, self.register),
-            web.get(COLLECTION_PATH, self.list_for_customer),
-            web.patch(ITEM_PATH, self.update),
-            web.delete(ITEM_PATH, self.delete),
-            web.post(TEST_PATH, self.test),
-            web.post(RECOVER_PATH, self.recover),
-        ]
-
+class WebhookEndpointRoutes(Resource):
     async def _find(self, tenant_id: str, endpoint_id: str, projection: Mapping[str, int]) -> Document:
         document = await self.context.endpoints.find_one(
             {"tenantId": tenant_id, "endpointId": endpoint_id}, dict(projection)
@@ -80,6 +68,18 @@ class WebhookEndpointRoutes:
             raise not_found(endpoint_id)
         return document
 
+    @operation(
+        "post",
+        COLLECTION_PATH,
+        "registerWebhookEndpoint",
+        "Register a customer's webhook endpoint; the secret is stored encrypted and never returned.",
+        answers={
+            201: Answer("Registered.", EndpointView, {"Location": "The endpoint's path."}),
+            409: Answer("The customer already has an endpoint with this URL."),
+            **BODY_ERRORS,
+        },
+        body=EndpointRegistration,
+    )
     async def register(self, request: web.Request) -> web.Response:
         principal = require_admin(request)
         body = await read_body(request, EndpointRegistration, self.context.body_limit)
@@ -101,6 +101,14 @@ class WebhookEndpointRoutes:
         response.headers["Location"] = ITEM_PATH.format(endpointId=endpoint_id)
         return response
 
+    @operation(
+        "get",
+        COLLECTION_PATH,
+        "listWebhookEndpoints",
+        "One customer's endpoints (without secrets).",
+        answers={200: Answer("The endpoints, oldest first.", EndpointList), **QUERY_ERRORS},
+        query=EndpointListQuery,
+    )
     async def list_for_customer(self, request: web.Request) -> web.Response:
         """Another tenant's customer id simply has no endpoints here: an empty list, like any unknown id."""
         principal = require_admin(request)
@@ -111,6 +119,19 @@ class WebhookEndpointRoutes:
         items = [endpoint_view(document) async for document in cursor]
         return json_response(EndpointList(items=items).to_wire())
 
+    @operation(
+        "patch",
+        ITEM_PATH,
+        "updateWebhookEndpoint",
+        "Change the active flag, events or retry policy; a new secret is a rotation.",
+        answers={
+            200: Answer("Changed.", EndpointView),
+            **NOT_FOUND,
+            409: Answer("Changed concurrently too often; retry."),
+            **BODY_ERRORS,
+        },
+        body=EndpointUpdate,
+    )
     async def update(self, request: web.Request) -> web.Response:
         principal = require_admin(request)
         endpoint_id = request.match_info["endpointId"]
@@ -147,6 +168,13 @@ class WebhookEndpointRoutes:
         await self.context.publisher.config_change(changes.upserted(KIND, endpoint_id, document, now=now))
         return json_response(endpoint_view(document).to_wire())
 
+    @operation(
+        "delete",
+        ITEM_PATH,
+        "deleteWebhookEndpoint",
+        "Remove an endpoint permanently.",
+        answers={204: Answer("Removed."), **NOT_FOUND},
+    )
     async def delete(self, request: web.Request) -> web.Response:
         principal = require_admin(request)
         endpoint_id = request.match_info["endpointId"]
@@ -163,6 +191,13 @@ class WebhookEndpointRoutes:
         await self.context.publisher.config_change(change)
         return web.Response(status=204)
 
+    @operation(
+        "post",
+        TEST_PATH,
+        "testWebhookEndpoint",
+        "Send the webhook.test event to this endpoint (whatever its event filter).",
+        answers={202: ACCEPTED_EVENT, **NOT_FOUND},
+    )
     async def test(self, request: web.Request) -> web.Response:
         """The `webhook.test` probe; inactive endpoints too (testing before re-enabling is the point)."""
         principal = require_admin(request)
@@ -175,6 +210,18 @@ class WebhookEndpointRoutes:
             log.info("webhook_test_requested", endpoint_id=probe.endpoint_id)
         return accepted(probe.envelope.event_id)
 
+    @operation(
+        "post",
+        RECOVER_PATH,
+        "recoverWebhookEndpoint",
+        "Re-dispatch every failed delivery of this endpoint in a time window (same eventIds).",
+        answers={
+            202: Answer("Handed to the dispatcher.", RecoveryAccepted),
+            **NOT_FOUND,
+            **QUERY_ERRORS,
+        },
+        query=RecoverQuery,
+    )
     async def recover(self, request: web.Request) -> web.Response:
         principal = require_admin(request)
         endpoint_id = request.match_info["endpointId"]

@@ -12,32 +12,27 @@ from typing import Final
 from aiohttp import web
 
 from aforo.api.auth import require_admin
-from aforo.api.boundary import read_body
-from aforo.api.emit import EmitRequest, custom_envelope
+from aforo.api.boundary import accepted, read_body
+from aforo.api.operations import ACCEPTED_EVENT, BODY_ERRORS, Resource, operation
 from aforo.api.problems import NotFoundError
-from aforo.api.routes.context import ApiContext
+from aforo.api.resources.custom_events.rules import EmitRequest, custom_envelope
+from aforo.api.resources.event_definitions.routes import NOT_FOUND as DEFINITION_NOT_FOUND
 from aforo.shared.logging import bind_event_context, get_logger
 
 log = get_logger(__name__)
 
 EMIT_PATH: Final = "/api/v1/notification-event-definitions/{eventType}/emit"
-EVENT_ID_HEADER: Final = "X-Aforo-Event-Id"
 
 
-def accepted(event_id: str) -> web.Response:
-    """202, no body; the id of what was sent in a header."""
-    response = web.Response(status=202)
-    response.headers[EVENT_ID_HEADER] = event_id
-    return response
-
-
-class EmitRoutes:
-    def __init__(self, context: ApiContext) -> None:
-        self.context = context
-
-    def routes(self) -> list[web.RouteDef]:
-        return [web.post(EMIT_PATH, self.emit)]
-
+class EmitRoutes(Resource):
+    @operation(
+        "post",
+        EMIT_PATH,
+        "emitCustomEvent",
+        "Emit a CUSTOM event for one customer; dispatched like a triggered one.",
+        answers={202: ACCEPTED_EVENT, **DEFINITION_NOT_FOUND, **BODY_ERRORS},
+        body=EmitRequest,
+    )
     async def emit(self, request: web.Request) -> web.Response:
         principal = require_admin(request)
         event_type = request.match_info["eventType"]

@@ -15,8 +15,13 @@ from typing import Annotated, Any, Final, Self
 
 from pydantic import Field, RootModel, SecretStr, Strict, ValidationError, field_validator, model_validator
 
-from aforo.api.endpoints import BackoffMultiplier, InitialBackoffSeconds, MaxRetryAttempts, check_webhook_url
 from aforo.api.problems import InvalidRequestError, NotFoundError, invalid_request_from
+from aforo.api.resources.webhook_endpoints.rules import (
+    BackoffMultiplier,
+    InitialBackoffSeconds,
+    MaxRetryAttempts,
+    check_webhook_url,
+)
 from aforo.api.wire import RequestBody, ResponseBody, Timestamp
 from aforo.shared.channels import (
     DEFAULT_PAGERDUTY_EVENTS_URL,

@@ -17,16 +17,17 @@ from aiohttp import web
 from aforo.api import changes
 from aforo.api.auth import require_admin
 from aforo.api.boundary import read_body
-from aforo.api.channel_providers import provider_channel
-from aforo.api.channel_templates import (
+from aforo.api.operations import BODY_ERRORS, Answer, Resource, operation
+from aforo.api.problems import NotFoundError
+from aforo.api.resources.channel_providers.rules import provider_channel
+from aforo.api.resources.channel_templates.rules import (
     TemplateOverrideBody,
+    TemplateView,
     checked_preview,
     override_parts,
     template_document,
     template_view,
 )
-from aforo.api.problems import NotFoundError
-from aforo.api.routes.context import ApiContext
 from aforo.shared.catalog import SYSTEM_EVENTS
 from aforo.shared.config_changes import ConfigKind
 from aforo.shared.delivery import Channel
@@ -45,13 +46,7 @@ def template_id(event_type: str, channel: Channel) -> str:
     return f"{event_type}:{channel.value}"
 
 
-class ChannelTemplateRoutes:
-    def __init__(self, context: ApiContext) -> None:
-        self.context = context
-
-    def routes(self) -> list[web.RouteDef]:
-        return [web.put(ITEM_PATH, self.put), web.get(ITEM_PATH, self.get)]
-
+class ChannelTemplateRoutes(Resource):
     async def _display_name(self, tenant_id: str, event_type: str) -> str | None:
         """The definition's display name; 404 unless the type is SYSTEM or the tenant's CUSTOM one."""
         if event_type in SYSTEM_EVENTS:
@@ -64,6 +59,18 @@ class ChannelTemplateRoutes:
         name = definition.get("displayName")
         return str(name) if name else None
 
+    @operation(
+        "put",
+        ITEM_PATH,
+        "putChannelTemplate",
+        "Override the template of one event type on one channel; rendered against a sample event first.",
+        answers={
+            200: Answer("Saved, with the sample rendering.", TemplateView),
+            404: Answer("No such event type for this tenant, or not a templated channel."),
+            **BODY_ERRORS,
+        },
+        body=TemplateOverrideBody,
+    )
     async def put(self, request: web.Request) -> web.Response:
         principal = require_admin(request)
         event_type = request.match_info["eventType"]
@@ -85,6 +92,16 @@ class ChannelTemplateRoutes:
         await self.context.publisher.config_change(changes.upserted(KIND, document_id, document, now=now))
         return json_response(template_view(event_type, channel, document, preview).to_wire())
 
+    @operation(
+        "get",
+        ITEM_PATH,
+        "getChannelTemplate",
+        "The tenant's override of one event type on one channel, or the built-in template.",
+        answers={
+            200: Answer("The template and its sample rendering.", TemplateView),
+            404: Answer("No such event type for this tenant, or not a templated channel."),
+        },
+    )
     async def get(self, request: web.Request) -> web.Response:
         principal = require_admin(request)
         event_type = request.match_info["eventType"]

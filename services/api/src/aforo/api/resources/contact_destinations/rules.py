@@ -15,8 +15,8 @@ from typing import Annotated, Any, Final, Literal
 
 from pydantic import ConfigDict, Field, StrictBool, field_validator
 
-from aforo.api.endpoints import SubscribedEvent
 from aforo.api.problems import InvalidRequestError
+from aforo.api.resources.webhook_endpoints.rules import SubscribedEvent
 from aforo.api.wire import (
     CustomerId,
     PartialUpdate,
