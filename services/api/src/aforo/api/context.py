@@ -10,6 +10,7 @@ from pymongo import ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
+from aforo.api import changes
 from aforo.api.publishing import Publisher
 from aforo.api.settings import ApiSettings
 from aforo.shared.collections import (
@@ -72,6 +73,13 @@ class ApiContext:
     @property
     def channel_templates(self) -> AsyncCollection[Document]:
         return self.mongo.collection(CHANNEL_TEMPLATES.collection)
+
+    async def publish_deletion(
+        self, kind: ConfigKind, tenant_id: str, document_id: str, *, version: int
+    ) -> None:
+        """The config change that tells the trigger and the dispatcher a document is gone."""
+        change = changes.deleted(kind, tenant_id, document_id, version=version, now=self.clock())
+        await self.publisher.config_change(change)
 
     async def next_version(self, kind: ConfigKind, tenant_id: str, document_id: str) -> int:
         """The next version of a document, from a counter that outlives the document itself."""

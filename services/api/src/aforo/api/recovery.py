@@ -10,9 +10,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from aiohttp import web
+
 from aforo.api.context import ApiContext
 from aforo.api.problems import ConflictError, InvalidRequestError
-from aforo.api.redelivery import RecoverQuery, recovery_rows, replay_request
+from aforo.api.redelivery import RecoverQuery, RecoveryAccepted, recovery_rows, replay_request
+from aforo.shared.http import json_response
 from aforo.shared.logging import get_logger
 
 log = get_logger(__name__)
@@ -73,3 +76,8 @@ async def recover_failed(
             log.warning("recovery_row_skipped", delivery_id=row.get("deliveryId"), reason=refusal.message)
     await context.publisher.dispatch_requests(requests)
     return len(requests)
+
+
+def recovery_accepted(requested: int) -> web.Response:
+    """202 with how many replays were handed to the dispatcher."""
+    return json_response(RecoveryAccepted(requested=requested).to_wire(), status=202)

@@ -55,7 +55,11 @@ def refuse_null(value: Any) -> Any:
 
 
 class PartialUpdate(RequestBody):
-    """A PATCH body: every field optional, none of them `null`."""
+    """A PATCH body: every field optional, none of them `null` (and its JSON schema says so)."""
+
+    model_config = ConfigDict(
+        json_schema_extra=lambda schema: refuse_explicit_null(schema, tuple(schema.get("properties", {})))
+    )
 
     @field_validator("*", mode="before")
     @classmethod

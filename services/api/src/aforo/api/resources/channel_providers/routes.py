@@ -113,9 +113,5 @@ class ChannelProviderRoutes(Resource):
             raise NotFoundError("provider_not_found", f"no {channel.value} provider is configured", "channel")
         version = await self.context.next_version(KIND, principal.tenant_id, channel.value)
         log.info("channel_provider_deleted", channel=channel.value, version=version)
-        await self.context.publisher.config_change(
-            changes.deleted(
-                KIND, principal.tenant_id, channel.value, version=version, now=self.context.clock()
-            )
-        )
+        await self.context.publish_deletion(KIND, principal.tenant_id, channel.value, version=version)
         return web.Response(status=204)

@@ -17,15 +17,15 @@ from datetime import datetime
 from typing import Final
 
 from aiohttp import web
-from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
 from aforo.api import changes
 from aforo.api.auth import require_admin
 from aforo.api.boundary import accepted, read_body, read_query
+from aforo.api.context import ApiContext
 from aforo.api.operations import ACCEPTED_EVENT, BODY_ERRORS, QUERY_ERRORS, Answer, Resource, operation
 from aforo.api.problems import ConflictError, NotFoundError
-from aforo.api.recovery import recover_failed
+from aforo.api.recovery import recover_failed, recovery_accepted
 from aforo.api.redelivery import RecoverQuery, RecoveryAccepted
 from aforo.api.resources.contact_destinations.rules import (
     DestinationList,
@@ -37,6 +37,7 @@ from aforo.api.resources.contact_destinations.rules import (
     destination_view,
     new_destination_document,
 )
+from aforo.api.tenant_documents import TenantDocuments
 from aforo.shared.channels import NOTIFICATION_TEST_EVENT, new_destination_id, public_document
 from aforo.shared.config_changes import ConfigKind
 from aforo.shared.delivery import Channel
@@ -87,13 +88,9 @@ def destination_test_request(destination: Document, *, event_id: str, now: datet
 
 
 class ContactDestinationRoutes(Resource):
-    async def _find(self, tenant_id: str, destination_id: str) -> Document:
-        document = await self.context.contact_destinations.find_one(
-            {"tenantId": tenant_id, "destinationId": destination_id}, NO_ID
-        )
-        if document is None:
-            raise not_found(destination_id)
-        return document
+    def __init__(self, context: ApiContext) -> None:
+        super().__init__(context)
+        self.destinations = TenantDocuments(lambda: context.contact_destinations, "destinationId", not_found)
 
     @operation(
         "post",
@@ -151,11 +148,8 @@ class ContactDestinationRoutes(Resource):
     async def list_for_customer(self, request: web.Request) -> web.Response:
         principal = require_admin(request)
         query = read_query(request, DestinationListQuery)
-        cursor = self.context.contact_destinations.find(
-            {"tenantId": principal.tenant_id, "endCustomerId": query.end_customer_id}, NO_ID
-        ).sort([("createdAt", 1), ("destinationId", 1)])
-        items = [destination_view(document) async for document in cursor]
-        return json_response(DestinationList(items=items).to_wire())
+        documents = await self.destinations.for_customer(principal.tenant_id, query.end_customer_id, NO_ID)
+        return json_response(DestinationList(items=[destination_view(each) for each in documents]).to_wire())
 
     @operation(
         "patch",
@@ -171,14 +165,9 @@ class ContactDestinationRoutes(Resource):
         body = await read_body(request, DestinationUpdate, self.context.body_limit)
         fields = destination_changes(body)
         now = self.context.clock()
-        document = await self.context.contact_destinations.find_one_and_update(
-            {"tenantId": principal.tenant_id, "destinationId": destination_id},
-            {"$set": {**fields, "updatedAt": now}, "$inc": {"version": 1}},
-            projection=NO_ID,
-            return_document=ReturnDocument.AFTER,
+        document = await self.destinations.update(
+            principal.tenant_id, destination_id, fields, now=now, projection=NO_ID
         )
-        if document is None:
-            raise not_found(destination_id)
         log.info("contact_destination_updated", destination_id=destination_id, version=document["version"])
         await self.context.publisher.config_change(
             changes.upserted(KIND, destination_id, public_document(document), now=now)
@@ -195,18 +184,9 @@ class ContactDestinationRoutes(Resource):
     async def delete(self, request: web.Request) -> web.Response:
         principal = require_admin(request)
         destination_id = request.match_info["destinationId"]
-        removed = await self.context.contact_destinations.find_one_and_delete(
-            {"tenantId": principal.tenant_id, "destinationId": destination_id}, projection={"version": 1}
-        )
-        if removed is None:
-            raise not_found(destination_id)
-        version = int(removed.get("version", 0)) + 1
+        version = await self.destinations.delete(principal.tenant_id, destination_id)
         log.info("contact_destination_deleted", destination_id=destination_id, version=version)
-        await self.context.publisher.config_change(
-            changes.deleted(
-                KIND, principal.tenant_id, destination_id, version=version, now=self.context.clock()
-            )
-        )
+        await self.context.publish_deletion(KIND, principal.tenant_id, destination_id, version=version)
         return web.Response(status=204)
 
     @operation(
@@ -223,7 +203,9 @@ class ContactDestinationRoutes(Resource):
     async def test(self, request: web.Request) -> web.Response:
         """Inactive destinations too (testing before re-enabling is the point); 409 without a provider."""
         principal = require_admin(request)
-        destination = await self._find(principal.tenant_id, request.match_info["destinationId"])
+        destination = await self.destinations.find(
+            principal.tenant_id, request.match_info["destinationId"], NO_ID
+        )
         provider = await self.context.channel_providers.find_one(
             {"tenantId": principal.tenant_id, "channel": destination["channel"]}, {"_id": 1}
         )
@@ -255,10 +237,10 @@ class ContactDestinationRoutes(Resource):
         """Replay every FAILED delivery of this destination in a window (same eventIds and keys)."""
         principal = require_admin(request)
         destination_id = request.match_info["destinationId"]
-        destination = await self._find(principal.tenant_id, destination_id)
+        destination = await self.destinations.find(principal.tenant_id, destination_id, NO_ID)
         query = read_query(request, RecoverQuery)
         requested = await recover_failed(
             self.context, principal.tenant_id, str(destination["endCustomerId"]), destination_id, query
         )
         log.info("contact_destination_recovery_requested", destination_id=destination_id, requested=requested)
-        return json_response(RecoveryAccepted(requested=requested).to_wire(), status=202)
+        return recovery_accepted(requested)

@@ -11,20 +11,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import ConfigDict, Field, StrictBool, field_validator
+from pydantic import Field, field_validator
 
+from aforo.api.event_subscribers import CustomerListQuery, SubscribedEvent, SubscriberUpdate
 from aforo.api.problems import InvalidRequestError
-from aforo.api.resources.webhook_endpoints.rules import SubscribedEvent
 from aforo.api.wire import (
     CustomerId,
-    PartialUpdate,
-    QueryParameters,
     RequestBody,
     ResponseBody,
     Timestamp,
-    refuse_explicit_null,
     unique_in_order,
 )
 from aforo.shared.channels import (
@@ -61,26 +58,14 @@ class DestinationRegistration(RequestBody):
         return unique_in_order(value)
 
 
-_PATCH_FIELDS: Final = ("active", "events", "label")
-
-
-class DestinationUpdate(PartialUpdate):
+class DestinationUpdate(SubscriberUpdate):
     """`PATCH /api/v1/contact-destinations/{destinationId}`: absent fields stay."""
 
-    model_config = ConfigDict(json_schema_extra=lambda schema: refuse_explicit_null(schema, _PATCH_FIELDS))
-
-    active: StrictBool | None = None
-    events: list[SubscribedEvent] | None = Field(default=None, min_length=1, max_length=200)
     label: Label | None = None
 
-    @field_validator("events")
-    @classmethod
-    def _events(cls, value: list[str] | None) -> list[str] | None:
-        return None if value is None else unique_in_order(value)
 
-
-class DestinationListQuery(QueryParameters):
-    end_customer_id: CustomerId = Field(alias="endCustomerId")
+class DestinationListQuery(CustomerListQuery):
+    pass  # its own name in the OpenAPI document's schemas, like EndpointListQuery
 
 
 class DestinationView(ResponseBody):

@@ -163,8 +163,5 @@ class EventDefinitionRoutes(Resource):
         # Drawn after the delete, so it is above every version the definition ever had.
         version = await self.context.next_version(KIND, principal.tenant_id, event_type)
         log.info("event_definition_deleted", event_type=event_type, version=version)
-        change = changes.deleted(
-            KIND, principal.tenant_id, event_type, version=version, now=self.context.clock()
-        )
-        await self.context.publisher.config_change(change)
+        await self.context.publish_deletion(KIND, principal.tenant_id, event_type, version=version)
         return web.Response(status=204)

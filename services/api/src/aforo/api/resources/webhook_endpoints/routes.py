@@ -8,7 +8,6 @@ after a delete, so no counter has to outlive the document.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
 from datetime import timedelta
 from typing import Final
 
@@ -19,9 +18,10 @@ from pymongo.errors import DuplicateKeyError
 from aforo.api import changes
 from aforo.api.auth import require_admin
 from aforo.api.boundary import accepted, read_body, read_query
+from aforo.api.context import ApiContext
 from aforo.api.operations import ACCEPTED_EVENT, BODY_ERRORS, QUERY_ERRORS, Answer, Resource, operation
 from aforo.api.problems import ConflictError, NotFoundError
-from aforo.api.recovery import recover_failed
+from aforo.api.recovery import recover_failed, recovery_accepted
 from aforo.api.redelivery import (
     RecoverQuery,
     RecoveryAccepted,
@@ -37,10 +37,10 @@ from aforo.api.resources.webhook_endpoints.rules import (
     endpoint_view,
     new_endpoint_document,
 )
+from aforo.api.tenant_documents import TenantDocuments
 from aforo.shared.config_changes import ConfigKind
 from aforo.shared.http import json_response
 from aforo.shared.logging import bind_event_context, get_logger
-from aforo.shared.mongo import Document
 
 log = get_logger(__name__)
 
@@ -60,13 +60,9 @@ def not_found(endpoint_id: str) -> NotFoundError:
 
 
 class WebhookEndpointRoutes(Resource):
-    async def _find(self, tenant_id: str, endpoint_id: str, projection: Mapping[str, int]) -> Document:
-        document = await self.context.endpoints.find_one(
-            {"tenantId": tenant_id, "endpointId": endpoint_id}, dict(projection)
-        )
-        if document is None:
-            raise not_found(endpoint_id)
-        return document
+    def __init__(self, context: ApiContext) -> None:
+        super().__init__(context)
+        self.endpoints = TenantDocuments(lambda: context.endpoints, "endpointId", not_found)
 
     @operation(
         "post",
@@ -113,11 +109,10 @@ class WebhookEndpointRoutes(Resource):
         """Another tenant's customer id simply has no endpoints here: an empty list, like any unknown id."""
         principal = require_admin(request)
         query = read_query(request, EndpointListQuery)
-        cursor = self.context.endpoints.find(
-            {"tenantId": principal.tenant_id, "endCustomerId": query.end_customer_id}, WITHOUT_CIPHERTEXTS
-        ).sort([("createdAt", 1), ("endpointId", 1)])
-        items = [endpoint_view(document) async for document in cursor]
-        return json_response(EndpointList(items=items).to_wire())
+        documents = await self.endpoints.for_customer(
+            principal.tenant_id, query.end_customer_id, WITHOUT_CIPHERTEXTS
+        )
+        return json_response(EndpointList(items=[endpoint_view(each) for each in documents]).to_wire())
 
     @operation(
         "patch",
@@ -141,16 +136,12 @@ class WebhookEndpointRoutes(Resource):
         )
         overlap = timedelta(seconds=self.context.settings.secret_rotation_overlap_seconds)
         for _ in range(MAX_VERSION_RACES):
-            current = await self._find(principal.tenant_id, endpoint_id, {"_id": 0})
+            current = await self.endpoints.find(principal.tenant_id, endpoint_id, {"_id": 0})
             now = self.context.clock()
             fields = endpoint_changes(current, body, new_ciphertext=new_ciphertext, now=now, overlap=overlap)
             # Conditional on the version read: a rotation computed from stale secrets is never written.
             document = await self.context.endpoints.find_one_and_update(
-                {
-                    "tenantId": principal.tenant_id,
-                    "endpointId": endpoint_id,
-                    "version": current.get("version"),
-                },
+                {**self.endpoints.key(principal.tenant_id, endpoint_id), "version": current.get("version")},
                 {"$set": {**fields, "updatedAt": now}, "$inc": {"version": 1}},
                 projection=WITHOUT_CIPHERTEXTS,
                 return_document=ReturnDocument.AFTER,
@@ -178,17 +169,9 @@ class WebhookEndpointRoutes(Resource):
     async def delete(self, request: web.Request) -> web.Response:
         principal = require_admin(request)
         endpoint_id = request.match_info["endpointId"]
-        removed = await self.context.endpoints.find_one_and_delete(
-            {"tenantId": principal.tenant_id, "endpointId": endpoint_id}, projection={"version": 1}
-        )
-        if removed is None:
-            raise not_found(endpoint_id)
-        version = int(removed.get("version", 0)) + 1
+        version = await self.endpoints.delete(principal.tenant_id, endpoint_id)
         log.info("webhook_endpoint_deleted", endpoint_id=endpoint_id, version=version)
-        change = changes.deleted(
-            KIND, principal.tenant_id, endpoint_id, version=version, now=self.context.clock()
-        )
-        await self.context.publisher.config_change(change)
+        await self.context.publish_deletion(KIND, principal.tenant_id, endpoint_id, version=version)
         return web.Response(status=204)
 
     @operation(
@@ -201,7 +184,7 @@ class WebhookEndpointRoutes(Resource):
     async def test(self, request: web.Request) -> web.Response:
         """The `webhook.test` probe; inactive endpoints too (testing before re-enabling is the point)."""
         principal = require_admin(request)
-        endpoint = await self._find(
+        endpoint = await self.endpoints.find(
             principal.tenant_id, request.match_info["endpointId"], WITHOUT_CIPHERTEXTS
         )
         probe = webhook_test_request(endpoint, event_id=str(uuid.uuid4()), now=self.context.clock())
@@ -225,10 +208,10 @@ class WebhookEndpointRoutes(Resource):
     async def recover(self, request: web.Request) -> web.Response:
         principal = require_admin(request)
         endpoint_id = request.match_info["endpointId"]
-        endpoint = await self._find(principal.tenant_id, endpoint_id, {"endCustomerId": 1})
+        endpoint = await self.endpoints.find(principal.tenant_id, endpoint_id, {"endCustomerId": 1})
         query = read_query(request, RecoverQuery)
         requested = await recover_failed(
             self.context, principal.tenant_id, str(endpoint["endCustomerId"]), endpoint_id, query
         )
         log.info("webhook_endpoint_recovery_requested", endpoint_id=endpoint_id, requested=requested)
-        return json_response(RecoveryAccepted(requested=requested).to_wire(), status=202)
+        return recovery_accepted(requested)

@@ -19,18 +19,15 @@ from datetime import datetime, timedelta
 from typing import Annotated, Any, Final
 from urllib.parse import urlsplit
 
-from pydantic import ConfigDict, Field, SecretStr, StrictBool, field_validator
+from pydantic import Field, SecretStr, field_validator
 
+from aforo.api.event_subscribers import CustomerListQuery, SubscribedEvent, SubscriberUpdate
 from aforo.api.problems import InvalidRequestError
 from aforo.api.wire import (
-    EVENT_TYPE_PATTERN,
     CustomerId,
-    PartialUpdate,
-    QueryParameters,
     RequestBody,
     ResponseBody,
     Timestamp,
-    refuse_explicit_null,
     unique_in_order,
 )
 from aforo.shared.webhook_endpoints import (
@@ -44,14 +41,6 @@ from aforo.shared.webhook_endpoints import (
 MAX_URL_LENGTH: Final = 2048
 DISABLED_BY_ADMIN: Final = "disabled_by_admin"
 
-SubscribedEvent = Annotated[
-    str,
-    Field(
-        pattern=f"^(\\*|{EVENT_TYPE_PATTERN.strip('^$')})$",
-        max_length=128,
-        description='An event type, or "*" for every event.',
-    ),
-]
 WebhookSecret = Annotated[
     SecretStr,
     Field(min_length=16, max_length=512, description="The HMAC signing secret; never returned."),
@@ -120,38 +109,17 @@ class EndpointRegistration(RequestBody):
         return unique_in_order(value)
 
 
-_PATCH_FIELDS = (
-    "active",
-    "events",
-    "secret",
-    "maxRetryAttempts",
-    "initialBackoffSeconds",
-    "backoffMultiplier",
-)
-
-
-class EndpointUpdate(PartialUpdate):
+class EndpointUpdate(SubscriberUpdate):
     """`PATCH /api/v1/webhook-endpoints/{endpointId}`: absent fields stay; a `secret` is a rotation."""
 
-    model_config = ConfigDict(json_schema_extra=lambda schema: refuse_explicit_null(schema, _PATCH_FIELDS))
-
-    active: StrictBool | None = None
-    events: list[SubscribedEvent] | None = Field(default=None, min_length=1, max_length=200)
     secret: WebhookSecret | None = None
     max_retry_attempts: MaxRetryAttempts | None = Field(default=None, alias="maxRetryAttempts")
     initial_backoff_seconds: InitialBackoffSeconds | None = Field(default=None, alias="initialBackoffSeconds")
     backoff_multiplier: BackoffMultiplier | None = Field(default=None, alias="backoffMultiplier")
 
-    @field_validator("events")
-    @classmethod
-    def _events(cls, value: list[str] | None) -> list[str] | None:
-        return None if value is None else unique_in_order(value)
 
-
-class EndpointListQuery(QueryParameters):
+class EndpointListQuery(CustomerListQuery):
     """`GET /api/v1/webhook-endpoints?endCustomerId=...`."""
-
-    end_customer_id: CustomerId = Field(alias="endCustomerId")
 
 
 class SigningSecretView(ResponseBody):
