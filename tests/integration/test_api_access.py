@@ -395,9 +395,13 @@ ROUTES = [
 ]
 
 
-def test_the_matrix_covers_every_documented_operation() -> None:
-    documented = {(operation.method.upper(), operation.path) for operation in api_operations()}
-    assert {(route.method, route.path) for route in ROUTES} == documented
+def test_the_matrix_covers_every_documented_operation_with_its_declared_role() -> None:
+    """The role an `@operation` declares (and documents) is the one `test_role_by_route` enforces."""
+    documented = {
+        (operation.method.upper(), operation.path, operation.role == "customer")
+        for operation in api_operations()
+    }
+    assert {(route.method, route.path, route.portal) for route in ROUTES} == documented
 
 
 @pytest.mark.parametrize("role", list(ROLES))

@@ -22,6 +22,7 @@ from aforo.api.problems import ConflictError
 from aforo.api.resources.delivery_logs.rules import REPLAYABLE_STATUSES
 from aforo.api.wire import QueryParameters, QueryTime, ResponseBody
 from aforo.shared.catalog import WEBHOOK_TEST_EVENT
+from aforo.shared.channels import NOTIFICATION_TEST_EVENT
 from aforo.shared.delivery import ENVELOPE_FIELD, LEGACY_ENVELOPE_FIELD, Channel, DeliveryStatus
 from aforo.shared.dispatch_requests import DispatchRequest, DispatchRequestKind
 from aforo.shared.envelope import EventCategory, EventEnvelope, Severity
@@ -29,25 +30,43 @@ from aforo.shared.envelope import EventCategory, EventEnvelope, Severity
 WEBHOOK_TEST_MESSAGE: Final = "This is a test event from aforo-notify."
 
 
-def webhook_test_request(endpoint: Mapping[str, Any], *, event_id: str, now: datetime) -> DispatchRequest:
-    """The probe of one endpoint, for its own customer."""
-    endpoint_id = str(endpoint["endpointId"])
+def probe_request(
+    target: Mapping[str, Any],
+    *,
+    channel: Channel,
+    target_id: str,
+    payload: dict[str, Any],
+    event_id: str,
+    now: datetime,
+) -> DispatchRequest:
+    """A fresh test event aimed at one endpoint or destination, for the target's own customer; the
+    dispatcher sends it whatever the target's event filter (`webhook.test` or `notification.test`)."""
     envelope = EventEnvelope(
         event_id=event_id,
-        event_type=WEBHOOK_TEST_EVENT,
+        event_type=WEBHOOK_TEST_EVENT if channel is Channel.WEBHOOK else NOTIFICATION_TEST_EVENT,
         category=EventCategory.CUSTOM.value,
         severity=Severity.INFO,
-        tenant_id=str(endpoint["tenantId"]),
-        customer_id=str(endpoint["endCustomerId"]),
+        tenant_id=str(target["tenantId"]),
+        customer_id=str(target["endCustomerId"]),
         occurred_at=now,
-        payload={"endpointId": endpoint_id, "message": WEBHOOK_TEST_MESSAGE},
+        payload=payload,
     )
     return DispatchRequest(
         kind=DispatchRequestKind.TEST,
-        endpoint_id=endpoint_id,
+        channel=channel,
+        endpoint_id=target_id,
         tenant_id=envelope.tenant_id,
         envelope=envelope,
         requested_at=now,
+    )
+
+
+def webhook_test_request(endpoint: Mapping[str, Any], *, event_id: str, now: datetime) -> DispatchRequest:
+    """The probe of one endpoint, for its own customer."""
+    endpoint_id = str(endpoint["endpointId"])
+    payload = {"endpointId": endpoint_id, "message": WEBHOOK_TEST_MESSAGE}
+    return probe_request(
+        endpoint, channel=Channel.WEBHOOK, target_id=endpoint_id, payload=payload, event_id=event_id, now=now
     )
 
 

@@ -13,7 +13,6 @@ encrypted and never returned, published or logged; addresses are logged masked o
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Final
 
 from aiohttp import web
@@ -34,18 +33,15 @@ from aforo.api.resources.contact_destinations.rules import (
     DestinationUpdate,
     DestinationView,
     destination_changes,
+    destination_test_request,
     destination_view,
     new_destination_document,
 )
 from aforo.api.tenant_documents import TenantDocuments
-from aforo.shared.channels import NOTIFICATION_TEST_EVENT, new_destination_id, public_document
+from aforo.shared.channels import new_destination_id, public_document
 from aforo.shared.config_changes import ConfigKind
-from aforo.shared.delivery import Channel
-from aforo.shared.dispatch_requests import DispatchRequest, DispatchRequestKind
-from aforo.shared.envelope import EventCategory, EventEnvelope, Severity
 from aforo.shared.http import json_response
 from aforo.shared.logging import bind_event_context, get_logger
-from aforo.shared.mongo import Document
 
 log = get_logger(__name__)
 
@@ -55,35 +51,12 @@ TEST_PATH: Final = "/api/v1/contact-destinations/{destinationId}/test"
 RECOVER_PATH: Final = "/api/v1/contact-destinations/{destinationId}/recover"
 KIND: Final = ConfigKind.CONTACT_DESTINATION
 NO_ID: Final = {"_id": 0}
-TEST_MESSAGE: Final = "This is a test notification from aforo-notify."
 NOT_FOUND: Final = {404: Answer("No such contact destination for this tenant.")}
 
 
 def not_found(destination_id: str) -> NotFoundError:
     return NotFoundError(
         "destination_not_found", "no such contact destination for this tenant", "destinationId"
-    )
-
-
-def destination_test_request(destination: Document, *, event_id: str, now: datetime) -> DispatchRequest:
-    """`notification.test` for one destination, through the tenant's real provider."""
-    envelope = EventEnvelope(
-        event_id=event_id,
-        event_type=NOTIFICATION_TEST_EVENT,
-        category=EventCategory.CUSTOM.value,
-        severity=Severity.INFO,
-        tenant_id=str(destination["tenantId"]),
-        customer_id=str(destination["endCustomerId"]),
-        occurred_at=now,
-        payload={"destinationId": str(destination["destinationId"]), "message": TEST_MESSAGE},
-    )
-    return DispatchRequest(
-        kind=DispatchRequestKind.TEST,
-        channel=Channel(destination["channel"]),
-        endpoint_id=str(destination["destinationId"]),
-        tenant_id=envelope.tenant_id,
-        envelope=envelope,
-        requested_at=now,
     )
 
 

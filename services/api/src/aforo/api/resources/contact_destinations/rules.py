@@ -11,12 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import Field, field_validator
 
 from aforo.api.event_subscribers import CustomerListQuery, SubscribedEvent, SubscriberUpdate
 from aforo.api.problems import InvalidRequestError
+from aforo.api.redelivery import probe_request
 from aforo.api.wire import (
     CustomerId,
     RequestBody,
@@ -32,8 +33,10 @@ from aforo.shared.channels import (
     normalise_address,
 )
 from aforo.shared.delivery import Channel
+from aforo.shared.dispatch_requests import DispatchRequest
 from aforo.shared.webhook_endpoints import ALL_EVENTS
 
+TEST_MESSAGE: Final = "This is a test notification from aforo-notify."
 DestinationChannel = Literal["EMAIL", "SMS", "PAGERDUTY"]
 Label = Annotated[str, Field(min_length=1, max_length=100)]
 
@@ -120,6 +123,21 @@ def new_destination_document(
         updated_at=now,
     )
     return document.to_document()
+
+
+def destination_test_request(
+    destination: Mapping[str, Any], *, event_id: str, now: datetime
+) -> DispatchRequest:
+    """`notification.test` for one destination, through the tenant's real provider."""
+    destination_id = str(destination["destinationId"])
+    return probe_request(
+        destination,
+        channel=Channel(destination["channel"]),
+        target_id=destination_id,
+        payload={"destinationId": destination_id, "message": TEST_MESSAGE},
+        event_id=event_id,
+        now=now,
+    )
 
 
 def destination_changes(body: DestinationUpdate) -> dict[str, Any]:
