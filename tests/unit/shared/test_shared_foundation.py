@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -208,3 +211,28 @@ def test_loads_json_accepts_what_json_accepts_in_bytes() -> None:
     value = {"a": "é"}
     for raw in (dumps_json(value), b"\xef\xbb\xbf" + dumps_json(value), json.dumps(value).encode("utf-16")):
         assert loads_json(raw) == value
+
+
+def _collector_after_tuning(gen0_threshold: int) -> list[int]:
+    """Tune a fresh interpreter's collector (process-wide state: never this test process's)."""
+    script = (
+        "import gc, json; from aforo.shared.lifecycle import tune_garbage_collector; "
+        f"tune_garbage_collector({gen0_threshold}); "
+        "print(json.dumps([*gc.get_threshold(), gc.get_freeze_count()]))"
+    )
+    output = subprocess.run([sys.executable, "-c", script], check=True, capture_output=True, text=True)
+    values: list[int] = json.loads(output.stdout)
+    return values
+
+
+def test_a_started_service_freezes_its_start_up_objects_and_collects_less_often() -> None:
+    gen0, gen1, gen2, frozen = _collector_after_tuning(10_000)
+    defaults = gc.get_threshold()
+    assert (gen0, gen1, gen2) == (10_000, defaults[1], defaults[2])
+    assert frozen > 0  # the modules and objects built to start are out of every later collection
+
+
+def test_a_zero_threshold_leaves_the_collector_alone() -> None:
+    gen0, gen1, gen2, frozen = _collector_after_tuning(0)
+    assert (gen0, gen1, gen2) == gc.get_threshold()
+    assert frozen == 0

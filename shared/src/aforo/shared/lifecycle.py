@@ -11,6 +11,7 @@ and whoever reads its events should know).
 from __future__ import annotations
 
 import asyncio
+import gc
 import signal
 import sys
 import time
@@ -90,9 +91,11 @@ class Service(ABC):
 class ServiceRunner:
     """Runs one `Service` with its HTTP server under the lifecycle above."""
 
-    def __init__(self, service: Service, settings: ServiceSettings) -> None:
+    def __init__(self, service: Service, settings: ServiceSettings, *, owns_process: bool = False) -> None:
         self.service = service
         self.settings = settings
+        self.owns_process = owns_process
+        """The service is the process (its entrypoint): process-wide tuning is this runner's to do."""
         self.started = False
         self.stopping = False
         self._stop_requested = asyncio.Event()
@@ -159,6 +162,8 @@ class ServiceRunner:
             await self._close_http()
             return 1
         self.started = True
+        if self.owns_process:
+            tune_garbage_collector(self.settings.gc_gen0_threshold)
         log.info("service_started", service=self.service.name)
         try:
             await self._stop_requested.wait()
@@ -195,9 +200,27 @@ class ServiceRunner:
             self._http_runner = None
 
 
+def tune_garbage_collector(gen0_threshold: int) -> None:
+    """Once a service has started: what it built to start (modules, clients, caches) is frozen out of
+    every later collection, and the youngest generation is collected every `gen0_threshold`
+    allocations instead of every 700.
+
+    Why: a service handling thousands of events a second allocates a few hundred objects per event,
+    so with Python's defaults it runs a collection every couple of events and a full one (walking
+    every live object) every few hundred; the dispatcher spent about a sixth of its CPU per delivery
+    there (bench/README.md). Few of those objects form cycles, so collecting less often costs
+    little memory. 0 leaves Python's defaults alone.
+    """
+    if gen0_threshold <= 0:
+        return
+    gc.freeze()
+    _, gen1_threshold, gen2_threshold = gc.get_threshold()
+    gc.set_threshold(gen0_threshold, gen1_threshold, gen2_threshold)
+
+
 def run_service(service: Service, settings: ServiceSettings) -> int:
     """Entrypoint helper: run the service on a fresh event loop and return its exit code."""
-    return asyncio.run(ServiceRunner(service, settings).run())
+    return asyncio.run(ServiceRunner(service, settings, owns_process=True).run())
 
 
 EXIT_MISCONFIGURED = 2

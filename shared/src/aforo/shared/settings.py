@@ -48,6 +48,12 @@ class ServiceSettings(BaseSettings):
     )
     shutdown_grace_seconds: float = Field(default=20.0, gt=0)
     readiness_timeout_seconds: float = Field(default=2.0, gt=0)
+    gc_gen0_threshold: int = Field(
+        default=10_000,
+        ge=0,
+        description="Allocations between the garbage collector's youngest-generation runs once the service "
+        "has started (Python's default is 700); 0 leaves Python's defaults. See docs/operations.md.",
+    )
 
     @classmethod
     def settings_customise_sources(
