@@ -57,7 +57,7 @@ class MongoStore:
                 existing = {index["name"] async for index in await collection.list_indexes()}
                 for name in spec.retired:
                     if name in existing:
-                        await collection.drop_index(name)
+                        await _drop_index_if_present(collection, name)
             if spec.indexes:
                 await collection.create_indexes(list(spec.indexes))
 
@@ -71,6 +71,18 @@ class MongoStore:
 
     async def close(self) -> None:
         await self.client.close()
+
+
+INDEX_NOT_FOUND: Final = 27
+
+
+async def _drop_index_if_present(collection: AsyncCollection[Document], name: str) -> None:
+    """Drop an index; another service starting at the same time may have dropped it first."""
+    try:
+        await collection.drop_index(name)
+    except OperationFailure as error:
+        if error.code != INDEX_NOT_FOUND:
+            raise
 
 
 def bulk_insert_outcomes(count: int, write_errors: Sequence[Document]) -> list[bool | Exception]:
