@@ -91,7 +91,7 @@ format: install
 
 bench: install
 	@$(STACK) fetch-kafka
-	$(PY) bench/run.py
+	$(PY) -m bench.run
 
 # The offline deploy checks alone (they also run in `make test`): kustomize, kubernetes-validate,
 # CRD schemas, pod security, yamllint, hadolint, promtool, generated YAML.

@@ -15,9 +15,9 @@ What the API adds on top is its own work: JWT verification, the tenant and role 
 validation, URL checks, secret encryption, response models. The verdict compares medians:
 ratio = baseline p50 / API p50 for the worse of the two routes. Target: at least 0.50.
 
-    python bench/bench_api.py [--rate R] [--seconds S] [--rounds N] [--strict]
+    python -m bench.bench_api [--rate R] [--seconds S] [--rounds N] [--strict]
 
-Uses the stack named by AFORO_TEST_KAFKA_BOOTSTRAP/AFORO_TEST_MONGO_URI (`bench/run.py` sets them),
+Uses the stack named by AFORO_TEST_KAFKA_BOOTSTRAP/AFORO_TEST_MONGO_URI (`python -m bench.run` sets them),
 else starts a private one.
 """
 
@@ -32,12 +32,13 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 from aiohttp import web
 from aiokafka import AIOKafkaProducer
+from tests.support.processes import ServiceProcess
+from tests.support.stack import ROOT, LocalStack
 
 from aforo.api.auth import AuthConfig
 from aforo.api.dev_tokens import mint_dev_token
@@ -45,16 +46,7 @@ from aforo.shared.envelope import format_utc
 from aforo.shared.mongo import MongoStore
 from aforo.shared.secret_box import generate_key
 from aforo.shared.serde import dumps_json, loads_json
-
-ROOT = Path(__file__).resolve().parents[1]
-# Run as `python bench/bench_api.py` the repo root is not on sys.path; the stack helpers live there.
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from tests.support.processes import ServiceProcess  # noqa: E402
-from tests.support.stack import LocalStack  # noqa: E402
-
-from bench.common import BaselineServer, percentile  # noqa: E402
+from bench.common import BaselineServer, percentile
 
 NAME = "api"
 TARGET_RATIO = 0.50
@@ -170,7 +162,7 @@ async def baseline_serve(port: int, bootstrap: str, mongo_uri: str, database: st
 
 
 def baseline_worker(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="bench_api.py baseline-worker")
+    parser = argparse.ArgumentParser(prog="python -m bench.bench_api baseline-worker")
     for option in ("--port", "--bootstrap", "--mongo-uri", "--database", "--topic"):
         parser.add_argument(option, required=True)
     args = parser.parse_args(argv)
@@ -182,7 +174,7 @@ def baseline_process(stack: LocalStack, database: str, topic: str) -> BaselineSe
     """The bare aiohttp handler doing the same MongoDB query (and publish), in its own process."""
     arguments = ("--bootstrap", stack.kafka_bootstrap, "--mongo-uri", stack.mongo_uri)
     return BaselineServer(
-        Path(__file__).resolve(), "api", LOG_DIR, (*arguments, "--database", database, "--topic", topic)
+        "bench.bench_api", "api", LOG_DIR, (*arguments, "--database", database, "--topic", topic)
     )
 
 

@@ -6,9 +6,9 @@ producer and consumer settings of `aforo.shared.kafka`; both run as their own pr
 forwards each value untouched; the bridge parses it, builds envelopes and serialises them. The ratio
 bridge / baseline is what the bridge's own work costs. Target: at least 0.85.
 
-    python bench/bench_bridge.py [--events N] [--rounds R] [--profile] [--strict]
+    python -m bench.bench_bridge [--events N] [--rounds R] [--profile] [--strict]
 
-Uses the broker named by AFORO_TEST_KAFKA_BOOTSTRAP (`bench/run.py` sets it), else starts a private
+Uses the broker named by AFORO_TEST_KAFKA_BOOTSTRAP (`python -m bench.run` sets it), else starts a private
 stack. `--profile` (or AFORO_BENCH_PROFILE=1) adds one unmeasured run of each side under cProfile.
 """
 
@@ -33,21 +33,14 @@ from typing import Any, Protocol
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
+from tests.support.stack import ROOT, LocalStack
 
 from aforo.bridge.routes import load_routes
 from aforo.bridge.settings import BridgeSettings
 from aforo.shared.kafka import TopicNames, TopicSpec, create_consumer, create_producer, ensure_topics
 from aforo.shared.serde import dumps_json
 from aforo.shared.settings import ServiceSettings
-
-ROOT = Path(__file__).resolve().parents[1]
-# Run as `python bench/bench_bridge.py` the repo root is not on sys.path; the stack helpers live there.
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from tests.support.stack import LocalStack  # noqa: E402
-
-from bench.common import ProfiledServiceProcess, cpu_seconds, invoice_fields  # noqa: E402
+from bench.common import ProfiledServiceProcess, cpu_seconds, invoice_fields
 
 NAME = "bridge"
 TARGET_RATIO = 0.85  # issue #14: the bridge closer to its bare consume→produce loop
@@ -202,7 +195,7 @@ async def baseline_loop(bootstrap: str, source_topic: str, group: str, outputs: 
 
 
 def baseline_worker(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="bench_bridge.py baseline-worker")
+    parser = argparse.ArgumentParser(prog="python -m bench.bench_bridge baseline-worker")
     parser.add_argument("--bootstrap", required=True)
     parser.add_argument("--source-topic", required=True)
     parser.add_argument("--group", required=True)
@@ -231,7 +224,8 @@ class BaselineProcess:
         self.log_path = LOG_DIR / f"baseline-{group}.log"
         command = [
             sys.executable,
-            str(Path(__file__).resolve()),
+            "-m",
+            "bench.bench_bridge",
             "baseline-worker",
             "--bootstrap",
             workload.bootstrap,

@@ -10,7 +10,7 @@ delivery's signature with that endpoint's secret and records its wall-clock rece
 
 - **Throughput**: N INVOICE_GENERATED envelopes are produced to `<prefix>events.system` before the
   dispatcher (`python -m aforo.dispatcher`, its own process, its own database) starts; the figure is
-  N / (last receipt - first receipt). The baseline (`bench_dispatcher.py baseline-worker`, its own
+  N / (last receipt - first receipt). The baseline (`python -m bench.bench_dispatcher baseline-worker`, its own
   process) builds the same bodies, signs them with the webhook sender's `delivery_headers` and POSTs them
   with the webhook sender's headers at the dispatcher's nominal concurrency: per_endpoint_concurrency
   per endpoint, times the endpoints, capped by max_in_flight. What is left is the dispatcher's own
@@ -28,9 +28,9 @@ A dispatcher that has not delivered everything by a deadline is a FAIL with the 
 delivery per event with a valid signature at its own customer's endpoint, and one DELIVERED row per
 event after a clean SIGTERM, is an error, not a figure.
 
-    python bench/bench_dispatcher.py [--events N] [--rounds R] [--rate R] [--seconds S] [--profile] [--strict]
+    python -m bench.bench_dispatcher [--events N] [--rounds R] [--rate R] [--seconds S] [--profile] [--strict]
 
-Uses the stack named by AFORO_TEST_KAFKA_BOOTSTRAP/AFORO_TEST_MONGO_URI (`bench/run.py` sets them),
+Uses the stack named by AFORO_TEST_KAFKA_BOOTSTRAP/AFORO_TEST_MONGO_URI (`python -m bench.run` sets them),
 else starts a private one. `--profile` (or AFORO_BENCH_PROFILE=1) adds one unmeasured throughput run
 of each side under cProfile.
 """
@@ -62,6 +62,8 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 from pymongo.errors import PyMongoError
+from tests.support.dispatch_fixtures import DispatchWorld
+from tests.support.stack import ROOT, LocalStack, free_port, service_env
 
 from aforo.dispatcher.settings import DispatcherSettings
 from aforo.dispatcher.webhook_sender import RESPONSE_BODY_LIMIT, delivery_headers
@@ -72,16 +74,7 @@ from aforo.shared.secret_box import SecretBox, generate_key
 from aforo.shared.serde import dumps_json, loads_json
 from aforo.shared.settings import ServiceSettings
 from aforo.shared.signing import SIGNATURE_HEADER, verify_signature
-
-ROOT = Path(__file__).resolve().parents[1]
-# Run as `python bench/bench_dispatcher.py` the repo root is not on sys.path; the stack helpers live there.
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from tests.support.dispatch_fixtures import DispatchWorld  # noqa: E402
-from tests.support.stack import LocalStack, free_port, service_env  # noqa: E402
-
-from bench.common import ProfiledServiceProcess, cpu_seconds, invoice_fields, percentile  # noqa: E402
+from bench.common import ProfiledServiceProcess, cpu_seconds, invoice_fields, percentile
 
 NAME = "dispatcher"
 TARGET_RATIO = 0.35
@@ -229,7 +222,7 @@ async def serve_receiver(control_port: int, hook_ports: list[int]) -> None:
 
 
 def receiver_main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="bench_dispatcher.py receiver")
+    parser = argparse.ArgumentParser(prog="python -m bench.bench_dispatcher receiver")
     parser.add_argument("--control-port", type=int, required=True)
     parser.add_argument("--hook-ports", required=True, help="comma-separated, one per endpoint")
     args = parser.parse_args(argv)
@@ -257,7 +250,8 @@ class ReceiverProcess:
         self.process = subprocess.Popen(
             [
                 sys.executable,
-                str(Path(__file__).resolve()),
+                "-m",
+                "bench.bench_dispatcher",
                 "receiver",
                 "--control-port",
                 str(self.control_port),
@@ -391,7 +385,7 @@ async def baseline_loop(hook_urls: list[str], first: int, events: int, rate: flo
 
 
 def baseline_worker(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="bench_dispatcher.py baseline-worker")
+    parser = argparse.ArgumentParser(prog="python -m bench.bench_dispatcher baseline-worker")
     parser.add_argument("--hook-urls", required=True, help="comma-separated, one per endpoint")
     parser.add_argument("--first", type=int, required=True, help="first event sequence number")
     parser.add_argument("--events", type=int, required=True)
@@ -427,7 +421,8 @@ class BaselineProcess:
         self.log_path = LOG_DIR / f"dispatcher-baseline-{receiver.control_port}.log"
         command = [
             sys.executable,
-            str(Path(__file__).resolve()),
+            "-m",
+            "bench.bench_dispatcher",
             "baseline-worker",
             "--hook-urls",
             ",".join(receiver.hook_urls),

@@ -4,18 +4,18 @@ loop sending the same messages with the same concurrency to the same server, in 
 One tenant, 20 customers with one EMAIL destination each; the provider is plaintext SMTP to
 127.0.0.1 (allowlisted, local development) so the figure is the pipeline's, not TLS's.
 
-- **Server**: aiosmtpd in a process of its own (`bench_email.py smtp-server`), which appends one line
+- **Server**: aiosmtpd in a process of its own (`python -m bench.bench_email smtp-server`), which appends one line
   per accepted message (`X-Aforo-Event-Id`, receipt time) to a file.
 - **Dispatcher**: N INVOICE_GENERATED envelopes are produced to `<prefix>events.system` before the
   dispatcher (`python -m aforo.dispatcher`) starts; the figure is N / (last receipt - first receipt).
-- **Baseline** (`bench_email.py baseline-worker`, its own process): the same messages, built by the
+- **Baseline** (`python -m bench.bench_email baseline-worker`, its own process): the same messages, built by the
   e-mail sender's own `build_message`, sent with `aiosmtplib.send` (one connection per message, as
   the sender does) at the dispatcher's nominal concurrency (per_endpoint_concurrency per destination).
   What is left is the dispatcher's work: Kafka, the gates, MongoDB claims and lookups, rendering, the
   delivery log. Target: at least 0.40 (a message costs more than a webhook POST on the server side,
   which both share, so the ratio runs closer to 1 than the webhook bench's).
 
-    python bench/bench_email.py [--events N] [--rounds R] [--strict]
+    python -m bench.bench_email [--events N] [--rounds R] [--strict]
 """
 
 from __future__ import annotations
@@ -32,25 +32,20 @@ from pathlib import Path
 
 import aiosmtplib
 from aiokafka import AIOKafkaProducer
+from tests.support.dispatch_fixtures import DispatchWorld
+from tests.support.kafka import create_topics
+from tests.support.stack import ROOT, LocalStack, free_port, service_env
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from tests.support.dispatch_fixtures import DispatchWorld  # noqa: E402
-from tests.support.kafka import create_topics  # noqa: E402
-from tests.support.stack import LocalStack, free_port, service_env  # noqa: E402
-
-from aforo.dispatcher.channels.attempts import render_content  # noqa: E402
-from aforo.dispatcher.channels.configuration import DestinationRecord  # noqa: E402
-from aforo.dispatcher.channels.delivery import ChannelDelivery  # noqa: E402
-from aforo.dispatcher.channels.email import build_message  # noqa: E402
-from aforo.shared.channels import ChannelProviderDocument, ContactDestinationDocument  # noqa: E402
-from aforo.shared.delivery import Channel  # noqa: E402
-from aforo.shared.envelope import EventEnvelope  # noqa: E402
-from aforo.shared.mongo import MongoStore  # noqa: E402
-from aforo.shared.secret_box import SecretBox, generate_key  # noqa: E402
-from bench.common import ProfiledServiceProcess  # noqa: E402
+from aforo.dispatcher.channels.attempts import render_content
+from aforo.dispatcher.channels.configuration import DestinationRecord
+from aforo.dispatcher.channels.delivery import ChannelDelivery
+from aforo.dispatcher.channels.email import build_message
+from aforo.shared.channels import ChannelProviderDocument, ContactDestinationDocument
+from aforo.shared.delivery import Channel
+from aforo.shared.envelope import EventEnvelope
+from aforo.shared.mongo import MongoStore
+from aforo.shared.secret_box import SecretBox, generate_key
+from bench.common import ProfiledServiceProcess
 
 NAME = "email"
 CUSTOMERS = 20
@@ -94,7 +89,17 @@ def serve(port: int, receipts: Path) -> None:
 def start_server(receipts: Path) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, __file__, "smtp-server", "--port", str(port), "--receipts", str(receipts)], cwd=ROOT
+        [
+            sys.executable,
+            "-m",
+            "bench.bench_email",
+            "smtp-server",
+            "--port",
+            str(port),
+            "--receipts",
+            str(receipts),
+        ],
+        cwd=ROOT,
     )
     return process, port
 

@@ -9,7 +9,7 @@ field paths) over invoice-like payloads, compiles each rule twice, once with
     rules: engine=NNN evals/s baseline=NNN evals/s ratio=0.NN target>=0.30 PASS
 
 The baseline's regex leaves call the same RE2 matcher the engine uses, so the ratio measures the
-engine's own overhead rather than the regex library. Run: `.venv/bin/python bench/bench_rules.py`;
+engine's own overhead rather than the regex library. Run: `.venv/bin/python -m bench.bench_rules`;
 `--strict` makes a ratio below the target exit non-zero.
 """
 

@@ -10,9 +10,9 @@ from the end, the same fetch wait), and both are measured with the same clients 
   token check, the origin check and the session lookup; each event pays the envelope parse, the PII
   allowlist, the history and the fan-out into bounded queues.
 - **Baseline**: a bare aiohttp handler per stream awaiting an `asyncio.Queue`, fed by a consumer that
-  routes each record by its Kafka key and writes its value untouched (`bench_sse.py baseline-worker`).
+  routes each record by its Kafka key and writes its value untouched (`python -m bench.bench_sse baseline-worker`).
 
-Clients: `--clients` processes (`bench_sse.py client-worker`, by default one per 5,000 streams: every
+Clients: `--clients` processes (`python -m bench.bench_sse client-worker`, by default one per 5,000 streams: every
 process here may hold at most 20,000 descriptors, and one asyncio process cannot read 19,000 streams
 and still timestamp fairly), one stream per customer, `CONNECT_CONCURRENCY` connects in flight in all.
 They start connecting together; **connect time** is until the last stream of the last process is open.
@@ -26,9 +26,9 @@ clients' garbage collector is paused during the load, so its pauses land on neit
 Targets (issue #14), all needed for PASS: gateway p99 < 100 ms, at most 16 KiB per stream, connect
 time within 2x the baseline's (ratio = baseline connect / gateway connect, at least 0.50).
 
-    python bench/bench_sse.py [--streams N] [--clients K] [--rate R] [--seconds S] [--strict]
+    python -m bench.bench_sse [--streams N] [--clients K] [--rate R] [--seconds S] [--strict]
 
-Uses the stack named by AFORO_TEST_KAFKA_BOOTSTRAP/AFORO_TEST_MONGO_URI (`bench/run.py` sets them),
+Uses the stack named by AFORO_TEST_KAFKA_BOOTSTRAP/AFORO_TEST_MONGO_URI (`python -m bench.run` sets them),
 else starts a private one. Every process raises its own file-descriptor soft limit (`resource.setrlimit`).
 """
 
@@ -55,6 +55,7 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 from aiokafka import TopicPartition
+from tests.support.stack import ROOT, LocalStack
 
 from aforo.shared.collections import EMBED_KEYS, EMBED_SESSIONS
 from aforo.shared.embed import EmbedKeyDocument, EmbedKeyStatus, EmbedSessionDocument
@@ -65,15 +66,7 @@ from aforo.shared.secret_box import generate_key
 from aforo.shared.serde import dumps_json
 from aforo.shared.settings import ServiceSettings
 from aforo.sse_gateway.embed_tokens import issue_session_token
-
-ROOT = Path(__file__).resolve().parents[1]
-# Run as `python bench/bench_sse.py` the repo root is not on sys.path; the stack helpers live there.
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from tests.support.stack import LocalStack  # noqa: E402
-
-from bench.common import BaselineServer, ProfiledServiceProcess, cpu_seconds, percentile  # noqa: E402
+from bench.common import BaselineServer, ProfiledServiceProcess, cpu_seconds, percentile
 
 NAME = "sse"
 TARGET_CONNECT_RATIO = 0.50
@@ -94,7 +87,6 @@ ORIGIN = "http://bench.aforo.test"
 SESSION_SECRET = "bench-only-sse-session-secret-of-at-least-32-bytes"
 TENANT = "bench"
 LOG_DIR = ROOT / ".local" / "bench-logs"
-SCRIPT = Path(__file__).resolve()
 
 
 def raise_fd_limit(wanted: int) -> int:
@@ -180,7 +172,7 @@ async def baseline_serve(port: int, bootstrap: str, topic: str) -> None:
 
 
 def baseline_worker(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="bench_sse.py baseline-worker")
+    parser = argparse.ArgumentParser(prog="python -m bench.bench_sse baseline-worker")
     for option in ("--port", "--bootstrap", "--topic"):
         parser.add_argument(option, required=True)
     parser.add_argument("--streams", type=int, required=True)
@@ -193,7 +185,7 @@ def baseline_worker(argv: list[str]) -> int:
 def baseline_process(bootstrap: str, topic: str, streams: int) -> BaselineServer:
     """The bare aiohttp SSE handler broadcasting from an asyncio queue, in its own process."""
     arguments = ("--bootstrap", bootstrap, "--topic", topic, "--streams", str(streams))
-    return BaselineServer(Path(__file__).resolve(), "sse", LOG_DIR, arguments)
+    return BaselineServer("bench.bench_sse", "sse", LOG_DIR, arguments)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -284,7 +276,7 @@ async def client_serve(urls: list[str], origin: str | None, concurrency: int) ->
 
 
 def client_worker(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="bench_sse.py client-worker")
+    parser = argparse.ArgumentParser(prog="python -m bench.bench_sse client-worker")
     parser.add_argument("--urls", required=True, type=Path, help="a file, one stream URL a line")
     parser.add_argument("--origin", default="")
     parser.add_argument("--concurrency", type=int, required=True)
@@ -310,7 +302,8 @@ class ClientProcess:
         with log_path.open("ab") as log_file:
             process = await asyncio.create_subprocess_exec(
                 sys.executable,
-                str(SCRIPT),
+                "-m",
+                "bench.bench_sse",
                 "client-worker",
                 "--urls",
                 str(urls_path),
@@ -640,7 +633,7 @@ def report(name: str, figures: Figures) -> None:
 
 
 def verdict_line(streams: int, rate: float, gateway: Figures, baseline: Figures) -> tuple[str, bool]:
-    """The summary `bench/run.py` parses (its ratio is the connect-time one) and whether all targets hold."""
+    """The summary `bench.run` parses (its ratio is the connect-time one) and whether all targets hold."""
     ratio = baseline.connect_seconds / gateway.connect_seconds if gateway.connect_seconds > 0 else 0.0
     kib = gateway.bytes_per_stream / 1024
     missed = [

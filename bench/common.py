@@ -1,5 +1,5 @@
 """What the benchmarks share: invoice payloads, a service process that can run under cProfile, a
-baseline server in a process of its own, CPU time from /proc, and a percentile. Imported as `bench.common` (each bench puts the repository root on sys.path first)."""
+baseline server in a process of its own, CPU time from /proc, and a percentile. Imported as `bench.common`: the benches run as modules (`python -m bench.run`) from the repository root."""
 
 from __future__ import annotations
 
@@ -92,16 +92,16 @@ class ProfiledServiceProcess(ServiceProcess):
 
 
 class BaselineServer:
-    """A bench script's `baseline-worker` in its own process: an HTTP server on a free port, ready when
-    its `/readyz` answers 200. The port is passed as `--port`, after `arguments`."""
+    """A bench module's `baseline-worker` in its own process (`python -m <module>`): an HTTP server on a
+    free port, ready when its `/readyz` answers 200. The port is passed as `--port`, after `arguments`."""
 
-    def __init__(self, script: Path, name: str, log_dir: Path, arguments: Sequence[str]) -> None:
+    def __init__(self, module: str, name: str, log_dir: Path, arguments: Sequence[str]) -> None:
         log_dir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.log_path = log_dir / f"{name}-baseline-{self.port}.log"
         self._log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, str(script), "baseline-worker", *arguments, "--port", str(self.port)],
+            [sys.executable, "-m", module, "baseline-worker", *arguments, "--port", str(self.port)],
             cwd=ROOT,
             stdout=self._log,
             stderr=subprocess.STDOUT,

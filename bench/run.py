@@ -1,12 +1,12 @@
 """`make bench`: every benchmark in turn against one local stack, then a table of PASS/FAIL per target.
 
-A benchmark is a script under bench/ that measures itself next to a baseline run in the same process
+A benchmark is a module under bench/ that measures itself next to a baseline run in the same process
 tree, prints its figures, and ends with one summary line `<name>: ... ratio[:=] X ... PASS|FAIL`.
 Scripts that need Kafka or MongoDB find the stack in AFORO_TEST_KAFKA_BOOTSTRAP/AFORO_TEST_MONGO_URI
 (started here once, or taken from the environment). Machines are noisy, so a missed target is
 reported, not fatal, unless `--strict`; a benchmark that crashes or prints no verdict always is.
 
-    .venv/bin/python bench/run.py [--strict] [--only NAME] [--profile] [-- ARGS for the one script]
+    .venv/bin/python -m bench.run [--strict] [--only NAME] [--profile] [-- ARGS for the one script]
 """
 
 from __future__ import annotations
@@ -21,32 +21,31 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-BENCH_DIR = Path(__file__).resolve().parent
-ROOT = BENCH_DIR.parent
-# Run as `python bench/run.py` the repo root is not on sys.path; the stack helper lives there.
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from tests.support.stack import ROOT, LocalStack
 
-from tests.support.stack import LocalStack  # noqa: E402
+BENCH_DIR = Path(__file__).resolve().parent
 
 
 @dataclass(frozen=True)
 class Benchmark:
     name: str
-    script: str  # under bench/
+    module: str  # bench.<module>, run as `python -m bench.<module>` from the repository root
     needs_stack: bool
     timeout_seconds: float = 600.0
 
+    def present(self) -> bool:
+        return (BENCH_DIR / f"{self.module}.py").exists()
 
-# Adding a benchmark is adding a line; a script not written yet is reported as skipped.
+
+# Adding a benchmark is adding a line; a module not written yet is reported as skipped.
 BENCHMARKS: tuple[Benchmark, ...] = (
-    Benchmark("bridge", "bench_bridge.py", needs_stack=True),
-    Benchmark("dispatcher", "bench_dispatcher.py", needs_stack=True),
-    Benchmark("email", "bench_email.py", needs_stack=True),
-    Benchmark("rules", "bench_rules.py", needs_stack=False),
-    Benchmark("api", "bench_api.py", needs_stack=True),
+    Benchmark("bridge", "bench_bridge", needs_stack=True),
+    Benchmark("dispatcher", "bench_dispatcher", needs_stack=True),
+    Benchmark("email", "bench_email", needs_stack=True),
+    Benchmark("rules", "bench_rules", needs_stack=False),
+    Benchmark("api", "bench_api", needs_stack=True),
     # 19,000 streams connected twice (baseline, gateway) take minutes on a busy 2-core machine.
-    Benchmark("sse", "bench_sse.py", needs_stack=True, timeout_seconds=1200.0),
+    Benchmark("sse", "bench_sse", needs_stack=True, timeout_seconds=1200.0),
 )
 
 RATIO = re.compile(r"\bratio\s*[:=]\s*([0-9]+(?:\.[0-9]+)?)")
@@ -84,20 +83,19 @@ def parse_summary(name: str, lines: list[str]) -> tuple[str, str, str, str] | No
 def run_benchmark(
     benchmark: Benchmark, stack: LocalStack | None, script_args: list[str], profile: bool
 ) -> Outcome:
-    """Run one script, echoing its output as it comes, and read its verdict from the summary line."""
-    script = BENCH_DIR / benchmark.script
-    if not script.exists():
-        return Outcome(benchmark.name, "SKIP", f"bench/{benchmark.script} not present")
+    """Run one module, echoing its output as it comes, and read its verdict from the summary line."""
+    if not benchmark.present():
+        return Outcome(benchmark.name, "SKIP", f"bench/{benchmark.module}.py not present")
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     if stack is not None:
         env["AFORO_TEST_KAFKA_BOOTSTRAP"] = stack.kafka_bootstrap
         env["AFORO_TEST_MONGO_URI"] = stack.mongo_uri
     if profile:
         env["AFORO_BENCH_PROFILE"] = "1"
-    print(f"\n=== {benchmark.name} (bench/{benchmark.script}) ===", flush=True)
+    print(f"\n=== {benchmark.name} (python -m bench.{benchmark.module}) ===", flush=True)
     began = time.monotonic()
     process = subprocess.Popen(
-        [sys.executable, str(script), *script_args],
+        [sys.executable, "-m", f"bench.{benchmark.module}", *script_args],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
@@ -154,7 +152,7 @@ def print_table(outcomes: list[Outcome]) -> None:
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="python -m bench.run", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     parser.add_argument(
@@ -163,7 +161,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument(
         "--profile", action="store_true", help="benchmarks that support it add a cProfile run"
     )
-    parser.add_argument("script_args", nargs="*", help="after `--`: arguments for the --only script")
+    parser.add_argument("script_args", nargs="*", help="after `--`: arguments for the --only benchmark")
     args = parser.parse_args(argv)
     if args.script_args and args.only is None:
         parser.error("script arguments need --only NAME")
@@ -171,7 +169,7 @@ def main(argv: list[str]) -> int:
 
     stack: LocalStack | None = None
     started_here = False
-    if any(benchmark.needs_stack and (BENCH_DIR / benchmark.script).exists() for benchmark in selected):
+    if any(benchmark.needs_stack and benchmark.present() for benchmark in selected):
         stack = LocalStack.from_environment()
         if stack is None:
             print("bench: starting a private Kafka broker and SecantusDB under .local/", flush=True)
