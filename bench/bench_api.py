@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 import sys
 import time
 import uuid
@@ -46,7 +45,7 @@ from aforo.shared.envelope import format_utc
 from aforo.shared.mongo import MongoStore
 from aforo.shared.secret_box import generate_key
 from aforo.shared.serde import dumps_json, loads_json
-from bench.common import BaselineServer, percentile
+from bench.common import BaselineServer, bench_stack, percentile, stop_on_signals, summary
 
 NAME = "api"
 TARGET_RATIO = 0.50
@@ -149,12 +148,8 @@ async def baseline_serve(port: int, bootstrap: str, mongo_uri: str, database: st
     runner = web.AppRunner(baseline_app(mongo, producer, topic), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     try:
-        await stop.wait()
+        await stop_on_signals().wait()
     finally:
         await runner.cleanup()
         await producer.stop()
@@ -330,13 +325,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--strict", action="store_true", help="exit 1 when the target is missed")
     args = parser.parse_args(argv)
 
-    existing = LocalStack.from_environment()
-    stack = existing or LocalStack.start()
-    try:
+    with bench_stack() as stack:
         results = asyncio.run(bench(stack, args.rate, args.seconds, args.rounds))
-    finally:
-        if existing is None:
-            stack.stop()
     ratios = {}
     for route, (api, baseline) in results.items():
         ratios[route] = baseline.p50 / api.p50 if api.p50 > 0 else 0.0
@@ -347,16 +337,17 @@ def main(argv: list[str]) -> int:
         )
     worst_route = min(ratios, key=lambda route: ratios[route])
     ratio = ratios[worst_route]
-    verdict = "PASS" if ratio >= TARGET_RATIO else "FAIL"
+    met = ratio >= TARGET_RATIO
     api_list, baseline_list = results["list"]
     api_register, baseline_register = results["register"]
-    print(
+    return summary(
         f"{NAME}: list p50 {api_list.p50:.2f} ms (baseline {baseline_list.p50:.2f})  "
         f"register p50 {api_register.p50:.2f} ms (baseline {baseline_register.p50:.2f})  "
-        f"at {args.rate:g}/s  ratio: {ratio:.2f} ({worst_route})  target >= {TARGET_RATIO:.2f}  {verdict}",
-        flush=True,
+        f"at {args.rate:g}/s  ratio: {ratio:.2f} ({worst_route})  target >= {TARGET_RATIO:.2f}  "
+        f"{'PASS' if met else 'FAIL'}",
+        met,
+        args.strict,
     )
-    return 1 if args.strict and verdict == "FAIL" else 0
 
 
 if __name__ == "__main__":

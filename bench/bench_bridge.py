@@ -16,19 +16,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import cProfile
-import os
-import pstats
 import random
-import signal
-import subprocess
 import sys
 import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
@@ -40,7 +35,20 @@ from aforo.bridge.settings import BridgeSettings
 from aforo.shared.kafka import TopicNames, TopicSpec, create_consumer, create_producer, ensure_topics
 from aforo.shared.serde import dumps_json
 from aforo.shared.settings import ServiceSettings
-from bench.common import ProfiledServiceProcess, cpu_seconds, invoice_fields
+from bench.common import (
+    MeasuredProcess,
+    ProfiledServiceProcess,
+    WorkerProcess,
+    add_profile_option,
+    bench_stack,
+    cpu_seconds,
+    delete_topics,
+    invoice_fields,
+    print_profile,
+    run_profiled,
+    stop_on_signals,
+    summary,
+)
 
 NAME = "bridge"
 TARGET_RATIO = 0.85  # issue #14: the bridge closer to its bare consume→produce loop
@@ -49,7 +57,6 @@ SOURCE_PARTITIONS = 3
 DEFAULT_EVENTS = 50_000
 DEFAULT_ROUNDS = 3
 LOG_DIR = ROOT / ".local" / "bench-logs"
-PROFILE_TOP = 30
 # The bridge's loop settings, which the baseline copies.
 BATCH_MAX_RECORDS: int = BridgeSettings.model_fields["batch_max_records"].default
 POLL_TIMEOUT_MS: int = BridgeSettings.model_fields["poll_timeout_ms"].default
@@ -167,10 +174,7 @@ async def baseline_loop(bootstrap: str, source_topic: str, group: str, outputs: 
     Should the bridge ever override a client setting of its own (batch size, linger), mirror it here.
     """
     settings = ServiceSettings(kafka_bootstrap_servers=bootstrap)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    stop = stop_on_signals()
     producer = create_producer(settings)
     consumer = create_consumer(settings, source_topic, group_id=group)
     await producer.start()
@@ -202,31 +206,16 @@ def baseline_worker(argv: list[str]) -> int:
     parser.add_argument("--output-topic", action="append", required=True)
     parser.add_argument("--profile", type=Path)
     args = parser.parse_args(argv)
-    run = baseline_loop(args.bootstrap, args.source_topic, args.group, args.output_topic)
-    if args.profile is None:
-        asyncio.run(run)
-        return 0
-    profiler = cProfile.Profile()
-    profiler.enable()
-    try:
-        asyncio.run(run)
-    finally:
-        profiler.disable()
-        profiler.dump_stats(args.profile)
-    return 0
+    return run_profiled(
+        baseline_loop(args.bootstrap, args.source_topic, args.group, args.output_topic), args.profile
+    )
 
 
-class BaselineProcess:
+class BaselineProcess(WorkerProcess):
     """The baseline worker as a child process, stopped with SIGTERM like the bridge."""
 
     def __init__(self, workload: Workload, group: str, outputs: list[str], profile: Path | None) -> None:
-        LOG_DIR.mkdir(parents=True, exist_ok=True)
-        self.log_path = LOG_DIR / f"baseline-{group}.log"
-        command = [
-            sys.executable,
-            "-m",
-            "bench.bench_bridge",
-            "baseline-worker",
+        arguments = [
             "--bootstrap",
             workload.bootstrap,
             "--source-topic",
@@ -236,29 +225,10 @@ class BaselineProcess:
             *(part for topic in outputs for part in ("--output-topic", topic)),
         ]
         if profile is not None:
-            command += ["--profile", str(profile)]
-        self._log = self.log_path.open("ab")
-        self.process = subprocess.Popen(command, cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT)
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def failure(self) -> str | None:
-        if self.process.poll() is None:
-            return None
-        return f"baseline worker exited with {self.process.returncode}: {self.log_path.read_text()[-4000:]}"
-
-    def terminate(self, timeout: float = 30.0) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(timeout)
-        finally:
-            if self.process.poll() is None:
-                self.process.kill()
-                self.process.wait(10)
-            self._log.close()
+            arguments += ["--profile", str(profile)]
+        super().__init__(
+            "bench.bench_bridge", "baseline-worker", arguments, LOG_DIR / f"baseline-{group}.log"
+        )
 
 
 class BridgeProcess(ProfiledServiceProcess):
@@ -266,19 +236,6 @@ class BridgeProcess(ProfiledServiceProcess):
 
     def __init__(self, env: dict[str, str], profile: Path | None) -> None:
         super().__init__("aforo.bridge", "AFORO_BRIDGE_", env, LOG_DIR, profile)
-
-
-class MeasuredProcess(Protocol):
-    """What `measure` needs of either side."""
-
-    log_path: Path
-
-    @property
-    def pid(self) -> int: ...
-
-    def failure(self) -> str | None: ...
-
-    def terminate(self, timeout: float = 30.0) -> int: ...
 
 
 # ---------------------------------------------------------------------------------------------
@@ -448,29 +405,6 @@ async def run_bridge(
     return result
 
 
-async def delete_topics(bootstrap: str, prefix: str) -> None:
-    """Best effort: a shared broker (AFORO_TEST_*) should not keep the bench's 100k+ records."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="aforo-bench")
-    await admin.start()
-    try:
-        topics = [topic for topic in await admin.list_topics() if topic.startswith(prefix)]
-        if topics:
-            await admin.delete_topics(topics)
-    except KafkaError as error:
-        print(f"bridge: note: could not delete the bench topics: {error!r}", flush=True)
-    finally:
-        await admin.close()
-
-
-def print_profile(side: str, path: Path) -> None:
-    print(f"\nbridge: cProfile of the {side} process ({path}), top {PROFILE_TOP} by own time:", flush=True)
-    stats = pstats.Stats(str(path), stream=sys.stdout)
-    stats.strip_dirs().sort_stats("tottime").print_stats(PROFILE_TOP)
-    print(f"bridge: cProfile of the {side} process, top {PROFILE_TOP} by cumulative time:", flush=True)
-    stats.sort_stats("cumulative").print_stats(PROFILE_TOP)
-    sys.stdout.flush()
-
-
 async def bench(stack: LocalStack, events: int, rounds: int, profile: bool) -> tuple[float, float]:
     """(best bridge events/s, best baseline events/s), alternating the sides `rounds` times."""
     prefix = f"bench{uuid.uuid4().hex[:8]}."
@@ -499,13 +433,13 @@ async def bench(stack: LocalStack, events: int, rounds: int, profile: bool) -> t
                 flush=True,
             )
             for side, path in paths.items():
-                print_profile(side, path)
+                print_profile(NAME, f"{side} process", path)
         return (
             max(run.events_per_second for run in bridge_runs),
             max(run.events_per_second for run in baseline_runs),
         )
     finally:
-        await delete_topics(stack.kafka_bootstrap, prefix)
+        await delete_topics(NAME, stack.kafka_bootstrap, prefix)
 
 
 def main(argv: list[str]) -> int:
@@ -518,30 +452,20 @@ def main(argv: list[str]) -> int:
     parser.add_argument(
         "--rounds", type=int, default=DEFAULT_ROUNDS, help="baseline/bridge pairs; best counts"
     )
-    parser.add_argument(
-        "--profile",
-        action="store_true",
-        default=os.environ.get("AFORO_BENCH_PROFILE", "") not in ("", "0"),
-        help="add one cProfile'd run of each side and print the top functions",
-    )
+    add_profile_option(parser, "add one cProfile'd run of each side and print the top functions")
     parser.add_argument("--strict", action="store_true", help="exit 1 when the target is missed")
     args = parser.parse_args(argv)
 
-    existing = LocalStack.from_environment()
-    stack = existing or LocalStack.start()
-    try:
+    with bench_stack() as stack:
         bridge_rate, baseline_rate = asyncio.run(bench(stack, args.events, args.rounds, args.profile))
-    finally:
-        if existing is None:
-            stack.stop()
     ratio = bridge_rate / baseline_rate if baseline_rate else 0.0
-    verdict = "PASS" if ratio >= TARGET_RATIO else "FAIL"
-    print(
+    met = ratio >= TARGET_RATIO
+    return summary(
         f"{NAME}: {bridge_rate:.0f} events/s  baseline: {baseline_rate:.0f} events/s  "
-        f"ratio: {ratio:.2f}  target >= {TARGET_RATIO:.2f}  {verdict}",
-        flush=True,
+        f"ratio: {ratio:.2f}  target >= {TARGET_RATIO:.2f}  {'PASS' if met else 'FAIL'}",
+        met,
+        args.strict,
     )
-    return 1 if args.strict and verdict == "FAIL" else 0
 
 
 if __name__ == "__main__":

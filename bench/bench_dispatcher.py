@@ -40,11 +40,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import cProfile
-import os
-import pstats
 import random
-import signal
 import subprocess
 import sys
 import time
@@ -54,13 +50,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import aiohttp
 from aiohttp import web
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import KafkaError
 from pymongo.errors import PyMongoError
 from tests.support.dispatch_fixtures import DispatchWorld
 from tests.support.stack import ROOT, LocalStack, free_port, service_env
@@ -74,7 +68,20 @@ from aforo.shared.secret_box import SecretBox, generate_key
 from aforo.shared.serde import dumps_json, loads_json
 from aforo.shared.settings import ServiceSettings
 from aforo.shared.signing import SIGNATURE_HEADER, verify_signature
-from bench.common import ProfiledServiceProcess, cpu_seconds, invoice_fields, percentile
+from bench.common import (
+    MeasuredProcess,
+    ProfiledServiceProcess,
+    WorkerProcess,
+    add_profile_option,
+    bench_stack,
+    cpu_seconds,
+    delete_topics,
+    invoice_fields,
+    percentile,
+    print_profile,
+    run_profiled,
+    stop_on_signals,
+)
 
 NAME = "dispatcher"
 TARGET_RATIO = 0.35
@@ -98,7 +105,6 @@ THROUGHPUT_DEADLINE_RATE = 100.0  # a throughput run ends after events / this ma
 LATENCY_DRAIN_SECONDS = 10.0  # how long after the last produce an event may still arrive
 LOG_CATCH_UP_SECONDS = 10.0  # how long a complete run's delivery log may lag before SIGTERM
 LOG_DIR = ROOT / ".local" / "bench-logs"
-PROFILE_TOP = 30
 EVENT_ID_NAMESPACE = uuid.UUID("6f1c2a4e-9b7d-4c1e-8a35-0d2f6b9e7c11")
 # The dispatcher's own settings, which the baseline copies.
 _DISPATCHER_FIELDS = DispatcherSettings.model_fields
@@ -211,12 +217,8 @@ async def serve_receiver(control_port: int, hook_ports: list[int]) -> None:
     await runner.setup()
     for port in [control_port, *hook_ports]:
         await web.TCPSite(runner, "127.0.0.1", port, backlog=1024).start()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     try:
-        await stop.wait()
+        await stop_on_signals().wait()
     finally:
         await runner.cleanup()
 
@@ -238,29 +240,17 @@ class Receipt:
     ok: bool
 
 
-class ReceiverProcess:
+class ReceiverProcess(WorkerProcess):
     """The receiver as a child process, driven over its control port."""
 
     def __init__(self) -> None:
-        LOG_DIR.mkdir(parents=True, exist_ok=True)
         self.control_port = free_port()
         self.hook_ports = [free_port() for _ in range(CUSTOMERS)]
-        self.log_path = LOG_DIR / f"receiver-{self.control_port}.log"
-        self._log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "bench.bench_dispatcher",
-                "receiver",
-                "--control-port",
-                str(self.control_port),
-                "--hook-ports",
-                ",".join(str(port) for port in self.hook_ports),
-            ],
-            cwd=ROOT,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
+        super().__init__(
+            "bench.bench_dispatcher",
+            "receiver",
+            ["--control-port", str(self.control_port), "--hook-ports", ",".join(map(str, self.hook_ports))],
+            LOG_DIR / f"receiver-{self.control_port}.log",
         )
         self.session = aiohttp.ClientSession(f"http://127.0.0.1:{self.control_port}")
 
@@ -270,10 +260,6 @@ class ReceiverProcess:
     @property
     def hook_urls(self) -> list[str]:
         return [self.hook_url(index) for index in range(CUSTOMERS)]
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
 
     async def wait_ready(self, timeout: float = 20.0) -> ReceiverProcess:
         deadline = time.monotonic() + timeout
@@ -306,14 +292,8 @@ class ReceiverProcess:
 
     async def close(self) -> None:
         await self.session.close()
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.to_thread(self.process.wait, 10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
-        self._log.close()
+        with contextlib.suppress(subprocess.TimeoutExpired):  # killed then, which is all close needs
+            await asyncio.to_thread(self.terminate, 10)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -392,21 +372,12 @@ def baseline_worker(argv: list[str]) -> int:
     parser.add_argument("--rate", type=float, help="events per second; all at once when absent")
     parser.add_argument("--profile", type=Path)
     args = parser.parse_args(argv)
-    run = baseline_loop(args.hook_urls.split(","), args.first, args.events, args.rate)
-    if args.profile is None:
-        asyncio.run(run)
-        return 0
-    profiler = cProfile.Profile()
-    profiler.enable()
-    try:
-        asyncio.run(run)
-    finally:
-        profiler.disable()
-        profiler.dump_stats(args.profile)
-    return 0
+    return run_profiled(
+        baseline_loop(args.hook_urls.split(","), args.first, args.events, args.rate), args.profile
+    )
 
 
-class BaselineProcess:
+class BaselineProcess(WorkerProcess):
     """The baseline worker as a child process; it exits by itself once every body is posted."""
 
     def __init__(
@@ -417,13 +388,7 @@ class BaselineProcess:
         rate: float | None,
         profile: Path | None = None,
     ) -> None:
-        LOG_DIR.mkdir(parents=True, exist_ok=True)
-        self.log_path = LOG_DIR / f"dispatcher-baseline-{receiver.control_port}.log"
-        command = [
-            sys.executable,
-            "-m",
-            "bench.bench_dispatcher",
-            "baseline-worker",
+        arguments = [
             "--hook-urls",
             ",".join(receiver.hook_urls),
             "--first",
@@ -432,29 +397,16 @@ class BaselineProcess:
             str(events),
         ]
         if rate is not None:
-            command += ["--rate", str(rate)]
+            arguments += ["--rate", str(rate)]
         if profile is not None:
-            command += ["--profile", str(profile)]
-        self._log = self.log_path.open("ab")
-        self.process = subprocess.Popen(command, cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT)
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def failure(self) -> str | None:
-        if self.process.poll() in (None, 0):
-            return None
-        return f"baseline worker exited with {self.process.returncode}: {self.log_path.read_text()[-4000:]}"
-
-    def terminate(self, timeout: float = 30.0) -> int:
-        try:
-            return self.process.wait(timeout)
-        finally:
-            if self.process.poll() is None:
-                self.process.kill()
-                self.process.wait(10)
-            self._log.close()
+            arguments += ["--profile", str(profile)]
+        super().__init__(
+            "bench.bench_dispatcher",
+            "baseline-worker",
+            arguments,
+            LOG_DIR / f"dispatcher-baseline-{receiver.control_port}.log",
+            exits_by_itself=True,
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -482,17 +434,6 @@ class DispatcherProcess(ProfiledServiceProcess):
             if name in totals:
                 totals[name] += float(line.rsplit(" ", 1)[1])
         return totals
-
-
-class MeasuredProcess(Protocol):
-    """What `wait_for_receipts` needs of either side."""
-
-    log_path: Path
-
-    @property
-    def pid(self) -> int: ...
-
-    def failure(self) -> str | None: ...
 
 
 @dataclass(frozen=True)
@@ -1004,31 +945,6 @@ async def dispatcher_latency(
         await close_run(run)
 
 
-async def delete_topics(bootstrap: str, prefix: str) -> None:
-    """Best effort: a shared broker (AFORO_TEST_*) should not keep the bench's records."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="aforo-bench")
-    await admin.start()
-    try:
-        topics = [topic for topic in await admin.list_topics() if topic.startswith(prefix)]
-        if topics:
-            await admin.delete_topics(topics)
-    except KafkaError as error:
-        print(f"dispatcher: note: could not delete the bench topics: {error!r}", flush=True)
-    finally:
-        await admin.close()
-
-
-def print_profile(side: str, path: Path) -> None:
-    print(
-        f"\ndispatcher: cProfile of the {side} process ({path}), top {PROFILE_TOP} by own time:", flush=True
-    )
-    stats = pstats.Stats(str(path), stream=sys.stdout)
-    stats.strip_dirs().sort_stats("tottime").print_stats(PROFILE_TOP)
-    print(f"dispatcher: cProfile of the {side} process, top {PROFILE_TOP} by cumulative time:", flush=True)
-    stats.sort_stats("cumulative").print_stats(PROFILE_TOP)
-    sys.stdout.flush()
-
-
 @dataclass(frozen=True)
 class Figures:
     dispatcher: ThroughputResult
@@ -1088,7 +1004,7 @@ async def bench(
             )
             for side, path in paths.items():
                 if path.exists():
-                    print_profile(side, path)
+                    print_profile(NAME, f"{side} process", path)
         return Figures(
             max(dispatcher_runs, key=lambda run: run.per_second),
             max(baseline_runs, key=lambda run: run.per_second),
@@ -1102,7 +1018,7 @@ async def bench(
         )
     finally:
         await receiver.close()
-        await delete_topics(stack.kafka_bootstrap, prefix)
+        await delete_topics(NAME, stack.kafka_bootstrap, prefix)
 
 
 def main(argv: list[str]) -> int:
@@ -1122,24 +1038,14 @@ def main(argv: list[str]) -> int:
     )
     parser.add_argument("--rate", type=float, default=DEFAULT_RATE, help="events/s of the latency phase")
     parser.add_argument("--seconds", type=float, default=DEFAULT_SECONDS, help="length of the latency phase")
-    parser.add_argument(
-        "--profile",
-        action="store_true",
-        default=os.environ.get("AFORO_BENCH_PROFILE", "") not in ("", "0"),
-        help="add one cProfile'd throughput run of each side and print the top functions",
-    )
+    add_profile_option(parser, "add one cProfile'd throughput run of each side and print the top functions")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     args = parser.parse_args(argv)
     if args.rounds < 1 or args.events < 1 or args.rate <= 0 or args.seconds <= 0:
         parser.error("--rounds, --events, --rate and --seconds must be positive")
 
-    existing = LocalStack.from_environment()
-    stack = existing or LocalStack.start()
-    try:
+    with bench_stack() as stack:
         figures = asyncio.run(bench(stack, args.events, args.rounds, args.rate, args.seconds, args.profile))
-    finally:
-        if existing is None:
-            stack.stop()
     dispatcher_rate = figures.dispatcher.per_second
     baseline_rate = figures.baseline.per_second
     ratio = dispatcher_rate / baseline_rate if baseline_rate else 0.0

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import subprocess
 import sys
 import time
 import uuid
@@ -33,6 +32,7 @@ from pathlib import Path
 import aiosmtplib
 from aiokafka import AIOKafkaProducer
 from tests.support.dispatch_fixtures import DispatchWorld
+from tests.support.envelopes import make_envelope
 from tests.support.kafka import create_topics
 from tests.support.stack import ROOT, LocalStack, free_port, service_env
 
@@ -45,7 +45,7 @@ from aforo.shared.delivery import Channel
 from aforo.shared.envelope import EventEnvelope
 from aforo.shared.mongo import MongoStore
 from aforo.shared.secret_box import SecretBox, generate_key
-from bench.common import ProfiledServiceProcess
+from bench.common import ProfiledServiceProcess, WorkerProcess, bench_stack, summary
 
 NAME = "email"
 CUSTOMERS = 20
@@ -86,22 +86,15 @@ def serve(port: int, receipts: Path) -> None:
         controller.stop()
 
 
-def start_server(receipts: Path) -> tuple[subprocess.Popen[bytes], int]:
+def start_server(receipts: Path) -> tuple[WorkerProcess, int]:
     port = free_port()
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "bench.bench_email",
-            "smtp-server",
-            "--port",
-            str(port),
-            "--receipts",
-            str(receipts),
-        ],
-        cwd=ROOT,
+    server = WorkerProcess(
+        "bench.bench_email",
+        "smtp-server",
+        ["--port", str(port), "--receipts", str(receipts)],
+        LOG_DIR / f"email-smtp-{port}.log",
     )
-    return process, port
+    return server, port
 
 
 def receipt_lines(receipts: Path) -> list[str]:
@@ -125,13 +118,8 @@ async def wait_for_receipts(receipts: Path, count: int, timeout: float) -> list[
 def envelopes(count: int) -> list[EventEnvelope]:
     issued = datetime.now(UTC)
     return [
-        EventEnvelope(
-            event_id=str(uuid.uuid4()),
-            event_type="INVOICE_GENERATED",
-            category="Billing",
-            severity="INFO",
-            tenant_id="t1",
-            customer_id=f"c{sequence % CUSTOMERS}",
+        make_envelope(
+            customer=f"c{sequence % CUSTOMERS}",
             occurred_at=issued,
             payload={"invoiceNumber": f"INV-{sequence:07d}", "currency": "USD", "amountDue": 1000 + sequence},
         )
@@ -254,7 +242,7 @@ async def bench(stack: LocalStack, count: int, rounds: int) -> Figures:
             receipts = LOG_DIR / f"email-receipts-{uuid.uuid4().hex[:8]}.txt"
             server, port = start_server(receipts)
             try:
-                await asyncio.sleep(1.0)  # the server process binds its port
+                await server.wait_listening(port)
                 events = envelopes(count)
                 if side == "baseline":
                     rate = await baseline(port, events, receipts)
@@ -264,15 +252,14 @@ async def bench(stack: LocalStack, count: int, rounds: int) -> Figures:
                     figures.dispatcher = max(figures.dispatcher, rate)
                 print(f"round {round_number + 1} {side}: {rate:.0f} e-mails/s", flush=True)
             finally:
-                server.terminate()
-                server.wait(30)
+                server.terminate(30)
                 receipts.unlink(missing_ok=True)
     return figures
 
 
 def main(argv: list[str]) -> int:
     if argv[:1] == ["smtp-server"]:
-        parser = argparse.ArgumentParser()
+        parser = argparse.ArgumentParser(prog="python -m bench.bench_email smtp-server")
         parser.add_argument("--port", type=int, required=True)
         parser.add_argument("--receipts", type=Path, required=True)
         args = parser.parse_args(argv[1:])
@@ -283,21 +270,16 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--strict", action="store_true")
     args = parser.parse_args(argv)
-    existing = LocalStack.from_environment()
-    stack = existing or LocalStack.start()
-    try:
+    with bench_stack() as stack:
         figures = asyncio.run(bench(stack, args.events, args.rounds))
-    finally:
-        if existing is None:
-            stack.stop()
     ratio = figures.dispatcher / figures.baseline if figures.baseline else 0.0
-    verdict = "PASS" if ratio >= TARGET_RATIO else "FAIL"
-    print(
+    met = ratio >= TARGET_RATIO
+    return summary(
         f"{NAME}: {figures.dispatcher:.0f} e-mails/s  baseline (bare aiosmtplib): {figures.baseline:.0f} e-mails/s  "
-        f"ratio: {ratio:.2f}  target >= {TARGET_RATIO:.2f}  {verdict}",
-        flush=True,
+        f"ratio: {ratio:.2f}  target >= {TARGET_RATIO:.2f}  {'PASS' if met else 'FAIL'}",
+        met,
+        args.strict,
     )
-    return 1 if args.strict and verdict == "FAIL" else 0
 
 
 if __name__ == "__main__":

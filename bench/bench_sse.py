@@ -39,11 +39,8 @@ import asyncio
 import gc
 import json
 import math
-import os
-import pstats
 import random
 import resource
-import signal
 import sys
 import time
 import uuid
@@ -66,7 +63,17 @@ from aforo.shared.secret_box import generate_key
 from aforo.shared.serde import dumps_json
 from aforo.shared.settings import ServiceSettings
 from aforo.sse_gateway.embed_tokens import issue_session_token
-from bench.common import BaselineServer, ProfiledServiceProcess, cpu_seconds, percentile
+from bench.common import (
+    BaselineServer,
+    ProfiledServiceProcess,
+    add_profile_option,
+    bench_stack,
+    cpu_seconds,
+    percentile,
+    print_profile,
+    stop_on_signals,
+    summary,
+)
 
 NAME = "sse"
 TARGET_CONNECT_RATIO = 0.50
@@ -81,7 +88,6 @@ WARMUP_SECONDS = 2.0
 CONNECT_CONCURRENCY = 100
 """Connects in flight at once, over all client processes."""
 CONNECT_TIMEOUT = 300.0
-PROFILE_TOP = 30
 FETCH_MAX_WAIT_MS = 100
 ORIGIN = "http://bench.aforo.test"
 SESSION_SECRET = "bench-only-sse-session-secret-of-at-least-32-bytes"
@@ -158,12 +164,8 @@ async def baseline_serve(port: int, bootstrap: str, topic: str) -> None:
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port, backlog=4096).start()
     feeder = asyncio.create_task(feed())
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     try:
-        await stop.wait()
+        await stop_on_signals().wait()
     finally:
         feeder.cancel()
         await consumer.stop()
@@ -608,18 +610,15 @@ async def bench(
         await mongo.close()
     report("gateway", gateway_figures)
     if profile_path is not None:
-        print_profile(profile_path)
+        print_profile_of_gateway(profile_path)
     return gateway_figures, baseline_figures
 
 
-def print_profile(path: Path) -> None:
+def print_profile_of_gateway(path: Path) -> None:
     print(
         f"{NAME}: the gateway ran under cProfile ({path}): its figures above are the profiler's", flush=True
     )
-    stats = pstats.Stats(str(path), stream=sys.stdout)
-    stats.strip_dirs().sort_stats("tottime").print_stats(PROFILE_TOP)
-    stats.sort_stats("cumulative").print_stats(PROFILE_TOP)
-    sys.stdout.flush()
+    print_profile(NAME, "gateway process", path)
 
 
 def report(name: str, figures: Figures) -> None:
@@ -672,11 +671,9 @@ def main(argv: list[str]) -> int:
     )
     parser.add_argument("--rate", type=float, default=DEFAULT_RATE, help="events per second")
     parser.add_argument("--seconds", type=float, default=DEFAULT_SECONDS, help="load duration per side")
-    parser.add_argument(
-        "--profile",
-        action="store_true",
-        default=os.environ.get("AFORO_BENCH_PROFILE") == "1",
-        help="run the gateway under cProfile and print its top functions (its figures are then the profiler's)",
+    add_profile_option(
+        parser,
+        "run the gateway under cProfile and print its top functions (its figures are then the profiler's)",
     )
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     args = parser.parse_args(argv)
@@ -686,18 +683,11 @@ def main(argv: list[str]) -> int:
         print(f"{NAME}: the hard file-descriptor limit is {hard}; use more --clients", flush=True)
         return 2
 
-    existing = LocalStack.from_environment()
-    stack = existing or LocalStack.start()
-    try:
+    with bench_stack() as stack:
         gateway, baseline = asyncio.run(
             bench(stack, args.streams, clients, args.rate, args.seconds, args.profile)
         )
-    finally:
-        if existing is None:
-            stack.stop()
-    line, held = verdict_line(args.streams, args.rate, gateway, baseline)
-    print(line, flush=True)
-    return 1 if args.strict and not held else 0
+    return summary(*verdict_line(args.streams, args.rate, gateway, baseline), args.strict)
 
 
 if __name__ == "__main__":
