@@ -150,6 +150,42 @@ def _quantile(q: float, metric: str) -> str:
     return f"histogram_quantile({q}, sum by (le) (rate({metric}_bucket{{{NS}}}[$__rate_interval])))"
 
 
+def _total(metric: str, by: str = "", aggregate: str = "sum") -> str:
+    """A gauge summed (or `aggregate`d) over the selected namespaces, optionally per label."""
+    if by:
+        return f"{aggregate} by ({by}) ({metric}{{{NS}}})"
+    return f"{aggregate}({metric}{{{NS}}})"
+
+
+def _per_label(title: str, metric: str, label: str) -> dict[str, Any]:
+    """The most common panel: a counter's rate per value of one label, each value a line."""
+    return _panel(title, [(_rate(metric, label), f"{{{{{label}}}}}")], "ops")
+
+
+def _dead_letters(service: str) -> dict[str, Any]:
+    return _per_label("Dead letters, per reason", f"aforo_{service}_dead_letter_total", "reason")
+
+
+def _delivery_panels() -> list[dict[str, Any]]:
+    """The dispatcher's outcome panels, on its own dashboard and on the overview alike."""
+    return [
+        _panel(
+            "Deliveries, per status and channel",
+            [(_rate("aforo_dispatcher_deliveries_total", "status, channel"), "{{channel}} {{status}}")],
+            "ops",
+        ),
+        _panel("Delivery failure ratio", [(FAILURE_RATIO, "failed / finished")], "percentunit"),
+        _panel(
+            "Webhook attempt latency",
+            [
+                (_quantile(0.5, "aforo_dispatcher_attempt_seconds"), "p50"),
+                (_quantile(0.99, "aforo_dispatcher_attempt_seconds"), "p99"),
+            ],
+            "s",
+        ),
+    ]
+
+
 def _ready(service: str) -> dict[str, Any]:
     return _panel(
         "Ready pods",
@@ -239,31 +275,14 @@ def dashboards() -> dict[str, dict[str, Any]]:
         "aforo-overview",
         "aforo-notify / Overview",
         [
-            _panel(
-                "Events in, per producer topic",
-                [(_rate("aforo_bridge_records_in_total", "topic"), "{{topic}}")],
-                "ops",
-            ),
-            _panel(
-                "Deliveries, per status and channel",
-                [(_rate("aforo_dispatcher_deliveries_total", "status, channel"), "{{channel}} {{status}}")],
-                "ops",
-            ),
-            _panel("Delivery failure ratio", [(FAILURE_RATIO, "failed / finished")], "percentunit"),
-            _panel(
-                "Webhook attempt latency",
-                [
-                    (_quantile(0.5, "aforo_dispatcher_attempt_seconds"), "p50"),
-                    (_quantile(0.99, "aforo_dispatcher_attempt_seconds"), "p99"),
-                ],
-                "s",
-            ),
+            _per_label("Events in, per producer topic", "aforo_bridge_records_in_total", "topic"),
+            *_delivery_panels(),
             _panel("Consumer lag, per group", [LAG], "short", "From the Strimzi Kafka Exporter."),
             _panel("Dead letters", DEAD_LETTERS, "ops"),
-            _panel("Open SSE streams", [(f"sum(aforo_sse_open_connections{{{NS}}})", "open")], "short"),
+            _panel("Open SSE streams", [(_total("aforo_sse_open_connections"), "open")], "short"),
             _panel(
                 "Ready pods, per process",
-                [(f"sum by (service) (aforo_service_ready{{{NS}}})", "{{service}}")],
+                [(_total("aforo_service_ready", "service"), "{{service}}")],
                 "short",
             ),
         ],
@@ -273,24 +292,12 @@ def dashboards() -> dict[str, dict[str, Any]]:
         "aforo-notify / Bridge",
         [
             _ready("bridge"),
-            _panel(
-                "Records in, per topic",
-                [(_rate("aforo_bridge_records_in_total", "topic"), "{{topic}}")],
-                "ops",
-            ),
-            _panel(
-                "Envelopes out, per event type",
-                [(_rate("aforo_bridge_records_out_total", "event_type"), "{{event_type}}")],
-                "ops",
-            ),
-            _panel(
-                "Dead letters, per reason",
-                [(_rate("aforo_bridge_dead_letter_total", "reason"), "{{reason}}")],
-                "ops",
-            ),
+            _per_label("Records in, per topic", "aforo_bridge_records_in_total", "topic"),
+            _per_label("Envelopes out, per event type", "aforo_bridge_records_out_total", "event_type"),
+            _dead_letters("bridge"),
             _panel(
                 "Consumer lag, per topic",
-                [(f"sum by (topic) (aforo_bridge_consumer_lag{{{NS}}})", "{{topic}}")],
+                [(_total("aforo_bridge_consumer_lag", "topic"), "{{topic}}")],
                 "short",
             ),
             _panel(
@@ -309,36 +316,24 @@ def dashboards() -> dict[str, dict[str, Any]]:
         "aforo-notify / Trigger",
         [
             _ready("trigger"),
-            _panel(
-                "SYSTEM events, per type",
-                [(_rate("aforo_trigger_events_total", "event_type"), "{{event_type}}")],
-                "ops",
-            ),
-            _panel(
-                "CUSTOM events derived, per source type",
-                [(_rate("aforo_trigger_matches_total", "event_type"), "{{event_type}}")],
-                "ops",
-            ),
+            _per_label("SYSTEM events, per type", "aforo_trigger_events_total", "event_type"),
+            _per_label("CUSTOM events derived, per source type", "aforo_trigger_matches_total", "event_type"),
             _panel("Rules evaluated", [(_rate("aforo_trigger_rules_evaluated_total"), "rules")], "ops"),
             _panel(
                 "Evaluation time (p99)", [(_quantile(0.99, "aforo_trigger_evaluation_seconds"), "p99")], "s"
             ),
-            _panel(
-                "Dead letters, per reason",
-                [(_rate("aforo_trigger_dead_letter_total", "reason"), "{{reason}}")],
-                "ops",
-            ),
+            _dead_letters("trigger"),
             _panel(
                 "Config propagation",
                 [
-                    (f"max(aforo_trigger_cache_staleness_seconds{{{NS}}})", "cache staleness"),
+                    (_total("aforo_trigger_cache_staleness_seconds", aggregate="max"), "cache staleness"),
                     (_quantile(0.99, "aforo_trigger_config_change_lag_seconds"), "change lag p99"),
                 ],
                 "s",
             ),
             _panel(
                 "Definitions cached",
-                [(f"max(aforo_trigger_cache_definitions{{{NS}}})", "definitions")],
+                [(_total("aforo_trigger_cache_definitions", aggregate="max"), "definitions")],
                 "short",
             ),
         ],
@@ -348,24 +343,9 @@ def dashboards() -> dict[str, dict[str, Any]]:
         "aforo-notify / Dispatcher",
         [
             _ready("dispatcher"),
+            *_delivery_panels(),
             _panel(
-                "Deliveries, per status and channel",
-                [(_rate("aforo_dispatcher_deliveries_total", "status, channel"), "{{channel}} {{status}}")],
-                "ops",
-            ),
-            _panel("Delivery failure ratio", [(FAILURE_RATIO, "failed / finished")], "percentunit"),
-            _panel(
-                "Webhook attempt latency",
-                [
-                    (_quantile(0.5, "aforo_dispatcher_attempt_seconds"), "p50"),
-                    (_quantile(0.99, "aforo_dispatcher_attempt_seconds"), "p99"),
-                ],
-                "s",
-            ),
-            _panel(
-                "Attempts in flight",
-                [(f"sum(aforo_dispatcher_attempts_in_flight{{{NS}}})", "in flight")],
-                "short",
+                "Attempts in flight", [(_total("aforo_dispatcher_attempts_in_flight"), "in flight")], "short"
             ),
             _panel(
                 "Retries parked, per delay tier, and taken up",
@@ -393,11 +373,7 @@ def dashboards() -> dict[str, dict[str, Any]]:
                 ],
                 "ops",
             ),
-            _panel(
-                "Dead letters, per reason",
-                [(_rate("aforo_dispatcher_dead_letter_total", "reason"), "{{reason}}")],
-                "ops",
-            ),
+            _dead_letters("dispatcher"),
         ],
     )
     api = dashboard(
@@ -405,21 +381,9 @@ def dashboards() -> dict[str, dict[str, Any]]:
         "aforo-notify / API",
         [
             _ready("api"),
-            _panel(
-                "Records published, per kind",
-                [(_rate("aforo_api_published_total", "kind"), "{{kind}}")],
-                "ops",
-            ),
-            _panel(
-                "Publish failures, per kind",
-                [(_rate("aforo_api_publish_failures_total", "kind"), "{{kind}}")],
-                "ops",
-            ),
-            _panel(
-                "Authentication refusals, per code",
-                [(_rate("aforo_api_auth_refusals_total", "code"), "{{code}}")],
-                "ops",
-            ),
+            _per_label("Records published, per kind", "aforo_api_published_total", "kind"),
+            _per_label("Publish failures, per kind", "aforo_api_publish_failures_total", "kind"),
+            _per_label("Authentication refusals, per code", "aforo_api_auth_refusals_total", "code"),
         ],
     )
     sse = dashboard(
@@ -427,7 +391,7 @@ def dashboards() -> dict[str, dict[str, Any]]:
         "aforo-notify / SSE gateway",
         [
             _ready("sse_gateway"),
-            _panel("Open streams", [(f"sum(aforo_sse_open_connections{{{NS}}})", "open")], "short"),
+            _panel("Open streams", [(_total("aforo_sse_open_connections"), "open")], "short"),
             _panel(
                 "Streams opened and refused",
                 [
@@ -468,7 +432,7 @@ def dashboards() -> dict[str, dict[str, Any]]:
             _panel(
                 "Resume history",
                 [
-                    (f"sum(aforo_sse_history_events{{{NS}}})", "events held"),
+                    (_total("aforo_sse_history_events"), "events held"),
                     (_rate("aforo_sse_resume_misses_total"), "resume misses / s"),
                 ],
                 "short",
