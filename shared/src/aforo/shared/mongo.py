@@ -17,6 +17,8 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import OperationFailure, PyMongoError
 
+from aforo.shared.batched_lookup import DEFAULT_MAX_BATCH, BatchedLookup
+
 Document = dict[str, Any]
 DUPLICATE_KEY: Final = 11000
 
@@ -100,55 +102,19 @@ def bulk_insert_outcomes(count: int, write_errors: Sequence[Document]) -> list[b
 
 class ExistenceBatcher:
     """Answers "is a document with this `_id` stored?" for many concurrent callers with shared
-    `find({_id: {$in: [...]}})` queries: the callers of one event-loop turn share the queries.
+    `find({_id: {$in: [...]}})` queries (a `BatchedLookup`: the callers of one event-loop turn share them).
 
     Why: the dispatcher asks it once per delivery (has this attempt already happened?); batched, the
     question costs a fraction of a round trip per delivery, and no timer adds latency when idle.
-    Queries stay small (32 ids) and run concurrently: SecantusDB's cost for `$in` grows with the
-    square of the list (measured: 10 ids 1 ms, 100 ids 36 ms, 200 ids 119 ms).
     """
 
-    def __init__(self, collection: AsyncCollection[Document], max_batch: int = 32) -> None:
-        self._collection = collection
-        self._max_batch = max_batch
-        self._waiting: list[tuple[Any, asyncio.Future[bool]]] = []
-        self._scheduled = False
-        self._queries: set[asyncio.Task[None]] = set()
+    def __init__(self, collection: AsyncCollection[Document], max_batch: int = DEFAULT_MAX_BATCH) -> None:
+        async def stored(_: None, ids: list[Any]) -> dict[Any, bool]:
+            return {
+                document["_id"]: True async for document in collection.find({"_id": {"$in": ids}}, {"_id": 1})
+            }
+
+        self._lookup: BatchedLookup[None, Any, bool] = BatchedLookup(stored, max_batch)
 
     async def exists(self, document_id: Any) -> bool:
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[bool] = loop.create_future()
-        self._waiting.append((document_id, future))
-        if not self._scheduled:
-            # On the next turn of the loop: every caller of this turn shares the queries.
-            self._scheduled = True
-            loop.call_soon(self._send_waiting)
-        return await future
-
-    def _send_waiting(self) -> None:
-        self._scheduled = False
-        waiting, self._waiting = self._waiting, []
-        for start in range(0, len(waiting), self._max_batch):
-            task = asyncio.create_task(self._query(waiting[start : start + self._max_batch]))
-            self._queries.add(task)
-            task.add_done_callback(self._queries.discard)
-
-    async def _query(self, batch: list[tuple[Any, asyncio.Future[bool]]]) -> None:
-        try:
-            ids = list({document_id for document_id, _ in batch})
-            found = {
-                document["_id"] async for document in self._collection.find({"_id": {"$in": ids}}, {"_id": 1})
-            }
-        except BaseException as error:
-            for _, future in batch:
-                if not future.done():
-                    if isinstance(error, Exception):
-                        future.set_exception(error)
-                    else:
-                        future.cancel()
-            if not isinstance(error, Exception):
-                raise
-            return
-        for document_id, future in batch:
-            if not future.done():
-                future.set_result(document_id in found)
+        return await self._lookup.get(None, document_id) is not None

@@ -11,7 +11,6 @@ make the database the bound on how fast a replica fills.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from typing import Any
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
+from aforo.shared.batched_lookup import DEFAULT_MAX_BATCH, BatchedLookup
 from aforo.shared.collections import BRIDGE_SIGNING_KEYS, BRIDGE_TOKEN_USES, EMBED_KEYS, EMBED_SESSIONS
 from aforo.shared.embed import (
     BridgeTokenUseDocument,
@@ -35,11 +35,9 @@ from aforo.shared.ttl_cache import TtlCache
 from aforo.sse_gateway.embed_tokens import SigningKey
 
 _CACHE_LIMIT = 10_000
-SESSION_LOOKUP_BATCH = 32
-"""Session ids per `$in` query; the queries of one batch run concurrently. Small, because
-SecantusDB's cost for `$in` grows with the square of the list (see `aforo.shared.mongo.ExistenceBatcher`)."""
-
-_SessionLookup = tuple[str, str, "asyncio.Future[EmbedSessionDocument | None]"]
+SESSION_LOOKUP_BATCH = DEFAULT_MAX_BATCH
+"""Session ids per `$in` query; the queries of one loop turn run concurrently (see
+`aforo.shared.batched_lookup`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,8 +60,9 @@ class EmbedStore:
         self._mongo = mongo
         self._secret_box = secret_box
         self._cache = TtlCache(cache_seconds, max_entries=_CACHE_LIMIT, clock=monotonic)
-        self._session_lookups: list[_SessionLookup] = []
-        self._session_queries: set[asyncio.Task[None]] = set()
+        self._session_lookups: BatchedLookup[str, str, EmbedSessionDocument] = BatchedLookup(
+            self._find_sessions, SESSION_LOOKUP_BATCH
+        )
 
     @property
     def _keys(self) -> AsyncCollection[Document]:
@@ -133,47 +132,16 @@ class EmbedStore:
         at most `SESSION_LOOKUP_BATCH` ids, sent on the next turn: no timer, so a lone lookup waits
         for nothing, and a burst of connects costs a round trip per batch instead of per stream.
         """
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[EmbedSessionDocument | None] = loop.create_future()
-        if not self._session_lookups:
-            loop.call_soon(self._send_session_lookups)
-        self._session_lookups.append((tenant_id, session_id, future))
-        return await future
+        return await self._session_lookups.get(tenant_id, session_id)
 
-    def _send_session_lookups(self) -> None:
-        waiting, self._session_lookups = self._session_lookups, []
-        by_tenant: dict[str, list[_SessionLookup]] = {}
-        for lookup in waiting:
-            by_tenant.setdefault(lookup[0], []).append(lookup)
-        for tenant_id, lookups in by_tenant.items():
-            for start in range(0, len(lookups), SESSION_LOOKUP_BATCH):
-                batch = lookups[start : start + SESSION_LOOKUP_BATCH]
-                task = asyncio.create_task(self._query_sessions(tenant_id, batch))
-                self._session_queries.add(task)
-                task.add_done_callback(self._session_queries.discard)
-
-    async def _query_sessions(self, tenant_id: str, batch: list[_SessionLookup]) -> None:
-        try:
-            ids = list({session_id for _, session_id, _ in batch})
-            found = {
-                str(document["sessionId"]): EmbedSessionDocument.model_validate(document)
-                async for document in self._sessions.find(
-                    {"tenantId": tenant_id, "sessionId": {"$in": ids}}, {"_id": 0}
-                )
-            }
-        except BaseException as error:
-            for _, _, future in batch:
-                if not future.done():
-                    if isinstance(error, Exception):
-                        future.set_exception(error)
-                    else:
-                        future.cancel()
-            if not isinstance(error, Exception):
-                raise
-            return
-        for _, session_id, future in batch:
-            if not future.done():  # its caller may have gone (a client that closed its connect)
-                future.set_result(found.get(session_id))
+    async def _find_sessions(self, tenant_id: str, session_ids: list[str]) -> dict[str, EmbedSessionDocument]:
+        """One query of the batched session lookup: a tenant's sessions among `session_ids`, by id."""
+        return {
+            str(document["sessionId"]): EmbedSessionDocument.model_validate(document)
+            async for document in self._sessions.find(
+                {"tenantId": tenant_id, "sessionId": {"$in": session_ids}}, {"_id": 0}
+            )
+        }
 
     async def extend_session(self, tenant_id: str, session_id: str, expires_at: datetime) -> bool:
         """Record a refresh; False when the session was revoked meanwhile."""
