@@ -200,13 +200,7 @@ async def through_dispatcher(
             )
             await world.preference("INVOICE_GENERATED", customer=f"c{customer}", channels=["EMAIL"])
         await create_topics(stack.kafka_bootstrap, [f"{prefix}events.system"])
-        futures = [
-            await producer.send(
-                f"{prefix}events.system", envelope.to_json_bytes(), key=envelope.partition_key
-            )
-            for envelope in events
-        ]
-        await asyncio.gather(*futures)
+        await world.publish_all(events)
         env = service_env(
             stack,
             prefix,

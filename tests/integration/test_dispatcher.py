@@ -13,17 +13,13 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 import stripe
-from aiokafka import AIOKafkaProducer
 
 from aforo.shared.dispatch_requests import DispatchRequest, DispatchRequestKind
-from aforo.shared.mongo import MongoStore
-from aforo.shared.secret_box import SecretBox, generate_key
 from aforo.shared.signing import verify_signature
-from tests.support.dispatch_fixtures import DispatchWorld
-from tests.support.kafka import TopicReader, unique_prefix
-from tests.support.processes import ServiceProcess
+from tests.support.dispatch_fixtures import DispatcherTestbed, DispatchWorld
+from tests.support.kafka import TopicReader
 from tests.support.receiver import Receiver
-from tests.support.stack import LocalStack, free_port, service_env
+from tests.support.stack import LocalStack, free_port
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -37,28 +33,15 @@ async def receiver(service_log_dir: Path) -> AsyncIterator[Receiver]:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def world(local_stack: LocalStack, service_log_dir: Path) -> AsyncIterator[DispatchWorld]:
-    prefix = unique_prefix()
-    database = f"db_{uuid.uuid4().hex[:8]}"
-    key = generate_key()
-    env = service_env(
+    async with DispatcherTestbed(
         local_stack,
-        prefix,
-        database,
-        AFORO_SECRETS_ENCRYPTION_KEYS=key,
+        service_log_dir,
         AFORO_DISPATCHER_ATTEMPT_TIMEOUT_SECONDS="1",
         AFORO_DISPATCHER_LEASE_SECONDS="5",
-    )
-    dispatcher = ServiceProcess("aforo.dispatcher", "AFORO_DISPATCHER_", env, service_log_dir).start()
-    mongo = MongoStore(local_stack.mongo_uri, database, app_name="test")
-    producer = AIOKafkaProducer(bootstrap_servers=local_stack.kafka_bootstrap, acks="all")
-    await mongo.start()
-    await producer.start()
-    try:
+    ) as bed:
+        dispatcher = bed.start_dispatcher()
         await dispatcher.wait_ready(timeout=90)
-        yield DispatchWorld(mongo, producer, SecretBox([key]), prefix)
-    finally:
-        await producer.stop()
-        await mongo.close()
+        yield bed.world
         assert dispatcher.terminate() == 0
 
 

@@ -5,19 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections import Counter
 from pathlib import Path
 
-from aiokafka import AIOKafkaProducer
-
-from aforo.shared.mongo import MongoStore
-from aforo.shared.secret_box import SecretBox, generate_key
-from tests.support.dispatch_fixtures import DispatchWorld
-from tests.support.kafka import unique_prefix
-from tests.support.processes import ServiceProcess
-from tests.support.receiver import Receiver
-from tests.support.stack import LocalStack, service_env
+from tests.support.dispatch_fixtures import DispatcherTestbed
+from tests.support.stack import LocalStack
 
 TOTAL = 1000
 
@@ -25,33 +17,15 @@ TOTAL = 1000
 async def test_sigkill_with_retries_pending_loses_nothing_and_delivers_once(
     local_stack: LocalStack, service_log_dir: Path
 ) -> None:
-    prefix = unique_prefix()
-    database = f"db_{uuid.uuid4().hex[:8]}"
-    key = generate_key()
-    env = service_env(
-        local_stack,
-        prefix,
-        database,
-        AFORO_SECRETS_ENCRYPTION_KEYS=key,
-    )
-    receiver = await Receiver(service_log_dir).start()
-    mongo = MongoStore(local_stack.mongo_uri, database, app_name="test")
-    producer = AIOKafkaProducer(bootstrap_servers=local_stack.kafka_bootstrap, acks="all", linger_ms=5)
-    await mongo.start()
-    await producer.start()
-    world = DispatchWorld(mongo, producer, SecretBox([key]), prefix)
-    dispatcher = ServiceProcess("aforo.dispatcher", "AFORO_DISPATCHER_", env, service_log_dir).start()
-    restarted: ServiceProcess | None = None
-    try:
+    async with DispatcherTestbed(local_stack, service_log_dir) as bed:
+        receiver = await bed.start_receiver()
+        world, mongo = bed.world, bed.mongo
+        dispatcher = bed.start_dispatcher()
         await receiver.plan("flapping", failEvery=3)  # about a third of first and second attempts fail
         endpoint_id = await world.endpoint(receiver.hook_url("flapping"), initial_backoff_seconds=1.0)
         await dispatcher.wait_ready(timeout=90)
         envelopes = [world.envelope(customer="c1") for _ in range(TOTAL)]
-        futures = [
-            await producer.send(f"{prefix}events.system", e.to_json_bytes(), key=e.partition_key)
-            for e in envelopes
-        ]
-        await asyncio.gather(*futures)
+        await world.publish_all(envelopes)
 
         # Kill once deliveries are flowing and some retries are parked on the delay topics.
         deadline = time.monotonic() + 60
@@ -64,7 +38,7 @@ async def test_sigkill_with_retries_pending_loses_nothing_and_delivers_once(
         assert delivered < TOTAL, "the dispatcher finished before it could be killed mid-stream"
         dispatcher.kill()
 
-        restarted = ServiceProcess("aforo.dispatcher", "AFORO_DISPATCHER_", env, service_log_dir).start()
+        restarted = bed.start_dispatcher()
         await restarted.wait_ready(timeout=90)
         final_deadline = time.monotonic() + 120
         all_ids = {e.event_id for e in envelopes}
@@ -113,10 +87,4 @@ async def test_sigkill_with_retries_pending_loses_nothing_and_delivers_once(
         assert set(received) == expected
         # A delivery can reach the receiver twice only if the kill fell between its 2xx and its record.
         assert sum(count - 1 for count in received.values()) <= 64
-    finally:
-        dispatcher.close()
-        if restarted is not None:
-            assert restarted.terminate() == 0
-        receiver.stop()
-        await producer.stop()
-        await mongo.close()
+        assert restarted.terminate() == 0

@@ -5,27 +5,31 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import aiohttp
-from aiokafka import AIOKafkaProducer
 
 from aforo.dispatcher.repositories import state_record_id
 from aforo.shared.delivery import Channel
 from aforo.shared.delivery_log import delivery_id
-from aforo.shared.mongo import MongoStore
-from aforo.shared.secret_box import SecretBox, generate_key
-from tests.support.dispatch_fixtures import DispatchWorld
-from tests.support.kafka import unique_prefix
+from tests.support.dispatch_fixtures import DispatcherTestbed
 from tests.support.metrics import metric
 from tests.support.processes import ServiceProcess
-from tests.support.receiver import Receiver
-from tests.support.stack import LocalStack, service_env
+from tests.support.stack import LocalStack
 
 RECONCILED = "aforo_dispatcher_reconciled_total"
+
+
+def reconciling(stack: LocalStack, log_dir: Path, *, min_overdue_seconds: int) -> DispatcherTestbed:
+    """A testbed whose dispatchers run a reconcile pass every half second."""
+    return DispatcherTestbed(
+        stack,
+        log_dir,
+        AFORO_DISPATCHER_RECONCILE_INTERVAL_SECONDS="0.5",
+        AFORO_DISPATCHER_RECONCILE_MIN_OVERDUE_SECONDS=str(min_overdue_seconds),
+    )
 
 
 async def reconciled(processes: list[ServiceProcess]) -> float:
@@ -42,28 +46,10 @@ async def reconciled(processes: list[ServiceProcess]) -> float:
 async def test_a_retry_whose_record_is_gone_is_taken_up_once_across_two_replicas(
     local_stack: LocalStack, service_log_dir: Path
 ) -> None:
-    prefix = unique_prefix()
-    database = f"db_{uuid.uuid4().hex[:8]}"
-    key = generate_key()
-    env = service_env(
-        local_stack,
-        prefix,
-        database,
-        AFORO_SECRETS_ENCRYPTION_KEYS=key,
-        AFORO_DISPATCHER_RECONCILE_INTERVAL_SECONDS="0.5",
-        AFORO_DISPATCHER_RECONCILE_MIN_OVERDUE_SECONDS="3",
-    )
-    receiver = await Receiver(service_log_dir).start()
-    mongo = MongoStore(local_stack.mongo_uri, database, app_name="test")
-    producer = AIOKafkaProducer(bootstrap_servers=local_stack.kafka_bootstrap)
-    await mongo.start()
-    await producer.start()
-    world = DispatchWorld(mongo, producer, SecretBox([key]), prefix)
-    replicas = [
-        ServiceProcess("aforo.dispatcher", "AFORO_DISPATCHER_", env, service_log_dir).start()
-        for _ in range(2)
-    ]
-    try:
+    async with reconciling(local_stack, service_log_dir, min_overdue_seconds=3) as bed:
+        receiver = await bed.start_receiver()
+        world, mongo = bed.world, bed.mongo
+        replicas = [bed.start_dispatcher() for _ in range(2)]
         endpoint_id = await world.endpoint(receiver.hook_url("stranded"))
         for replica in replicas:
             await replica.wait_ready(timeout=90)
@@ -126,45 +112,19 @@ async def test_a_retry_whose_record_is_gone_is_taken_up_once_across_two_replicas
         assert await reconciled(replicas) == 1
         logs = "".join(replica.log_text() for replica in replicas)
         assert logs.count('"delivery_reconciled"') == 1
-    finally:
-        for replica in replicas:
-            replica.close()
-        receiver.stop()
-        await producer.stop()
-        await mongo.close()
 
 
 async def test_a_busy_retry_tier_is_never_reconciled(local_stack: LocalStack, service_log_dir: Path) -> None:
-    prefix = unique_prefix()
-    database = f"db_{uuid.uuid4().hex[:8]}"
-    key = generate_key()
-    env = service_env(
-        local_stack,
-        prefix,
-        database,
-        AFORO_SECRETS_ENCRYPTION_KEYS=key,
-        AFORO_DISPATCHER_RECONCILE_INTERVAL_SECONDS="0.5",
-        AFORO_DISPATCHER_RECONCILE_MIN_OVERDUE_SECONDS="10",
-    )
-    receiver = await Receiver(service_log_dir).start()
-    mongo = MongoStore(local_stack.mongo_uri, database, app_name="test")
-    producer = AIOKafkaProducer(bootstrap_servers=local_stack.kafka_bootstrap, linger_ms=5)
-    await mongo.start()
-    await producer.start()
-    world = DispatchWorld(mongo, producer, SecretBox([key]), prefix)
-    dispatcher = ServiceProcess("aforo.dispatcher", "AFORO_DISPATCHER_", env, service_log_dir).start()
     total = 400
-    try:
+    async with reconciling(local_stack, service_log_dir, min_overdue_seconds=10) as bed:
+        receiver = await bed.start_receiver()
+        world = bed.world
+        dispatcher = bed.start_dispatcher()
         await receiver.plan("busy", failFirstAttempt=True)
         await world.endpoint(receiver.hook_url("busy"), initial_backoff_seconds=2.0)
         await dispatcher.wait_ready(timeout=90)
         envelopes = [world.envelope(customer="c1") for _ in range(total)]
-        await asyncio.gather(
-            *[
-                await producer.send(f"{prefix}events.system", e.to_json_bytes(), key=e.partition_key)
-                for e in envelopes
-            ]
-        )
+        await world.publish_all(envelopes)
         expected = {e.event_id for e in envelopes}
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
@@ -179,8 +139,3 @@ async def test_a_busy_retry_tier_is_never_reconciled(local_stack: LocalStack, se
         assert set(delivered) == expected
         assert all(count == 1 for count in delivered.values())
         assert await reconciled([dispatcher]) == 0
-    finally:
-        dispatcher.close()
-        receiver.stop()
-        await producer.stop()
-        await mongo.close()

@@ -1,13 +1,17 @@
 """Helpers for dispatcher tests: write endpoints and preferences the way the API stores them,
-publish envelopes, and wait for delivery-log rows."""
+publish envelopes, wait for delivery-log rows, and (`DispatcherTestbed`) one test's own world of
+topics, database, receiver and dispatcher processes on the session's stack."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 import uuid
+from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import Any
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
 
 from aiokafka import AIOKafkaProducer
 
@@ -22,8 +26,12 @@ from aforo.shared.channels import (
 from aforo.shared.delivery import Channel
 from aforo.shared.envelope import EventEnvelope
 from aforo.shared.mongo import MongoStore
-from aforo.shared.secret_box import SecretBox
+from aforo.shared.secret_box import SecretBox, generate_key
 from tests.support.envelopes import make_envelope
+from tests.support.kafka import unique_prefix
+from tests.support.processes import ServiceProcess
+from tests.support.receiver import Receiver
+from tests.support.stack import LocalStack, service_env
 
 
 class DispatchWorld:
@@ -168,6 +176,16 @@ class DispatchWorld:
             f"{self.prefix}{topic}", envelope.to_json_bytes(), key=envelope.partition_key
         )
 
+    async def publish_all(self, envelopes: Iterable[EventEnvelope], topic: str = "events.system") -> None:
+        """Send every envelope, then wait for all the acks: a burst, not one round trip each."""
+        futures = [
+            await self.producer.send(
+                f"{self.prefix}{topic}", envelope.to_json_bytes(), key=envelope.partition_key
+            )
+            for envelope in envelopes
+        ]
+        await asyncio.gather(*futures)
+
     async def rows(self, **query: Any) -> list[dict[str, Any]]:
         cursor = (
             self.mongo.collection("delivery_logs")
@@ -185,3 +203,67 @@ class DispatchWorld:
             if time.monotonic() > deadline:
                 raise AssertionError(f"delivery_logs {query}: {len(rows)} rows, expected {count}: {rows}")
             await asyncio.sleep(0.1)
+
+
+class DispatcherTestbed:
+    """One dispatcher integration test's own world on the session's stack: a topic prefix, a database
+    and a secrets key of its own, the environment its dispatcher processes run with (`env` adds to
+    `service_env`), a `DispatchWorld` to write configuration and publish through, and the receivers
+    and dispatcher processes it started, all stopped on the way out:
+
+        async with DispatcherTestbed(local_stack, service_log_dir, AFORO_DISPATCHER_LEASE_SECONDS="3") as bed:
+            receiver = await bed.start_receiver()
+            dispatcher = bed.start_dispatcher()
+
+    `mongo_uri` points the test and its dispatchers at another database server (a crashing one).
+    """
+
+    def __init__(self, stack: LocalStack, log_dir: Path, *, mongo_uri: str | None = None, **env: str) -> None:
+        self.log_dir = log_dir
+        self.prefix = unique_prefix()
+        self.database = f"db_{uuid.uuid4().hex[:8]}"
+        key = generate_key()
+        self.env = service_env(stack, self.prefix, self.database, AFORO_SECRETS_ENCRYPTION_KEYS=key, **env)
+        if mongo_uri is not None:
+            self.env["AFORO_MONGO_URI"] = mongo_uri
+        self.mongo = MongoStore(mongo_uri or stack.mongo_uri, self.database, app_name="test")
+        self.producer = AIOKafkaProducer(bootstrap_servers=stack.kafka_bootstrap, acks="all", linger_ms=5)
+        self.world = DispatchWorld(self.mongo, self.producer, SecretBox([key]), self.prefix)
+        self._dispatchers: list[ServiceProcess] = []
+        self._receivers: list[Receiver] = []
+
+    async def __aenter__(self) -> Self:
+        await self.mongo.start()
+        try:
+            await self.producer.start()
+        except BaseException:
+            await self.mongo.close()
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        try:
+            for dispatcher in self._dispatchers:
+                dispatcher.close()  # killed if still running: a test that cares terminates it itself
+            for receiver in self._receivers:
+                receiver.stop()
+        finally:
+            await self.producer.stop()
+            await self.mongo.close()
+
+    def start_dispatcher(self) -> ServiceProcess:
+        """A new dispatcher process (`python -m aforo.dispatcher`) on this world; not yet ready."""
+        dispatcher = ServiceProcess("aforo.dispatcher", "AFORO_DISPATCHER_", self.env, self.log_dir).start()
+        self._dispatchers.append(dispatcher)
+        return dispatcher
+
+    async def start_receiver(self) -> Receiver:
+        """A webhook receiver process (tests.support.webhook_receiver), listening."""
+        receiver = Receiver(self.log_dir)
+        self._receivers.append(receiver)
+        return await receiver.start()
