@@ -18,7 +18,7 @@ from aiohttp import web
 from aforo.shared.embed import origin_allowed
 from aforo.shared.logging import get_logger
 from aforo.sse_gateway.admission import REFUSAL_STATUS, Capacity, admit
-from aforo.sse_gateway.boundary import bearer_token, normalised_origin, origin_refusal
+from aforo.sse_gateway.boundary import bearer_token, normalised_origin, origin_refusal, query_value
 from aforo.sse_gateway.connections import CloseReason, Connection, StreamGrant
 from aforo.sse_gateway.context import GatewayContext
 from aforo.sse_gateway.cors import cors_headers, preflight_headers
@@ -104,7 +104,7 @@ class StreamRoutes:
             leeway_seconds=context.settings.token_leeway_seconds,
         )
         for parameter, granted in (("tenantId", claims.tenant_id), ("customerId", claims.customer_id)):
-            asked = request.query.get(parameter)
+            asked = query_value(request, parameter)
             if asked is not None and asked != granted:
                 raise EmbedAuthError(
                     403, "stream_forbidden", "the session is not valid for this stream", parameter
@@ -152,7 +152,9 @@ class StreamRoutes:
             raise EmbedAuthError(
                 REFUSAL_STATUS[refused], refused.value, "the gateway cannot take this stream now; retry"
             )
-        last_event_id = request.headers.get("Last-Event-ID") or request.query.get(LAST_EVENT_ID_QUERY) or None
+        last_event_id = (
+            request.headers.get("Last-Event-ID") or query_value(request, LAST_EVENT_ID_QUERY) or None
+        )
         if last_event_id is not None and len(last_event_id) > MAX_LAST_EVENT_ID_LENGTH:
             last_event_id = None
 
