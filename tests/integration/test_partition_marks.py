@@ -49,8 +49,8 @@ async def test_a_flush_stores_the_started_marks_before_the_rows_it_writes(mongo:
     keeper = PartitionMarkKeeper(MarkStore(mongo, "aforo-dispatcher"))
     p0 = TopicPartition(TOPIC, 0)
     await keeper.assigned([p0], now=0.0)
-    assert keeper.marks.started(p0, 0)
-    assert keeper.marks.started(p0, 1)
+    assert keeper.started(p0, 0)
+    assert keeper.started(p0, 1)
     writer = DeliveryLogWriter(mongo, batch_size=100, flush_interval_seconds=60)
     writer.marks = keeper
     envelope = make_envelope("INVOICE_GENERATED")
@@ -69,7 +69,7 @@ async def test_a_flush_stores_the_started_marks_before_the_rows_it_writes(mongo:
     # The next owner of the partition looks up offsets 0-1 and no others.
     successor = PartitionMarkKeeper(MarkStore(mongo, "aforo-dispatcher"))
     await successor.assigned([p0], now=0.0)
-    assert [successor.marks.started(p0, offset) for offset in (0, 1, 2)] == [False, False, True]
+    assert [successor.started(p0, offset) for offset in (0, 1, 2)] == [False, False, True]
 
 
 async def test_a_mark_that_cannot_be_read_makes_every_record_looked_up_until_it_can() -> None:
@@ -82,6 +82,6 @@ async def test_a_mark_that_cannot_be_read_makes_every_record_looked_up_until_it_
     finally:
         await away.close()
     assert keeper.marks.is_unknown(p0)
-    assert not keeper.marks.started(p0, 0)
+    assert not keeper.started(p0, 0)
     assert keeper.due_for_reload([p0], now=101.0) == []
     assert keeper.due_for_reload([p0], now=100.0 + PartitionMarkKeeper.RELOAD_SECONDS) == [p0]

@@ -198,7 +198,7 @@ class ConsumerLoop(ABC):
                         self._capacity.release()
                         break
                     self.tracker.start(partition, record.offset)
-                    unseen = self.marks is not None and self.marks.marks.started(partition, record.offset)
+                    unseen = self.marks is not None and self.marks.started(partition, record.offset)
                     task = asyncio.create_task(self._handle_and_finish(partition, record, unseen))
                     self._tasks.add(task)
                     task.add_done_callback(self._tasks.discard)
@@ -212,7 +212,7 @@ class ConsumerLoop(ABC):
             self.consumer.seek(partition, offset)
             self.consumer.resume(partition)
             if self.marks is not None:
-                self.marks.marks.rewound(partition)
+                self.marks.rewound(partition)
             self.rewound(partition)
             REWINDS.labels(self.name).inc()
 

@@ -179,6 +179,13 @@ class PartitionMarkKeeper:
             self._unknown_since[partition] = now  # one try per interval
         return due
 
+    def started(self, partition: TopicPartition, offset: int) -> bool:
+        """A record is handed to a handler; whether it is unseen (no idempotency lookup needed)."""
+        return self.marks.started(partition, offset)
+
+    def rewound(self, partition: TopicPartition) -> None:
+        self.marks.rewound(partition)
+
     def forget(self, partition: TopicPartition) -> None:
         self.marks.forget(partition)
         self._unknown_since.pop(partition, None)
