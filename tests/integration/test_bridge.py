@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from aiokafka.partitioner import DefaultPartitioner
 
 from aforo.bridge.routes import load_routes
 from aforo.shared.serde import dumps_json
@@ -54,6 +55,16 @@ def values(records: list[Any]) -> list[dict[str, Any]]:
     return [json.loads(record.value) for record in records]
 
 
+def assert_default_partitioning(reader: TopicReader) -> None:
+    """The bridge partitions its outputs itself: each must sit where Kafka's default partitioner
+    (murmur2 of the `tenantId:customerId` key) puts it, as every consumer of the key expects."""
+    partitions = sorted(reader.consumer.partitions_for_topic(reader.topic) or ())
+    assert partitions
+    default = DefaultPartitioner()
+    for record in reader.records:
+        assert record.partition == default(record.key, partitions, partitions), record.key
+
+
 async def test_every_default_route_produces_the_right_envelopes(
     local_stack: LocalStack, service_log_dir: Path
 ) -> None:
@@ -69,8 +80,10 @@ async def test_every_default_route_produces_the_right_envelopes(
         expected_widget = sum(1 for route in ROUTES.values() if route.widget_event)
         async with TopicReader(bootstrap, f"{prefix}events.system") as system_reader:
             system = values(await system_reader.until(lambda got: len(got) >= expected_system))
+            assert_default_partitioning(system_reader)
         async with TopicReader(bootstrap, f"{prefix}events.widget") as widget_reader:
             widget = values(await widget_reader.until(lambda got: len(got) >= expected_widget))
+            assert_default_partitioning(widget_reader)
         assert len(system) == expected_system
         assert len(widget) == expected_widget
         system_by_topic = {envelope["payload"]["sourceTopic"]: envelope for envelope in system}

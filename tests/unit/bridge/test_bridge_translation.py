@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from aforo.bridge.routes import RouteConfigError, load_routes, parse_routes
 from aforo.bridge.translation import (
+    EVENT_ID_NAMESPACE,
     DeadLetter,
     DeadLetterReason,
     SourceRecord,
@@ -143,6 +147,15 @@ def test_producer_event_id_and_occurred_at_win() -> None:
     assert system is not None
     assert system.event_id == "evt-9"
     assert system.to_wire()["occurredAt"] == "2026-01-02T01:04:05.000Z"
+
+
+@given(
+    st.text(max_size=60), st.integers(min_value=0, max_value=2**31), st.integers(min_value=0, max_value=2**63)
+)
+def test_derived_event_id_is_the_uuid5_of_the_position(topic: str, partition: int, offset: int) -> None:
+    # Computed without a UUID object for speed; it must stay the id earlier versions derived.
+    expected = str(uuid.uuid5(EVENT_ID_NAMESPACE, f"{topic}/{partition}/{offset}"))
+    assert derived_event_id(topic, partition, offset) == expected
 
 
 def test_derived_event_id_is_stable_per_position() -> None:

@@ -51,3 +51,14 @@ def test_the_cache_stays_bounded() -> None:
     for n in range(1000):
         cached(str(n).encode(), [0, 1], [0, 1])
     assert len(cached._hashes) == 100
+
+
+@given(st.lists(st.binary(max_size=80), min_size=1, max_size=100), st.integers(min_value=1, max_value=64))
+def test_a_partition_handed_to_send_is_the_one_aiokafka_would_choose(
+    keys: list[bytes], partitions: int
+) -> None:
+    cached = CachedKeyPartitioner()
+    default = DefaultPartitioner()
+    ids = list(range(partitions))
+    for key in keys:
+        assert cached.partition_for(key, ids) == default(key, ids, ids)

@@ -36,7 +36,9 @@ def format_utc(moment: datetime) -> str:
     """ISO-8601 in UTC with millisecond precision and a `Z`, the one timestamp format on the wire."""
     if moment.tzinfo is None:
         raise ValueError("timestamps must be timezone-aware")
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    if moment.tzinfo is not UTC:
+        moment = moment.astimezone(UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def parse_utc(value: str | int | float | datetime) -> datetime:

@@ -143,13 +143,25 @@ class CachedKeyPartitioner:
     def __call__(self, key: bytes | None, all_partitions: list[int], available: list[int]) -> int:
         if key is None:
             return random.choice(available or all_partitions)  # noqa: S311 - load spreading, not security
+        return self.partition_for(key, all_partitions)
+
+    def partition_for(self, key: bytes, partitions: Sequence[int]) -> int:
+        """The partition of `key` among a topic's partitions (in id order, as aiokafka lists them)."""
         hashed = self._hashes.get(key)
         if hashed is None:
             hashed = murmur2(key) & 0x7FFFFFFF
             if len(self._hashes) >= self._max_keys:
                 del self._hashes[next(iter(self._hashes))]  # the oldest key makes room
             self._hashes[key] = hashed
-        return all_partitions[hashed % len(all_partitions)]
+        return partitions[hashed % len(partitions)]
+
+
+def topic_partitions(producer: AIOKafkaProducer, topic: str) -> list[int]:
+    """A topic's partitions as the producer's metadata knows them, in id order; empty until it knows.
+
+    With them a hot loop hands `send` the partition itself (`CachedKeyPartitioner.partition_for`):
+    aiokafka otherwise copies the topic's partition sets into two lists on every `send`."""
+    return sorted(producer.client.cluster.partitions_for_topic(topic) or ())
 
 
 def create_producer(settings: ServiceSettings, **overrides: Any) -> AIOKafkaProducer:

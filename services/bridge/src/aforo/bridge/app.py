@@ -34,12 +34,14 @@ from aforo.shared.background import BackgroundTasks
 from aforo.shared.dead_letters import DeadLetterHeaders
 from aforo.shared.envelope import envelope_headers
 from aforo.shared.kafka import (
+    CachedKeyPartitioner,
     TopicNames,
     create_consumer,
     create_producer,
     ensure_topics,
     kafka_answers,
     renew_producer,
+    topic_partitions,
     topic_specs,
 )
 from aforo.shared.lifecycle import Service
@@ -79,6 +81,8 @@ class BridgeService(Service):
         self.topics = TopicNames(settings.topic_prefix)
         self.routes: dict[str, TopicRoute] = {}
         self.producer: AIOKafkaProducer | None = None
+        self.partitioner = CachedKeyPartitioner()
+        """Partitions each output's key itself (the producer's default partitioner, the same answer)."""
         self.consumer: AIOKafkaConsumer | None = None
         self._loops = BackgroundTasks("bridge")
         self._draining = False
@@ -93,7 +97,7 @@ class BridgeService(Service):
                 settings,
             ),
         )
-        self.producer = create_producer(settings)
+        self.producer = create_producer(settings, partitioner=self.partitioner)
         await self.producer.start()
         self.consumer = create_consumer(
             settings,
@@ -165,6 +169,9 @@ class BridgeService(Service):
         sent = _SentBatch(began=time.monotonic())
         out_counts: dict[tuple[str, str], int] = {}
         system_topic, widget_topic = self.topics.system_events, self.topics.widget_events
+        # Read once per batch; empty until the producer has the topic's metadata (then it partitions).
+        partitions = {topic: topic_partitions(self.producer, topic) for topic in (system_topic, widget_topic)}
+        partition_for = self.partitioner.partition_for
         for partition, records in batch.items():
             route = self.routes.get(partition.topic)
             RECORDS_IN.labels(partition.topic).inc(len(records))
@@ -182,9 +189,17 @@ class BridgeService(Service):
                     if envelope is None:
                         continue
                     headers = envelope_headers(envelope.event_type, envelope.event_id)
+                    topic_partition_ids = partitions[topic]
+                    partition = (
+                        partition_for(envelope.key, topic_partition_ids) if topic_partition_ids else None
+                    )
                     sent.futures.append(
                         await self.producer.send(
-                            topic, value=envelope.value, key=envelope.key, headers=headers
+                            topic,
+                            value=envelope.value,
+                            key=envelope.key,
+                            partition=partition,
+                            headers=headers,
                         )
                     )
                     out_counts[(topic, envelope.event_type)] = (
