@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import pytest
@@ -27,8 +28,19 @@ ROUTES = load_routes()
 LIMIT = 4096
 
 
+@dataclass(frozen=True)
+class Record:
+    """A producer record as translation reads it (the fields of aiokafka's `ConsumerRecord`)."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp: int
+    value: bytes | None
+
+
 def record(value: bytes | None, topic: str = "billing.invoice.finalized", offset: int = 7) -> SourceRecord:
-    return SourceRecord(topic=topic, partition=1, offset=offset, timestamp_ms=1_700_000_000_123, value=value)
+    return Record(topic=topic, partition=1, offset=offset, timestamp=1_700_000_000_123, value=value)
 
 
 def good(**extra: object) -> bytes:

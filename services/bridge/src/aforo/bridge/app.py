@@ -29,7 +29,7 @@ from aforo.bridge.metrics import (
 )
 from aforo.bridge.routes import TopicRoute, load_routes
 from aforo.bridge.settings import BridgeSettings
-from aforo.bridge.translation import DeadLetter, SourceRecord, translate
+from aforo.bridge.translation import DeadLetter, translate
 from aforo.shared.background import BackgroundTasks
 from aforo.shared.dead_letters import DeadLetterHeaders
 from aforo.shared.envelope import envelope_headers
@@ -178,10 +178,7 @@ class BridgeService(Service):
             sent.first_offsets[partition] = records[0].offset
             sent.next_offsets[partition] = records[-1].offset + 1
             for record in records:
-                source = SourceRecord(
-                    record.topic, record.partition, record.offset, record.timestamp, record.value
-                )
-                outcome = translate(source, route, self.settings.max_record_bytes)
+                outcome = translate(record, route, self.settings.max_record_bytes)
                 if isinstance(outcome, DeadLetter):
                     sent.futures.append(await self._send_dead_letter(record, outcome, log_dead_letters))
                     continue

@@ -12,7 +12,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 from aforo.bridge.routes import TopicRoute
 from aforo.shared.envelope import encode_envelope, format_utc, is_clean_identifier, parse_utc
@@ -37,13 +37,25 @@ class DeadLetterReason(StrEnum):
     UNMAPPED_TOPIC = "unmapped_topic"
 
 
-@dataclass(frozen=True, slots=True)
-class SourceRecord:
-    topic: str
-    partition: int
-    offset: int
-    timestamp_ms: int
-    value: bytes | None
+class SourceRecord(Protocol):
+    """What translation reads of a producer record (aiokafka's `ConsumerRecord` is one, as it comes)."""
+
+    @property
+    def topic(self) -> str: ...
+
+    @property
+    def partition(self) -> int: ...
+
+    @property
+    def offset(self) -> int: ...
+
+    @property
+    def timestamp(self) -> int:
+        """Milliseconds since the epoch."""
+        ...
+
+    @property
+    def value(self) -> bytes | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,7 +158,7 @@ def translate(
     occurred_raw = payload.get("occurredAt")
     try:
         occurred_at = (
-            datetime.fromtimestamp(record.timestamp_ms / 1000, tz=UTC)
+            datetime.fromtimestamp(record.timestamp / 1000, tz=UTC)
             if occurred_raw is None
             else parse_utc(occurred_raw)
         )
