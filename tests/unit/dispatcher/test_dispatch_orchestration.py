@@ -258,3 +258,21 @@ async def test_a_slow_idempotency_lookup_does_not_hold_the_endpoints_slot() -> N
     world.ledger.answer_after.set()
     assert await waiting
     assert world.sender.sends == [("evt-unseen", "ep", 1), ("evt-seen", "ep", 1)]
+
+
+async def test_a_replay_reserves_its_attempt_only_once_it_holds_the_endpoints_slot() -> None:
+    # A reservation's lease runs from its insert: waiting behind a slow receiver must not age it.
+    world = dispatcher_world(per_endpoint_concurrency=1)
+    world.config.endpoint_views.append(endpoint_view("ep"))
+    world.sender.gate = asyncio.Event()
+    busy, replayed = invoice_envelope("evt-busy"), invoice_envelope("evt-replayed")
+    sending = asyncio.create_task(
+        world.dispatcher.run_attempt(AttemptJob(busy, busy.to_json_bytes(), "ep", 1, unseen=True))
+    )
+    replaying = asyncio.create_task(world.dispatcher.replay(replayed, replayed.to_json_bytes(), "ep"))
+    await asyncio.sleep(0.01)
+    assert world.ledger.reserved == []  # the slot is taken: nothing reserved yet
+    world.sender.gate.set()
+    await asyncio.wait_for(asyncio.gather(sending, replaying), 5)
+    assert [key.event_id for key in world.ledger.reserved] == ["evt-replayed"]
+    assert [send[0] for send in world.sender.sends] == ["evt-busy", "evt-replayed"]

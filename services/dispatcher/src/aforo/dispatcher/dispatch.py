@@ -250,24 +250,38 @@ class Dispatcher:
                 channel=job.channel,
             )
             return False
+        if job.replay or job.reconcile:
+            # A reservation's lease runs from its insert: it is made once the slot is ours, so it
+            # never ages while the attempt waits behind a slow receiver's other attempts.
+            async with self.limits.slot(job.endpoint_id):
+                admitted = await self._admit(job)
+                if admitted is None:
+                    return False
+                await self._send_admitted(job, *admitted)
+            return True
+        # Otherwise the endpoint's slot is held for the send only: the checks (a database round trip
+        # at times) do not take a receiver's concurrency from attempts that are ready.
         admitted = await self._admit(job)
         if admitted is None:
             return False
-        key, attempt_base = admitted
         try:
-            # The endpoint's slot is held for the send only: the checks above (a database round
-            # trip at times) do not take a receiver's concurrency from attempts that are ready.
             async with self.limits.slot(job.endpoint_id):
-                with bind_event_context(
-                    tenant_id=job.envelope.tenant_id,
-                    event_id=job.envelope.event_id,
-                    endpoint_id=job.endpoint_id,
-                    attempt=key.attempt,
-                ):
-                    await self._send(job, key, attempt_base)
+                await self._send_admitted(job, *admitted)
+        finally:
+            self._in_flight.discard(admitted[0])  # also when cancelled while waiting for the slot
+        return True
+
+    async def _send_admitted(self, job: AttemptJob, key: AttemptKey, attempt_base: int) -> None:
+        try:
+            with bind_event_context(
+                tenant_id=job.envelope.tenant_id,
+                event_id=job.envelope.event_id,
+                endpoint_id=job.endpoint_id,
+                attempt=key.attempt,
+            ):
+                await self._send(job, key, attempt_base)
         finally:
             self._in_flight.discard(key)
-        return True
 
     async def _admit(self, job: AttemptJob) -> tuple[AttemptKey, int] | None:
         """Whether this attempt is to be made here and now: its key, in flight from now on, and the
