@@ -55,11 +55,8 @@ class MongoStore:
         await self.client.aconnect()
         for spec in collections:
             collection = self.database[spec.collection]
-            if spec.retired:
-                existing = {index["name"] async for index in await collection.list_indexes()}
-                for name in spec.retired:
-                    if name in existing:
-                        await _drop_index_if_present(collection, name)
+            for name in spec.retired:
+                await _drop_index_if_present(collection, name)
             if spec.indexes:
                 await collection.create_indexes(list(spec.indexes))
 
@@ -79,7 +76,7 @@ INDEX_NOT_FOUND: Final = 27
 
 
 async def _drop_index_if_present(collection: AsyncCollection[Document], name: str) -> None:
-    """Drop an index; another service starting at the same time may have dropped it first."""
+    """Drop an index that may not be there (never created, or dropped by another service first)."""
     try:
         await collection.drop_index(name)
     except OperationFailure as error:

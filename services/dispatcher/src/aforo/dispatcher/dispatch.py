@@ -257,7 +257,10 @@ class Dispatcher:
                 admitted = await self._admit(job)
                 if admitted is None:
                     return False
-                await self._send_admitted(job, *admitted)
+                try:
+                    await self._send_admitted(job, *admitted)
+                finally:
+                    self._in_flight.discard(admitted[0])
             return True
         # Otherwise the endpoint's slot is held for the send only: the checks (a database round trip
         # at times) do not take a receiver's concurrency from attempts that are ready.
@@ -272,16 +275,13 @@ class Dispatcher:
         return True
 
     async def _send_admitted(self, job: AttemptJob, key: AttemptKey, attempt_base: int) -> None:
-        try:
-            with bind_event_context(
-                tenant_id=job.envelope.tenant_id,
-                event_id=job.envelope.event_id,
-                endpoint_id=job.endpoint_id,
-                attempt=key.attempt,
-            ):
-                await self._send(job, key, attempt_base)
-        finally:
-            self._in_flight.discard(key)
+        with bind_event_context(
+            tenant_id=job.envelope.tenant_id,
+            event_id=job.envelope.event_id,
+            endpoint_id=job.endpoint_id,
+            attempt=key.attempt,
+        ):
+            await self._send(job, key, attempt_base)
 
     async def _admit(self, job: AttemptJob) -> tuple[AttemptKey, int] | None:
         """Whether this attempt is to be made here and now: its key, in flight from now on, and the

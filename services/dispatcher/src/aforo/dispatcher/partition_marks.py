@@ -169,6 +169,8 @@ class PartitionMarkKeeper:
 
     def due_for_reload(self, assignment: Iterable[TopicPartition], now: float) -> list[TopicPartition]:
         """Assigned partitions whose mark could not be read, last tried long enough ago."""
+        if not self._unknown_since:
+            return []  # the common case, asked before every fetch
         due = [
             partition
             for partition in assignment
