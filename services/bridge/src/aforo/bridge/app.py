@@ -187,7 +187,7 @@ class BridgeService(Service):
                         continue
                     headers = envelope_headers(envelope.event_type, envelope.event_id)
                     topic_partition_ids = partitions[topic]
-                    partition = (
+                    output_partition = (
                         partition_for(envelope.key, topic_partition_ids) if topic_partition_ids else None
                     )
                     sent.futures.append(
@@ -195,7 +195,7 @@ class BridgeService(Service):
                             topic,
                             value=envelope.value,
                             key=envelope.key,
-                            partition=partition,
+                            partition=output_partition,
                             headers=headers,
                         )
                     )
