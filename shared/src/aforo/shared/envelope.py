@@ -7,6 +7,7 @@ The payload is the producer's JSON object, verbatim.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -56,6 +57,21 @@ def parse_utc(value: str | int | float | datetime) -> datetime:
     if moment.tzinfo is None:
         raise ValueError("occurredAt: a timezone (offset or Z) is required")
     return moment.astimezone(UTC)
+
+
+_CANONICAL_UTC = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]\.[0-9]{3}Z", re.ASCII
+)
+"""What `format_utc` writes. Text of this shape that `parse_utc` accepts formats back to itself."""
+
+
+def canonical_utc_text(value: str | int | float) -> str:
+    """`format_utc(parse_utc(value))`: checked like it, but text already in the wire format (what
+    most producers send) is kept as it is rather than formatted again (the bridge's hot path)."""
+    moment = parse_utc(value)
+    if isinstance(value, str) and _CANONICAL_UTC.fullmatch(value):
+        return value
+    return format_utc(moment)
 
 
 def is_clean_identifier(value: str) -> bool:

@@ -27,6 +27,7 @@ from aforo.bridge.metrics import (
     RECORDS_IN,
     RECORDS_OUT,
 )
+from aforo.bridge.output_batches import OutputBatches
 from aforo.bridge.routes import TopicRoute, load_routes
 from aforo.bridge.settings import BridgeSettings
 from aforo.bridge.translation import DeadLetter, translate
@@ -169,9 +170,10 @@ class BridgeService(Service):
         sent = _SentBatch(began=time.monotonic())
         out_counts: dict[tuple[str, str], int] = {}
         system_topic, widget_topic = self.topics.system_events, self.topics.widget_events
-        # Read once per batch; empty until the producer has the topic's metadata (then it partitions).
-        partitions = {topic: topic_partitions(self.producer, topic) for topic in (system_topic, widget_topic)}
+        # Each output's partition is computed here, once per batch's metadata (`topic_partitions`).
+        partitions = {topic: await self._output_partitions(topic) for topic in (system_topic, widget_topic)}
         partition_for = self.partitioner.partition_for
+        outputs = OutputBatches(self.producer)
         for partition, records in batch.items():
             route = self.routes.get(partition.topic)
             RECORDS_IN.labels(partition.topic).inc(len(records))
@@ -185,26 +187,29 @@ class BridgeService(Service):
                 for topic, envelope in ((system_topic, outcome.system), (widget_topic, outcome.widget)):
                     if envelope is None:
                         continue
-                    headers = envelope_headers(envelope.event_type, envelope.event_id)
-                    topic_partition_ids = partitions[topic]
-                    output_partition = (
-                        partition_for(envelope.key, topic_partition_ids) if topic_partition_ids else None
-                    )
-                    sent.futures.append(
-                        await self.producer.send(
-                            topic,
-                            value=envelope.value,
-                            key=envelope.key,
-                            partition=output_partition,
-                            headers=headers,
-                        )
+                    await outputs.add(
+                        topic,
+                        partition_for(envelope.key, partitions[topic]),
+                        envelope.key,
+                        envelope.value,
+                        envelope_headers(envelope.event_type, envelope.event_id),
                     )
                     out_counts[(topic, envelope.event_type)] = (
                         out_counts.get((topic, envelope.event_type), 0) + 1
                     )
                 sent.record_timestamps_ms.append(record.timestamp)
+        sent.futures.extend(await outputs.close())
         sent.out_counts = out_counts
         return sent
+
+    async def _output_partitions(self, topic: str) -> list[int]:
+        """The topic's partitions from the producer's metadata, waiting for it when it has none yet
+        (a new producer; `partitions_for` fails with a KafkaError when the broker does not answer)."""
+        assert self.producer is not None
+        known = topic_partitions(self.producer, topic)
+        if not known:
+            known = sorted(await self.producer.partitions_for(topic))
+        return known
 
     async def _complete(self, sent: _SentBatch, following: _SentBatch | None) -> bool:
         """Await a batch's acks, then commit it. On a refusal rewind to it and return False.

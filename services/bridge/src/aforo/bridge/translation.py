@@ -15,7 +15,7 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from aforo.bridge.routes import TopicRoute
-from aforo.shared.envelope import encode_envelope, format_utc, is_clean_identifier, parse_utc
+from aforo.shared.envelope import canonical_utc_text, encode_envelope, format_utc, is_clean_identifier
 from aforo.shared.serde import MAX_PAYLOAD_DEPTH, dumps_json, loads_json
 
 EVENT_ID_NAMESPACE = uuid.UUID("6f0c3a52-5b8e-4e55-9a39-0d8e7c1f6a21")
@@ -157,10 +157,10 @@ def translate(
         )
     occurred_raw = payload.get("occurredAt")
     try:
-        occurred_at = (
-            datetime.fromtimestamp(record.timestamp / 1000, tz=UTC)
+        occurred_text = (
+            format_utc(datetime.fromtimestamp(record.timestamp / 1000, tz=UTC))
             if occurred_raw is None
-            else parse_utc(occurred_raw)
+            else canonical_utc_text(occurred_raw)
         )
     except (ValueError, TypeError, OverflowError, OSError) as error:
         return DeadLetter(DeadLetterReason.INVALID_OCCURRED_AT, f"occurredAt: {error}"[:500])
@@ -170,7 +170,6 @@ def translate(
     payload_json = raw.strip(b" \t\r\n")
     if not payload_json.startswith(b"{"):
         payload_json = dumps_json(payload)  # e.g. a BOM or UTF-16 input that json accepted
-    occurred_text = format_utc(occurred_at)
     key = f"{tenant_id}:{customer_id}".encode()
 
     def outbound(event_type: str, category: str, severity: str) -> OutboundEnvelope:
