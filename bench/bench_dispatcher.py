@@ -22,6 +22,10 @@ delivery's signature with that endpoint's secret and records its wall-clock rece
   at a steady rate (200/s for 15 s by default), each payload stamped with its produce wall time
   (`producedAt`); p50/p95/p99 of receipt - produce. The baseline posts at the same rate, directly,
   for reference. Targets: p99 under 100 ms at 200/s, and under 500 ms at a steady 1,000/s.
+- **Audit trail**: a dispatcher at a steady 1,000/s with the API (`python -m aforo.api`) on its
+  database, asked for one customer's `/internal/v1/delivery-logs/by-customer` ten times a second (a run
+  of its own, so the API stays out of the latency figures); for each of that customer's deliveries,
+  the time from its receipt to the first listing of its row. Target: every row within 1 s.
 
 A dispatcher that has not delivered everything by a deadline is a FAIL with the figures it reached
 (undelivered events count as their wait so far, so latencies become lower bounds). Anything but one
@@ -57,8 +61,13 @@ from aiohttp import web
 from aiokafka import AIOKafkaProducer
 from pymongo.errors import PyMongoError
 from tests.support.dispatch_fixtures import DispatchWorld
-from tests.support.stack import ROOT, LocalStack, free_port, service_env
+from tests.support.processes import ServiceProcess
+from tests.support.stack import ROOT, TEST_JWT_SECRET, LocalStack, free_port, service_env
 
+from aforo.api.auth import AuthConfig
+from aforo.api.dev_tokens import mint_dev_token
+from aforo.api.resources.delivery_logs.routes import BY_CUSTOMER_PATH
+from aforo.api.resources.delivery_logs.rules import MAX_PAGE_SIZE
 from aforo.dispatcher.settings import DispatcherSettings
 from aforo.dispatcher.webhook_sender import RESPONSE_BODY_LIMIT, delivery_headers
 from aforo.shared.envelope import EventEnvelope, parse_utc
@@ -89,6 +98,10 @@ TARGET_P99_MS = 100.0
 TARGET_CPU_MS_PER_DELIVERY = 0.4  # the dispatcher's and the database's CPU together
 HIGH_RATE = 1_000.0
 TARGET_HIGH_RATE_P99_MS = 500.0
+TARGET_AUDIT_LAG_MS = 1_000.0  # every row on the audit trail within 1 s of its attempt (issue #14)
+AUDITED_CUSTOMER = 0  # the customer whose audit trail the API is asked for, as an operator would
+AUDIT_POLL_SECONDS = 0.1
+AUDIT_SEQUENCE_BASE = 30_000_000
 TENANT = "tenant-bench"
 CUSTOMERS = 20  # one endpoint each
 EVENT_TYPE = "INVOICE_GENERATED"
@@ -691,6 +704,34 @@ class LatencyResult:
         ) + remarks(self.notes, self.problems)
 
 
+@dataclass(frozen=True)
+class AuditResult:
+    """How long after its receipt each of one customer's deliveries showed on the audit trail."""
+
+    rows: int  # the audited customer's deliveries
+    seen: int  # of those, rows the API listed before the run ended
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+    polls: int
+    rate: float
+
+    @property
+    def met(self) -> bool:
+        return self.rows > 0 and self.seen == self.rows and self.max_ms <= TARGET_AUDIT_LAG_MS
+
+    def describe(self) -> str:
+        unseen = (
+            "" if self.seen == self.rows else f", {self.rows - self.seen} never listed (counted to the end)"
+        )
+        return (
+            f"dispatcher: audit trail  p50 {self.p50_ms:.0f} ms  p99 {self.p99_ms:.0f} ms  max {self.max_ms:.0f} ms "
+            f"from receipt to the row on {BY_CUSTOMER_PATH} ({self.rows} deliveries of "
+            f"{customer_id(AUDITED_CUSTOMER)} at {self.rate:.0f}/s, {self.polls} polls{unseen}; "
+            f"target max <= {TARGET_AUDIT_LAG_MS:.0f} ms)"
+        )
+
+
 def remarks(notes: Sequence[str], problems: Sequence[str]) -> str:
     """Lines following a result line."""
     return "".join(f"\ndispatcher:   note: {note}" for note in notes) + "".join(
@@ -945,6 +986,96 @@ async def dispatcher_latency(
         await close_run(run)
 
 
+async def poll_audit_trail(api: ServiceProcess, seen: dict[str, float], stop: asyncio.Event) -> int:
+    """Ask the API for the audited customer's newest rows every `AUDIT_POLL_SECONDS` until `stop`;
+    record when each event's row was first listed. Returns the number of polls."""
+    token = mint_dev_token(
+        AuthConfig(mode="hs256", hs256_secret=TEST_JWT_SECRET), tenant_id=TENANT, roles=["ADMIN"]
+    )
+    headers = {"Authorization": f"Bearer {token}", "X-Tenant-Id": TENANT}
+    params = {"endCustomerId": customer_id(AUDITED_CUSTOMER), "limit": str(MAX_PAGE_SIZE)}
+    polls = 0
+    async with aiohttp.ClientSession(api.url, headers=headers) as session:
+        while not stop.is_set():
+            began = time.monotonic()
+            async with session.get(BY_CUSTOMER_PATH, params=params) as response:
+                response.raise_for_status()
+                page = loads_json(await response.read())
+            listed_at = time.time()
+            polls += 1
+            for item in page["items"]:
+                seen.setdefault(item["eventId"], listed_at)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), max(0.0, AUDIT_POLL_SECONDS - (time.monotonic() - began)))
+    return polls
+
+
+async def dispatcher_audit_trail(
+    stack: LocalStack, receiver: ReceiverProcess, prefix: str, rate: float, seconds: float
+) -> AuditResult:
+    """The API on the dispatcher's database, asked for one customer's audit trail ten times a second
+    while the dispatcher delivers a steady `rate`: when each of that customer's rows is first listed,
+    against when the receiver got the delivery. A run of its own: the API's work stays out of the
+    latency figures."""
+    events = round(rate * seconds)
+    run = await prepare_run(stack, receiver, prefix)
+    process: DispatcherProcess | None = None
+    api: ServiceProcess | None = None
+    try:
+        process = await start_dispatcher(run)
+        api = ServiceProcess(
+            "aforo.api",
+            "AFORO_API_",
+            service_env(stack, run.prefix, run.database, AFORO_SECRETS_ENCRYPTION_KEYS=run.secrets_key),
+            LOG_DIR,
+        ).start()
+        await api.wait_ready(timeout=90)
+        await receiver.reset()
+        await produce_all(run, WARM_UP_SEQUENCE_BASE, CUSTOMERS)
+        await wait_for_receipts(
+            receiver, CUSTOMERS, process, CpuMeter(), time.monotonic() + LATENCY_DRAIN_SECONDS * 3
+        )
+        await receiver.reset()
+        seen: dict[str, float] = {}
+        stop = asyncio.Event()
+        poller = asyncio.create_task(poll_audit_trail(api, seen, stop))
+        produced, _ = await produce_at_rate(run, AUDIT_SEQUENCE_BASE, events, rate)
+        await wait_for_receipts(
+            receiver, events, process, CpuMeter(), time.monotonic() + LATENCY_DRAIN_SECONDS
+        )
+        # The last rows get the whole allowance (and a poll more) to show up.
+        await asyncio.sleep(TARGET_AUDIT_LAG_MS / 1000 + 2 * AUDIT_POLL_SECONDS)
+        stop.set()
+        polls = await poller
+        ended = time.time()
+        audited = {
+            event_id_for(sequence)
+            for sequence in sequences(AUDIT_SEQUENCE_BASE, events)
+            if sequence % CUSTOMERS == AUDITED_CUSTOMER
+        }
+        receipts = [receipt for receipt in await receiver.receipts() if receipt.event_id in audited]
+        checked("dispatcher audit trail", receipts, set(produced), all_required=False)
+        lags = sorted(
+            (seen.get(receipt.event_id, ended) - receipt.received_at) * 1000 for receipt in receipts
+        )
+        await stop_dispatcher(process, run, CUSTOMERS + events, complete=True)
+        return AuditResult(
+            rows=len(receipts),
+            seen=sum(1 for receipt in receipts if receipt.event_id in seen),
+            p50_ms=percentile(lags, 0.5) if lags else 0.0,
+            p99_ms=percentile(lags, 0.99) if lags else 0.0,
+            max_ms=lags[-1] if lags else 0.0,
+            polls=polls,
+            rate=rate,
+        )
+    finally:
+        if api is not None:
+            await asyncio.to_thread(api.terminate, 30)
+        if process is not None:
+            process.close()
+        await close_run(run)
+
+
 @dataclass(frozen=True)
 class Figures:
     dispatcher: ThroughputResult
@@ -953,6 +1084,7 @@ class Figures:
     baseline_latency: LatencyResult
     dispatcher_latency_high: LatencyResult
     baseline_latency_high: LatencyResult
+    audit_trail: AuditResult
     problems: tuple[str, ...]  # of every dispatcher run
 
 
@@ -990,6 +1122,8 @@ async def bench(
         print(latency_high.describe(), flush=True)
         reference_high = await baseline_latency(receiver, HIGH_RATE, seconds)
         print(reference_high.describe(), flush=True)
+        audit = await dispatcher_audit_trail(stack, receiver, f"{prefix}audit.", HIGH_RATE, seconds)
+        print(audit.describe(), flush=True)
         if profile:
             LOG_DIR.mkdir(parents=True, exist_ok=True)
             paths = {side: LOG_DIR / f"{prefix}{side}.prof" for side in ("baseline", "dispatcher")}
@@ -1012,6 +1146,7 @@ async def bench(
             reference,
             latency_high,
             reference_high,
+            audit,
             tuple(problem for run in dispatcher_runs for problem in run.problems)
             + latency.problems
             + latency_high.problems,
@@ -1063,6 +1198,7 @@ def main(argv: list[str]) -> int:
         and latency_high.complete
         and latency.p99_ms < TARGET_P99_MS
         and latency_high.p99_ms < TARGET_HIGH_RATE_P99_MS
+        and figures.audit_trail.met
         and not figures.problems
     )
     verdict = "PASS" if met else "FAIL"
@@ -1071,8 +1207,10 @@ def main(argv: list[str]) -> int:
         f"ratio: {ratio:.2f}  CPU ms/delivery (dispatcher + database): {cpu_text} "
         f"(baseline {baseline_cpu_text})  p99: {latency.milliseconds(latency.p99_ms)} ms at {args.rate:.0f}/s, "
         f"{latency_high.milliseconds(latency_high.p99_ms)} ms at {HIGH_RATE:.0f}/s  "
+        f"audit trail max {figures.audit_trail.max_ms:.0f} ms  "
         f"target >= {TARGET_RATIO:.2f}, <= {TARGET_CPU_MS_PER_DELIVERY} CPU ms, "
-        f"p99 < {TARGET_P99_MS:.0f} ms / {TARGET_HIGH_RATE_P99_MS:.0f} ms  {verdict}",
+        f"p99 < {TARGET_P99_MS:.0f} ms / {TARGET_HIGH_RATE_P99_MS:.0f} ms, "
+        f"audit <= {TARGET_AUDIT_LAG_MS:.0f} ms  {verdict}",
         flush=True,
     )
     return 1 if args.strict and verdict == "FAIL" else 0
