@@ -374,6 +374,15 @@ def dashboards() -> dict[str, dict[str, Any]]:
                 "ops",
             ),
             _dead_letters("dispatcher"),
+            _panel(
+                "Audit trail: wait from attempt to stored row",
+                [
+                    (_quantile(0.5, "aforo_dispatcher_log_row_wait_seconds"), "p50"),
+                    (_quantile(0.99, "aforo_dispatcher_log_row_wait_seconds"), "p99"),
+                ],
+                "s",
+                "Per delivery-log flush, its oldest row's wait: a delivery shows on the audit trail once stored.",
+            ),
         ],
     )
     api = dashboard(

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import bson
@@ -27,7 +28,7 @@ from pymongo import ReplaceOne, UpdateOne
 from pymongo.errors import BulkWriteError, PyMongoError
 
 from aforo.dispatcher.delivery_log import AttemptKey, DeliveryLogRow, attempt_row_id, row_document
-from aforo.dispatcher.metrics import UNSTORABLE_ROWS
+from aforo.dispatcher.metrics import LOG_ROW_WAIT_SECONDS, UNSTORABLE_ROWS
 from aforo.dispatcher.partition_marks import PartitionMarkKeeper
 from aforo.shared.background import BackgroundTasks
 from aforo.shared.collections import DELIVERY_LOGS, DELIVERY_STATE
@@ -123,6 +124,9 @@ class DeliveryLogWriter:
                     self._pending.setdefault(key, document)
                 self._state_updates = state_updates + self._state_updates
                 raise
+            if documents:
+                oldest = min(document["createdAt"] for document in documents)
+                LOG_ROW_WAIT_SECONDS.observe(max(0.0, (datetime.now(UTC) - oldest).total_seconds()))
 
     async def _write_rows(self, documents: list[Document]) -> list[tuple[Document, str]]:
         """Insert the rows; those whose key is already stored replace the stored row instead.
@@ -169,12 +173,16 @@ class DeliveryLogWriter:
         return self._loops.alive()
 
     async def _flush_periodically(self) -> None:
+        """A flush every `flush_interval_seconds`, counted from the start of the previous one: rows
+        that arrived during a slow flush are written as soon as it ends, not an interval later."""
+        loop = asyncio.get_running_loop()
         while True:
-            await asyncio.sleep(self._interval)
+            began = loop.time()
             try:
                 await self.flush()
             except PyMongoError as error:
                 log.warning("delivery_log_flush_failed", error=repr(error))
+            await asyncio.sleep(max(0.0, self._interval - (loop.time() - began)))
 
     async def stop(self) -> None:
         await self._loops.cancel_all()

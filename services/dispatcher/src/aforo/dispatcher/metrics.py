@@ -41,6 +41,12 @@ COMMIT_STALLED_SECONDS = Gauge(
     "How long a consumer has had finished records it could not commit (0 while commits succeed).",
     ["consumer"],
 )
+LOG_ROW_WAIT_SECONDS = Histogram(
+    "aforo_dispatcher_log_row_wait_seconds",
+    "Per delivery-log flush, how long its oldest row waited between its attempt and being stored: "
+    "how far the audit trail trails the deliveries.",
+    buckets=LATENCY_BUCKETS,
+)
 UNSTORABLE_ROWS = Counter(
     "aforo_dispatcher_log_rows_unstorable_total",
     "Delivery-log rows the database refused; each is dead-lettered with its reason.",
