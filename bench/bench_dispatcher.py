@@ -23,7 +23,7 @@ delivery's signature with that endpoint's secret and records its wall-clock rece
   (`producedAt`); p50/p95/p99 of receipt - produce. The baseline posts at the same rate, directly,
   for reference. Targets: p99 under 100 ms at 200/s, and under 500 ms at a steady 1,000/s.
 - **Audit trail**: a dispatcher at a steady 1,000/s with the API (`python -m aforo.api`) on its
-  database, asked for one customer's `/internal/v1/delivery-logs/by-customer` ten times a second (a run
+  database, asked for one customer's `/internal/v1/delivery-logs/by-customer` four times a second (a run
   of its own, so the API stays out of the latency figures); for each of that customer's deliveries,
   the time from its receipt to the first listing of its row. Target: every row within 1 s.
 
@@ -99,7 +99,7 @@ HIGH_RATE = 1_000.0
 TARGET_HIGH_RATE_P99_MS = 500.0
 TARGET_AUDIT_LAG_MS = 1_000.0  # every row on the audit trail within 1 s of its attempt (issue #14)
 AUDITED_CUSTOMER = 0  # the customer whose audit trail the API is asked for, as an operator would
-AUDIT_POLL_SECONDS = 0.1
+AUDIT_POLL_SECONDS = 0.25  # an operator's screen refreshing often; ten polls a second load SecantusDB itself
 AUDIT_PAGE_ROWS = 100  # 2 s of one customer's rows at 1,000/s: a row listed within 1 s is on the page
 AUDIT_SEQUENCE_BASE = 30_000_000
 TENANT = "tenant-bench"
@@ -1013,7 +1013,7 @@ async def poll_audit_trail(api: ServiceProcess, seen: dict[str, float], stop: as
 async def dispatcher_audit_trail(
     stack: LocalStack, receiver: ReceiverProcess, prefix: str, rate: float, seconds: float
 ) -> AuditResult:
-    """The API on the dispatcher's database, asked for one customer's audit trail ten times a second
+    """The API on the dispatcher's database, asked for one customer's audit trail four times a second
     while the dispatcher delivers a steady `rate`: when each of that customer's rows is first listed,
     against when the receiver got the delivery. A run of its own: the API's work stays out of the
     latency figures."""
