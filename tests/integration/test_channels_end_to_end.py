@@ -29,6 +29,7 @@ from tests.support.stack import LocalStack, service_env
 from tests.support.tls import LocalCertificate, make_certificate
 
 SMTP_USER, SMTP_PASSWORD = "mailer", f"smtp-{uuid.uuid4().hex}"
+EHLO_HOSTNAME = "dispatcher-7.mail.example.test"  # AFORO_DISPATCHER_SMTP_EHLO_HOSTNAME, given in EHLO
 ACCOUNT_SID, AUTH_TOKEN = "AC" + "2" * 32, f"twilio-{uuid.uuid4().hex}"
 ROUTING_KEY = "E2EROUTINGKEY" + uuid.uuid4().hex[:19].upper()
 CONFIG_BOUND_SECONDS = 2.0
@@ -156,6 +157,7 @@ async def channel_stack(
                 AFORO_BRIDGE_METADATA_MAX_AGE_MS="1000",
                 AFORO_DISPATCHER_SMTP_CA_FILE=str(certificate.cert_path),
                 AFORO_DISPATCHER_SMTP_TIMEOUT_SECONDS="5",
+                AFORO_DISPATCHER_SMTP_EHLO_HOSTNAME=EHLO_HOSTNAME,
                 **dispatcher_env,
             )
             source_topic = f"{api.prefix}billing.invoice.finalized"
@@ -214,7 +216,7 @@ async def test_one_invoice_reaches_email_sms_pagerduty_and_webhook_and_the_audit
         # E-mail, as the SMTP server received it: over TLS, authenticated, headers and MIME parts.
         (mail,) = [mail for mail in mails if mail.recipients == ["Jane@customer.example.com"]]
         message = mail.message
-        assert (mail.tls, mail.login) == (True, SMTP_USER)
+        assert (mail.tls, mail.login, mail.ehlo) == (True, SMTP_USER, EHLO_HOSTNAME)
         assert (message["From"], message["To"], message["Subject"]) == (
             "billing@notify.example.com",
             "Jane@customer.example.com",

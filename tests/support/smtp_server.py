@@ -34,6 +34,8 @@ class ReceivedMail:
     raw: bytes
     tls: bool
     login: str | None
+    ehlo: str | None = None
+    """The name the client gave in EHLO (or HELO)."""
 
     @property
     def message(self) -> EmailMessage:
@@ -77,6 +79,7 @@ class _Handler:
                             and server.transport.get_extra_info("ssl_object") is not None
                         ),
                         login=login if isinstance(login, str) else None,
+                        ehlo=session.host_name,
                     )
                 )
         return reply

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
 
 import aiohttp
@@ -108,6 +109,8 @@ class DispatcherService(ConnectedService):
             self.allowlist,
             timeout_seconds=settings.smtp_timeout_seconds,
             tls_context=ssl.create_default_context(cafile=settings.smtp_ca_file or None),
+            # Once, here: left to aiosmtplib, every message costs a reverse lookup in a thread.
+            local_hostname=settings.smtp_ehlo_hostname or await asyncio.to_thread(socket.getfqdn),
         )
         provider_timeouts = {
             "connect_timeout_seconds": settings.provider_connect_timeout_seconds,

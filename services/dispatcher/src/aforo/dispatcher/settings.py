@@ -46,6 +46,13 @@ class DispatcherSettings(ServiceSettings):
     smtp_timeout_seconds: float = Field(
         default=10.0, gt=0, description="Per SMTP step (connect, each command); the whole exchange gets 3x."
     )
+    smtp_ehlo_hostname: str = Field(
+        default="",
+        max_length=253,
+        pattern=r"^[A-Za-z0-9.\-\[\]:]*$",
+        description="The name the dispatcher gives in SMTP EHLO; empty: this host's fully qualified name, "
+        "looked up once at start (aiosmtplib would otherwise look it up again for every message).",
+    )
     smtp_ca_file: str = Field(
         default="",
         description="A PEM bundle to verify SMTP servers' certificates with instead of the system store "
