@@ -715,10 +715,17 @@ class AuditResult:
     max_ms: float
     polls: int
     rate: float
+    notes: tuple[str, ...] = ()
+    problems: tuple[str, ...] = ()
 
     @property
     def met(self) -> bool:
-        return self.rows > 0 and self.seen == self.rows and self.max_ms <= TARGET_AUDIT_LAG_MS
+        return (
+            self.rows > 0
+            and self.seen == self.rows
+            and self.max_ms <= TARGET_AUDIT_LAG_MS
+            and not self.problems
+        )
 
     def describe(self) -> str:
         unseen = (
@@ -729,7 +736,7 @@ class AuditResult:
             f"from receipt to the row on {BY_CUSTOMER_PATH} ({self.rows} deliveries of "
             f"{customer_id(AUDITED_CUSTOMER)} at {self.rate:.0f}/s, {self.polls} polls{unseen}; "
             f"target max <= {TARGET_AUDIT_LAG_MS:.0f} ms)"
-        )
+        ) + remarks(self.notes, self.problems)
 
 
 def remarks(notes: Sequence[str], problems: Sequence[str]) -> str:
@@ -1053,20 +1060,25 @@ async def dispatcher_audit_trail(
             for sequence in sequences(AUDIT_SEQUENCE_BASE, events)
             if sequence % CUSTOMERS == AUDITED_CUSTOMER
         }
-        receipts = [receipt for receipt in await receiver.receipts() if receipt.event_id in audited]
-        checked("dispatcher audit trail", receipts, set(produced), all_required=False)
+        all_receipts = await receiver.receipts()
+        missing = checked("dispatcher audit trail", all_receipts, set(produced), all_required=False)
+        receipts = [receipt for receipt in all_receipts if receipt.event_id in audited]
         lags = sorted(
             (seen.get(receipt.event_id, ended) - receipt.received_at) * 1000 for receipt in receipts
         )
-        await stop_dispatcher(process, run, CUSTOMERS + events, complete=True)
+        notes, problems = await stop_dispatcher(process, run, CUSTOMERS + events, complete=not missing)
+        if missing:
+            problems += (f"{len(missing)} of {events} events were not delivered",)
         return AuditResult(
-            rows=len(receipts),
+            rows=len(audited),
             seen=sum(1 for receipt in receipts if receipt.event_id in seen),
             p50_ms=percentile(lags, 0.5) if lags else 0.0,
             p99_ms=percentile(lags, 0.99) if lags else 0.0,
             max_ms=lags[-1] if lags else 0.0,
             polls=polls,
             rate=rate,
+            notes=notes,
+            problems=problems,
         )
     finally:
         if api is not None:
@@ -1149,7 +1161,8 @@ async def bench(
             audit,
             tuple(problem for run in dispatcher_runs for problem in run.problems)
             + latency.problems
-            + latency_high.problems,
+            + latency_high.problems
+            + audit.problems,
         )
     finally:
         await receiver.close()
