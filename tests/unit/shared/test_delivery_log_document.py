@@ -12,20 +12,9 @@ from hypothesis import strategies as st
 
 from aforo.shared.delivery import Channel, DeliveryStatus, SkipReason
 from aforo.shared.delivery_log import CHANNEL_ONLY_FIELDS, ChannelFacts, DeliveryLogRow
-from aforo.shared.envelope import EventEnvelope
+from tests.support.envelopes import make_envelope
 
-ENVELOPE = EventEnvelope.model_validate(
-    {
-        "eventId": "evt-1",
-        "eventType": "INVOICE_GENERATED",
-        "category": "Billing",
-        "severity": "INFO",
-        "tenantId": "t1",
-        "customerId": "c1",
-        "occurredAt": "2026-01-01T00:00:00.000Z",
-        "payload": {"amount": 1},
-    }
-)
+ENVELOPE = make_envelope("INVOICE_GENERATED", event_id="evt-1", payload={"amount": 1})
 
 
 @dataclass(frozen=True)
