@@ -955,6 +955,19 @@ async def dispatcher_throughput(
         await close_run(run)
 
 
+async def warm_up(run: DispatcherRun, receiver: ReceiverProcess, process: DispatcherProcess) -> None:
+    """One event per endpoint delivered, then the receiver cleared: the consumer group's join and the
+    first connections come after readiness, and stay out of a measured run."""
+    await receiver.reset()
+    await produce_all(run, WARM_UP_SEQUENCE_BASE, CUSTOMERS)
+    warm = await wait_for_receipts(
+        receiver, CUSTOMERS, process, CpuMeter(), time.monotonic() + LATENCY_DRAIN_SECONDS * 3
+    )
+    if warm < CUSTOMERS:
+        raise RuntimeError(f"dispatcher delivered {warm}/{CUSTOMERS} warm-up events; see {process.log_path}")
+    await receiver.reset()
+
+
 async def dispatcher_latency(
     stack: LocalStack, receiver: ReceiverProcess, prefix: str, rate: float, seconds: float
 ) -> LatencyResult:
@@ -964,17 +977,7 @@ async def dispatcher_latency(
     process: DispatcherProcess | None = None
     try:
         process = await start_dispatcher(run)
-        # The consumer group's join and the first connections come after readiness; keep them out.
-        await receiver.reset()
-        await produce_all(run, WARM_UP_SEQUENCE_BASE, CUSTOMERS)
-        warm = await wait_for_receipts(
-            receiver, CUSTOMERS, process, CpuMeter(), time.monotonic() + LATENCY_DRAIN_SECONDS * 3
-        )
-        if warm < CUSTOMERS:
-            raise RuntimeError(
-                f"dispatcher delivered {warm}/{CUSTOMERS} warm-up events; see {process.log_path}"
-            )
-        await receiver.reset()
+        await warm_up(run, receiver, process)
         meter = CpuMeter(process.pid)
         meter.begin()
         produced, lag = await produce_at_rate(run, LATENCY_SEQUENCE_BASE, events, rate)
@@ -1037,12 +1040,7 @@ async def dispatcher_audit_trail(
             LOG_DIR,
         ).start()
         await api.wait_ready(timeout=90)
-        await receiver.reset()
-        await produce_all(run, WARM_UP_SEQUENCE_BASE, CUSTOMERS)
-        await wait_for_receipts(
-            receiver, CUSTOMERS, process, CpuMeter(), time.monotonic() + LATENCY_DRAIN_SECONDS * 3
-        )
-        await receiver.reset()
+        await warm_up(run, receiver, process)
         seen: dict[str, float] = {}
         stop = asyncio.Event()
         poller = asyncio.create_task(poll_audit_trail(api, seen, stop))

@@ -318,12 +318,8 @@ class DeliveryLogRow(BaseModel):
             "createdAt": self.created_at,
             "nextAttemptAt": self.next_attempt_at,
         }
-        for name, value in (
-            ("destinationId", self.destination_id),
-            ("maskedAddress", self.masked_address),
-            ("providerReference", self.provider_reference),
-            ("note", self.note),
-        ):
+        channel_facts = (self.destination_id, self.masked_address, self.provider_reference, self.note)
+        for name, value in zip(CHANNEL_ONLY_FIELDS, channel_facts, strict=True):
             if value is not None:
                 document[name] = value
         return document
