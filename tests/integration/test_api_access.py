@@ -13,9 +13,11 @@ from typing import Any
 import jwt
 import pytest
 import pytest_asyncio
+from bson import ObjectId
 
 from aforo.api.route_table import api_operations
 from tests.support.api_harness import JWT_SECRET, ApiUnderTest, start_api
+from tests.support.delivery_rows import store_rows
 from tests.support.stack import LocalStack
 
 ROLES: dict[str, tuple[str, ...]] = {
@@ -97,35 +99,39 @@ async def endpoint(api: ApiUnderTest, tenant: str) -> str:
 async def failed_delivery(api: ApiUnderTest, tenant: str) -> str:
     endpoint_id = await endpoint(api, tenant)
     delivery_id, event_id = str(uuid.uuid4()), str(uuid.uuid4())
-    await api.mongo.collection("delivery_logs").insert_one(
-        {
-            "deliveryId": delivery_id,
-            "tenantId": tenant,
-            "endCustomerId": CUSTOMER,
-            "eventId": event_id,
-            "eventType": "INVOICE_GENERATED",
-            "channel": "WEBHOOK",
-            "endpointId": endpoint_id,
-            "attempt": 3,
-            "status": "FAILED",
-            "skipReason": None,
-            "error": "HTTP 503",
-            "responseStatus": 503,
-            "responseBody": None,
-            "durationMs": 3.0,
-            "createdAt": datetime.now(UTC),
-            "nextAttemptAt": None,
-            "envelope": {
+    await store_rows(
+        api.mongo,
+        [
+            {
+                "_id": ObjectId(),  # a row written before ids were derived from the key
+                "deliveryId": delivery_id,
+                "tenantId": tenant,
+                "endCustomerId": CUSTOMER,
                 "eventId": event_id,
                 "eventType": "INVOICE_GENERATED",
-                "category": "Billing",
-                "severity": "INFO",
-                "tenantId": tenant,
-                "customerId": CUSTOMER,
-                "occurredAt": "2026-01-01T00:00:00.000Z",
-                "payload": {},
-            },
-        }
+                "channel": "WEBHOOK",
+                "endpointId": endpoint_id,
+                "attempt": 3,
+                "status": "FAILED",
+                "skipReason": None,
+                "error": "HTTP 503",
+                "responseStatus": 503,
+                "responseBody": None,
+                "durationMs": 3.0,
+                "createdAt": datetime.now(UTC),
+                "nextAttemptAt": None,
+                "envelope": {
+                    "eventId": event_id,
+                    "eventType": "INVOICE_GENERATED",
+                    "category": "Billing",
+                    "severity": "INFO",
+                    "tenantId": tenant,
+                    "customerId": CUSTOMER,
+                    "occurredAt": "2026-01-01T00:00:00.000Z",
+                    "payload": {},
+                },
+            }
+        ],
     )
     return delivery_id
 

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from aforo.shared.config_changes import ConfigChange
+from aforo.shared.delivery_log import delivery_id
 from tests.support.api_harness import ApiUnderTest
 from tests.support.kafka import TopicReader
 
@@ -85,7 +86,8 @@ def log_row(
     endpoint_id: str | None = None,
     **extra: Any,
 ) -> dict[str, Any]:
-    """A row as the dispatcher writes it (`DeliveryLogRow.to_document()` + deliveryId + envelopeJson)."""
+    """A row as the dispatcher writes it (`DeliveryLogRow.to_document()` + its `_id`, which is its
+    deliveryId, derived from its key + envelopeJson); store it with `store_rows`."""
     event_id = extra.pop("event_id", str(uuid.uuid4()))
     event_type = extra.pop("event_type", "INVOICE_GENERATED")
     envelope = {
@@ -118,4 +120,11 @@ def log_row(
         "envelopeJson": json.dumps(envelope, separators=(",", ":")),
     }
     row.update(extra)
+    row.setdefault(
+        "_id",
+        delivery_id(tenant, event_id, row["channel"], row["endpointId"], row["attempt"])
+        if "deliveryId" not in extra
+        else row["deliveryId"],
+    )
+    row["deliveryId"] = row["_id"]
     return row

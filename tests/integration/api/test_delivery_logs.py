@@ -10,6 +10,7 @@ from tests.integration.api.calls import (
     log_row,
 )
 from tests.support.api_harness import ApiUnderTest
+from tests.support.delivery_rows import store_rows
 
 
 async def test_delivery_logs_are_newest_first_and_cursor_paging_covers_every_row_once(
@@ -20,7 +21,7 @@ async def test_delivery_logs_are_newest_first_and_cursor_paging_covers_every_row
     # Pairs share a createdAt, so the _id tie-break is exercised.
     rows = [log_row("t1", customer, base + timedelta(seconds=index // 2)) for index in range(9)]
     noise = [log_row("t1", "c-someone-else", base), log_row("t-other", customer, base)]
-    await api.mongo.collection("delivery_logs").insert_many(rows + noise)
+    await store_rows(api.mongo, rows + noise)
     expected = [
         row["deliveryId"]
         for row in sorted(rows, key=lambda row: (row["createdAt"], row["_id"]), reverse=True)
@@ -75,7 +76,7 @@ async def test_delivery_logs_filters(api: ApiUnderTest) -> None:
         log_row("t1", customer, base + timedelta(hours=1), status="DELIVERED"),
         log_row("t1", customer, base + timedelta(hours=2), status="SKIPPED"),
     ]
-    await api.mongo.collection("delivery_logs").insert_many(rows)
+    await store_rows(api.mongo, rows)
 
     async def ids(**params: str) -> list[str]:
         reply = await api.call("GET", DELIVERY_LOGS, params={"endCustomerId": customer, **params})

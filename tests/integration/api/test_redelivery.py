@@ -13,6 +13,7 @@ from tests.integration.api.calls import (
     register,
 )
 from tests.support.api_harness import ApiUnderTest
+from tests.support.delivery_rows import store_rows
 from tests.support.kafka import TopicReader
 
 
@@ -24,7 +25,7 @@ async def test_replay_sends_the_stored_envelope_again_with_the_same_event_id(
     skipped = log_row(
         "t1", "c-replay", datetime.now(UTC), status="SKIPPED", endpoint_id=endpoint["endpointId"]
     )
-    await api.mongo.collection("delivery_logs").insert_many([failed, skipped])
+    await store_rows(api.mongo, [failed, skipped])
 
     for row in (failed, skipped):
         reply = await api.call("POST", f"/api/v1/deliveries/{row['deliveryId']}/replay")
@@ -52,7 +53,7 @@ async def test_replay_refusals(api: ApiUnderTest) -> None:
     retrying = log_row("t1", "c-replay-no", now, status="RETRYING", endpoint_id=endpoint["endpointId"])
     email = log_row("t1", "c-replay-no", now, status="FAILED", channel="EMAIL")
     orphan = log_row("t1", "c-replay-no", now, status="FAILED", endpoint_id=str(uuid.uuid4()))
-    await api.mongo.collection("delivery_logs").insert_many([delivered, retrying, email, orphan])
+    await store_rows(api.mongo, [delivered, retrying, email, orphan])
 
     for row, code in (
         (delivered, "delivery_not_replayable"),
@@ -101,9 +102,7 @@ async def test_recover_replays_each_failed_event_since_once(
     other_endpoint = log_row(
         "t1", "c-recover", start + timedelta(minutes=5), status="FAILED", endpoint_id="x"
     )
-    await api.mongo.collection("delivery_logs").insert_many(
-        [old, twice_a, twice_b, healed, healed_later, lone, other_endpoint]
-    )
+    await store_rows(api.mongo, [old, twice_a, twice_b, healed, healed_later, lone, other_endpoint])
 
     reply = await api.call(
         "POST",

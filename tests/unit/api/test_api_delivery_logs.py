@@ -1,4 +1,4 @@
-"""The delivery-log audit trail: query parsing, the opaque cursor, the MongoDB filter, the row view."""
+"""The delivery-log audit trail: query parsing, the opaque cursor, the window and filters, the row view."""
 
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
@@ -13,9 +13,11 @@ from aforo.api.resources.delivery_logs.rules import (
     DeliveryLogQuery,
     decode_cursor,
     encode_cursor,
-    log_filter,
+    log_matches,
     log_row_view,
+    log_window,
 )
+from aforo.shared.audit_trail import TrailWindow
 from aforo.shared.delivery import DeliveryStatus
 
 NOW = datetime(2026, 11, 23, 9, 0, 0, 123000, tzinfo=UTC)
@@ -95,27 +97,29 @@ def test_query_errors_name_the_parameter(params: dict[str, str], field: str) -> 
     assert invalid_request_from(error.value).field == field
 
 
-def test_the_filter_always_starts_with_tenant_and_customer() -> None:
+def test_the_query_reads_its_window_and_keeps_the_rows_its_filters_name() -> None:
     parsed = query(
         status="SKIPPED",
         eventId="e1",
         eventType="T",
         **{"from": "2026-11-23T09:00:00.1234Z", "to": "2026-11-24T00:00:00Z"},
     )
-    row_id = object()
 
-    clauses = log_filter("t1", parsed, (NOW, row_id))
+    window = log_window(parsed, (NOW, "row-9"))
+    matches = log_matches(parsed)
 
-    assert list(clauses)[:2] == ["tenantId", "endCustomerId"]
-    assert (clauses["tenantId"], clauses["endCustomerId"]) == ("t1", "c1")
-    assert (clauses["status"], clauses["eventId"], clauses["eventType"]) == ("SKIPPED", "e1", "T")
-    # `>= from` is sent as `> from - 1 ms` (same rows at BSON's millisecond precision).
-    assert clauses["createdAt"] == {
-        "$gt": datetime(2026, 11, 23, 9, 0, 0, 122000, tzinfo=UTC),
-        "$lt": datetime(2026, 11, 24, tzinfo=UTC),
-    }
-    assert clauses["$or"] == [{"createdAt": {"$lt": NOW}}, {"createdAt": NOW, "_id": {"$lt": row_id}}]
-    assert log_filter("t1", query(), None) == {"tenantId": "t1", "endCustomerId": "c1"}
+    assert window == TrailWindow(
+        from_time=datetime(2026, 11, 23, 9, 0, 0, 123400, tzinfo=UTC),
+        to_time=datetime(2026, 11, 24, tzinfo=UTC),
+        before=(NOW, "row-9"),
+    )
+    row = {"status": "SKIPPED", "eventId": "e1", "eventType": "T"}
+    assert matches(row)
+    assert not matches({**row, "status": "FAILED"})
+    assert not matches({**row, "eventId": "e2"})
+    assert not matches({**row, "eventType": "U"})
+    assert log_matches(query())({"status": "FAILED"})
+    assert log_window(query(), None) == TrailWindow()
 
 
 def test_a_row_is_shown_without_tenant_id_or_envelope() -> None:

@@ -42,28 +42,27 @@ NOTIFICATION_PREFERENCES = CollectionIndexes(
 
 DELIVERY_LOGS = CollectionIndexes(
     "delivery_logs",
+    # A row's `_id` is its key, (tenant, event, channel, endpoint, attempt) hashed to a uuid5
+    # (`aforo.shared.delivery_log.delivery_id`): unique by construction, and every lookup by key
+    # (the dispatcher's idempotency check, replays, the reconciler, the API's replay) is by `_id`.
+    # No secondary index: one costs the database about twice what the row costs on every insert, on
+    # the delivery's hot path. The one read that is not by key, the by-customer audit trail (and the
+    # API's recovery, which reads it), goes through `DELIVERY_LOG_PAGES` instead.
+    (),
+    # `tenant_customer_newest` is retired too, but by the dispatcher once it has paged the rows it
+    # indexed (`aforo.dispatcher.audit_backfill`), not at start.
+    retired=("tenant_endpoint_failed_created",),
+)
+
+DELIVERY_LOG_PAGES = CollectionIndexes(
+    "delivery_log_pages",
     (
-        # A row's `_id` is its key, (tenant, event, channel, endpoint, attempt) hashed to a uuid5
-        # (`aforo.shared.delivery_log.delivery_id`): unique by construction, and every lookup by key
-        # (the dispatcher's idempotency check, replays, the reconciler, the API's replay) is by `_id`.
-        # So only the one read that is not by key gets an index: each secondary index costs the
-        # database about as much as the row itself on every insert, on the delivery's hot path.
-        #
-        # The by-customer audit trail, newest first, cursor-paginated.
+        # The audit trail's index (`aforo.shared.audit_trail`): a customer's pages, newest first.
         IndexModel(
-            [
-                ("tenantId", ASCENDING),
-                ("endCustomerId", ASCENDING),
-                ("createdAt", DESCENDING),
-                ("_id", DESCENDING),
-            ],
+            [("tenantId", ASCENDING), ("endCustomerId", ASCENDING), ("newest", DESCENDING)],
             name="tenant_customer_newest",
         ),
-        # The API's recovery of a target's FAILED deliveries reads the same index (a target
-        # belongs to one customer). A partial index of FAILED rows used to serve it; on SecantusDB
-        # it cost every insert as much as a full one (~0.05 ms a row, DELIVERED rows included).
     ),
-    retired=("tenant_endpoint_failed_created",),
 )
 
 CONFIG_VERSIONS = CollectionIndexes(
@@ -211,6 +210,7 @@ ALL_COLLECTIONS = (
     WEBHOOK_ENDPOINTS,
     NOTIFICATION_PREFERENCES,
     DELIVERY_LOGS,
+    DELIVERY_LOG_PAGES,
     DELIVERY_STATE,
     PARTITION_MARKS,
     NOTIFICATION_COOLDOWNS,

@@ -13,11 +13,13 @@ from pymongo.errors import DuplicateKeyError
 from aforo.api import changes
 from aforo.api.publishing import Publisher
 from aforo.api.settings import ApiSettings
+from aforo.shared.audit_trail import AuditTrail
 from aforo.shared.collections import (
     CHANNEL_PROVIDERS,
     CHANNEL_TEMPLATES,
     CONFIG_VERSIONS,
     CONTACT_DESTINATIONS,
+    DELIVERY_LOG_PAGES,
     DELIVERY_LOGS,
     EVENT_DEFINITIONS,
     NOTIFICATION_PREFERENCES,
@@ -61,6 +63,11 @@ class ApiContext:
     @property
     def delivery_logs(self) -> AsyncCollection[Document]:
         return self.mongo.collection(DELIVERY_LOGS.collection)
+
+    @property
+    def audit_trail(self) -> AuditTrail:
+        """The delivery log read by customer, through its pages (`aforo.shared.audit_trail`)."""
+        return AuditTrail(self.mongo.collection(DELIVERY_LOG_PAGES.collection), self.delivery_logs)
 
     @property
     def channel_providers(self) -> AsyncCollection[Document]:

@@ -8,13 +8,13 @@ the target since.
 
 from __future__ import annotations
 
-from typing import Any
-
 from aiohttp import web
 
 from aforo.api.context import ApiContext
 from aforo.api.problems import ConflictError, InvalidRequestError
 from aforo.api.redelivery import RecoverQuery, RecoveryAccepted, recovery_rows, replay_request
+from aforo.shared.audit_trail import TrailWindow
+from aforo.shared.delivery import ENVELOPE_FIELD, LEGACY_ENVELOPE_FIELD
 from aforo.shared.http import json_response
 from aforo.shared.logging import get_logger
 
@@ -26,29 +26,18 @@ async def recover_failed(
 ) -> int:
     """Publish the replays of the target's FAILED deliveries in the window; how many were requested.
 
-    A target belongs to one customer, so both queries go through the audit trail's index
-    (tenant, customer, newest first) and filter the target's rows from the customer's: the delivery
-    log keeps no index of its own for this rare, operator-driven read (each index costs the database
-    as much as the row on every delivery's insert; see `aforo.shared.collections.DELIVERY_LOGS`).
+    A target belongs to one customer, so both reads walk the customer's audit trail (its pages,
+    `aforo.shared.audit_trail`) and keep the target's rows: the delivery log keeps no index of its
+    own for this rare, operator-driven read (an index costs the database on every delivery's insert;
+    see `aforo.shared.collections.DELIVERY_LOGS`).
     """
-    window: dict[str, Any] = {"$gte": query.since}
-    if query.until is not None:
-        window["$lt"] = query.until
     limit = context.settings.recover_max_deliveries
-    failed = await (
-        context.delivery_logs.find(
-            {
-                "tenantId": tenant_id,
-                "endCustomerId": customer_id,
-                "createdAt": window,
-                "endpointId": target_id,
-                "status": "FAILED",
-            },
-            {"_id": 0},
-        )
-        .sort("createdAt", 1)
-        .limit(limit + 1)
-        .to_list()
+    failed = await context.audit_trail.newest_first(
+        tenant_id,
+        customer_id,
+        TrailWindow(from_time=query.since, to_time=query.until),
+        keep=lambda row: row.get("endpointId") == target_id and row.get("status") == "FAILED",
+        limit=limit + 1,
     )
     if len(failed) > limit:
         raise InvalidRequestError(
@@ -56,20 +45,27 @@ async def recover_failed(
             f"more than {limit} failed deliveries in this window; recover it in parts with `until`",
             "since",
         )
-    event_ids = sorted({str(row.get("eventId")) for row in failed})
-    delivered = await context.delivery_logs.distinct(
-        "eventId",
-        {
-            "tenantId": tenant_id,
-            "endCustomerId": customer_id,
-            "endpointId": target_id,
-            "status": "DELIVERED",
-            "eventId": {"$in": event_ids},
-        },
+    failed.reverse()  # oldest first
+    event_ids = {str(row.get("eventId")) for row in failed}
+    # Delivered since: an event delivered to the target after it failed there is not replayed.
+    delivered = (
+        await context.audit_trail.newest_first(
+            tenant_id,
+            customer_id,
+            TrailWindow(from_time=query.since),
+            keep=lambda row: (
+                row.get("endpointId") == target_id
+                and row.get("status") == "DELIVERED"
+                and str(row.get("eventId")) in event_ids
+            ),
+            projection={ENVELOPE_FIELD: 0, LEGACY_ENVELOPE_FIELD: 0},
+        )
+        if event_ids
+        else []
     )
     now = context.clock()
     requests = []
-    for row in recovery_rows(failed, frozenset(str(event_id) for event_id in delivered)):
+    for row in recovery_rows(failed, frozenset(str(row.get("eventId")) for row in delivered)):
         try:
             requests.append(replay_request(row, now=now))
         except ConflictError as refusal:

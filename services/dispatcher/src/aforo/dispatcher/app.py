@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import ssl
 
 import aiohttp
 from pymongo.errors import PyMongoError
 
+from aforo.dispatcher.audit_backfill import backfill_until_done
 from aforo.dispatcher.channels import ChannelSenders
 from aforo.dispatcher.channels.configuration import ChannelConfigurationReader
 from aforo.dispatcher.channels.email import EmailSender
@@ -27,6 +29,7 @@ from aforo.dispatcher.retry_schedule import all_retry_topics
 from aforo.dispatcher.settings import DispatcherSettings
 from aforo.dispatcher.webhook_sender import WebhookSender
 from aforo.shared.collections import (
+    DELIVERY_LOG_PAGES,
     DELIVERY_LOGS,
     DELIVERY_STATE,
     EVENT_DEFINITIONS,
@@ -54,6 +57,7 @@ class DispatcherService(ConnectedService):
             settings,
             (
                 DELIVERY_LOGS,
+                DELIVERY_LOG_PAGES,
                 DELIVERY_STATE,
                 PARTITION_MARKS,
                 NOTIFICATION_COOLDOWNS,
@@ -76,6 +80,7 @@ class DispatcherService(ConnectedService):
         self.retries: RetryConsumer | None = None
         self.reconciler: Reconciler | None = None
         self.renewing_producer: RenewingProducer | None = None
+        self.backfill: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         settings = self.dispatcher_settings
@@ -177,6 +182,8 @@ class DispatcherService(ConnectedService):
             minimum_overdue_seconds=settings.reconcile_min_overdue_seconds,
         )
         self.log_writer.start()
+        # Once, in the background: pages for rows an earlier version indexed on the rows themselves.
+        self.backfill = asyncio.create_task(backfill_until_done(self.mongo), name="audit-backfill")
         await self.events.start()
         await self.retries.start()
         self.reconciler.start()
@@ -206,6 +213,10 @@ class DispatcherService(ConnectedService):
         await self.log_writer.stop()
 
     async def stop(self) -> None:
+        if self.backfill is not None:
+            self.backfill.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.backfill
         for loop in (self.events, self.retries):
             if loop is not None:
                 await loop.stop()

@@ -6,7 +6,8 @@ PENDING row's outcome) replaces it, so writing a row twice leaves one row. Inser
 bulk insert costs a fraction of a bulk upsert, which looks every row up before writing it. An attempt's outcome
 updates the state of a retried delivery in the same flush, after its row: a crash before the flush
 loses both (the record is read again and the attempt made again), never a state without its row.
-The consumers flush before they commit offsets: a committed event always has its rows.
+The consumers flush before they commit offsets: a committed event always has its rows. Each batch of
+rows is preceded by its audit-trail pages (`aforo.shared.audit_trail`): a stored row is always listed.
 
 A row keeps the envelope it delivered as its exact JSON text (`envelopeJson`), never as a nested
 document: payloads are the producers' bytes verbatim, and valid JSON holds what BSON cannot (integers
@@ -30,8 +31,9 @@ from pymongo.errors import BulkWriteError, PyMongoError
 from aforo.dispatcher.delivery_log import AttemptKey, DeliveryLogRow, attempt_row_id, row_document
 from aforo.dispatcher.metrics import LOG_ROW_WAIT_SECONDS, UNSTORABLE_ROWS
 from aforo.dispatcher.partition_marks import PartitionMarkKeeper
+from aforo.shared.audit_trail import page_documents
 from aforo.shared.background import BackgroundTasks
-from aforo.shared.collections import DELIVERY_LOGS, DELIVERY_STATE
+from aforo.shared.collections import DELIVERY_LOG_PAGES, DELIVERY_LOGS, DELIVERY_STATE
 from aforo.shared.logging import get_logger
 from aforo.shared.mongo import Document, MongoStore, bulk_insert_outcomes
 
@@ -71,6 +73,7 @@ class DeliveryLogWriter:
         self.marks: PartitionMarkKeeper | None = None
         """The event consumer's partition marks, stored before every batch of rows (partition_marks)."""
         self._collection = mongo.collection(DELIVERY_LOGS.collection)
+        self._pages = mongo.collection(DELIVERY_LOG_PAGES.collection)
         self._state = mongo.collection(DELIVERY_STATE.collection)
         self._state_updates: list[UpdateOne] = []
         self._batch_size = batch_size
@@ -108,6 +111,10 @@ class DeliveryLogWriter:
                 if keeper is not None and marks and documents:
                     # Stored before any row: no row ever lies past its partition's stored mark.
                     await keeper.save(marks)
+                pages = page_documents(documents)
+                if pages:
+                    # The rows' audit-trail entries before the rows: a stored row is always listed.
+                    await self._pages.insert_many(pages, ordered=False)
                 for start in range(0, len(documents), self._batch_size):
                     refused = await self._write_rows(documents[start : start + self._batch_size])
                     for document, reason in refused:

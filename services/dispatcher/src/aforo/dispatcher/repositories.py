@@ -26,7 +26,9 @@ from aforo.dispatcher.preferences import (
     system_event_definition,
 )
 from aforo.dispatcher.selection import EndpointView
+from aforo.shared.audit_trail import page_documents
 from aforo.shared.collections import (
+    DELIVERY_LOG_PAGES,
     DELIVERY_LOGS,
     EVENT_DEFINITIONS,
     NOTIFICATION_COOLDOWNS,
@@ -226,6 +228,7 @@ class DeliveryLedger:
 
     def __init__(self, mongo: MongoStore) -> None:
         self._rows = mongo.collection(DELIVERY_LOGS.collection)
+        self._pages = mongo.collection(DELIVERY_LOG_PAGES.collection)
         self._lookups = ExistenceBatcher(self._rows)
 
     async def recorded(self, key: AttemptKey) -> bool:
@@ -239,6 +242,9 @@ class DeliveryLedger:
         self, key: AttemptKey, row: DeliveryLogRow, body: bytes, stale_before: datetime
     ) -> bool:
         document = row_document(row, body)
+        # Its audit-trail entry first, as the log writer's rows (`aforo.shared.audit_trail`).
+        for page in page_documents([document]):
+            await self._pages.insert_one(page)
         try:
             await self._rows.insert_one(dict(document))
             return True

@@ -14,13 +14,13 @@ from aforo.api.operations import ACCEPTED_EVENT, QUERY_ERRORS, Answer, Resource,
 from aforo.api.problems import ConflictError, NotFoundError
 from aforo.api.redelivery import replay_request
 from aforo.api.resources.delivery_logs.rules import (
-    NEWEST_FIRST,
     DeliveryLogPage,
     DeliveryLogQuery,
     decode_cursor,
     encode_cursor,
-    log_filter,
+    log_matches,
     log_row_view,
+    log_window,
 )
 from aforo.shared.delivery import ENVELOPE_FIELD, LEGACY_ENVELOPE_FIELD, Channel
 from aforo.shared.http import json_response
@@ -52,11 +52,13 @@ class DeliveryLogRoutes(Resource):
             position = decode_cursor(query.cursor)
             row_id = ObjectId(position.row_id) if position.row_id_is_object_id else position.row_id
             after = (position.created_at, row_id)
-        rows = await (
-            self.context.delivery_logs.find(log_filter(principal.tenant_id, query, after), LISTED_FIELDS)
-            .sort(list(NEWEST_FIRST))
-            .limit(query.limit + 1)
-            .to_list()
+        rows = await self.context.audit_trail.newest_first(
+            principal.tenant_id,
+            query.end_customer_id,
+            log_window(query, after),
+            keep=log_matches(query),
+            projection=LISTED_FIELDS,
+            limit=query.limit + 1,
         )
         next_cursor = None
         if len(rows) > query.limit:

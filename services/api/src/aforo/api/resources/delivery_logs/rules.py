@@ -1,6 +1,6 @@
 """How a customer's delivery audit trail is filtered, ordered and paged.
 
-Newest first by `(createdAt, _id)`, the index `tenant_customer_newest`. A page's `nextCursor` is an
+Newest first by `(createdAt, _id)`, read through the trail's pages (`aforo.shared.audit_trail`). A page's `nextCursor` is an
 opaque token for the last row's `(createdAt, _id)`; the next page holds the rows strictly after it in
 that order, so rows written meanwhile (newer) never shift a page and no row is listed twice. Rows
 are shown without `_id` and without the stored envelope (`envelopeJson`): the list stays small, and a
@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
@@ -21,6 +21,7 @@ from pydantic import ConfigDict, Field, ValidationError
 
 from aforo.api.problems import InvalidRequestError
 from aforo.api.wire import CustomerId, Identifier, QueryParameters, QueryTime, ResponseBody, Timestamp
+from aforo.shared.audit_trail import TrailWindow
 from aforo.shared.delivery import ENVELOPE_FIELD, LEGACY_ENVELOPE_FIELD, DeliveryStatus
 from aforo.shared.delivery_log import DeliveryLogRow
 from aforo.shared.logging import get_logger
@@ -91,43 +92,26 @@ def decode_cursor(cursor: str) -> PagePosition:
     return PagePosition(created_at, row_id, kind == "o")
 
 
-def millisecond_floor(moment: datetime) -> datetime:
-    """`moment` at the precision MongoDB stores (what a `$gte` on it would compare)."""
-    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+def log_window(query: DeliveryLogQuery, after: tuple[datetime, object] | None) -> TrailWindow:
+    """The part of the trail a page reads: `[from, to)`, and after the previous page's last row
+    `(createdAt, _id)` (with `_id` already in its stored type)."""
+    return TrailWindow(from_time=query.from_time, to_time=query.to_time, before=after)
 
 
-def log_filter(
-    tenant_id: str, query: DeliveryLogQuery, after: tuple[datetime, object] | None
-) -> dict[str, Any]:
-    """The MongoDB filter: always the tenant and customer; `after` is the previous page's last
-    `(createdAt, _id)` with `_id` already in its stored type."""
-    clauses: dict[str, Any] = {"tenantId": tenant_id, "endCustomerId": query.end_customer_id}
+def log_matches(query: DeliveryLogQuery) -> Callable[[Mapping[str, Any]], bool]:
+    """Whether a row of the customer passes the query's filters (status, eventId, eventType)."""
+    wanted: dict[str, str] = {}
     if query.status is not None:
-        clauses["status"] = query.status.value
+        wanted["status"] = query.status.value
     if query.event_id is not None:
-        clauses["eventId"] = query.event_id
+        wanted["eventId"] = query.event_id
     if query.event_type is not None:
-        clauses["eventType"] = query.event_type
-    created: dict[str, datetime] = {}
-    if query.from_time is not None:
-        # `>= from` written as `> from - 1 ms`, the same set of rows (BSON dates are milliseconds):
-        # SecantusDB 0.7.0b3 treats a `$gte` bound on the descending `createdAt` of the
-        # `tenant_customer_newest` index as `$gt`, and would lose the rows exactly at `from`.
-        created["$gt"] = millisecond_floor(query.from_time) - timedelta(milliseconds=1)
-    if query.to_time is not None:
-        created["$lt"] = query.to_time
-    if created:
-        clauses["createdAt"] = created
-    if after is not None:
-        created_at, row_id = after
-        clauses["$or"] = [
-            {"createdAt": {"$lt": created_at}},
-            {"createdAt": created_at, "_id": {"$lt": row_id}},
-        ]
-    return clauses
+        wanted["eventType"] = query.event_type
 
+    def matches(row: Mapping[str, Any]) -> bool:
+        return all(row.get(field) == value for field, value in wanted.items())
 
-NEWEST_FIRST: Final = (("createdAt", -1), ("_id", -1))
+    return matches
 
 
 class DeliveryLogView(ResponseBody):

@@ -1,0 +1,207 @@
+"""The audit trail read through its pages (`aforo.shared.audit_trail`) on SecantusDB, against the
+trail computed the obvious way: a customer's stored rows, sorted newest first by `(createdAt, _id)`.
+
+The pages are written the ways production writes them and worse: batches of any size spanning
+windows, a batch's pages written twice (a flush retried), pages for rows never stored (a flush that
+failed after its pages), reservations replaced by their outcome at a later time (a stale entry), rows
+that share a millisecond, legacy rows with ObjectIds, other customers and tenants.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from bson import ObjectId
+from pymongo import ASCENDING, DESCENDING, IndexModel
+
+from aforo.dispatcher.audit_backfill import LEGACY_ROW_INDEX, backfill_pages
+from aforo.dispatcher.delivery_log import DeliveryLogRow
+from aforo.dispatcher.log_writer import DeliveryLogWriter
+from aforo.shared.audit_trail import AuditTrail, TrailWindow, page_documents, position_key
+from aforo.shared.collections import DELIVERY_LOG_PAGES, DELIVERY_LOGS
+from aforo.shared.delivery import Channel, SkipReason
+from aforo.shared.mongo import Document, MongoStore
+from tests.support.envelopes import make_envelope
+from tests.support.stack import LocalStack
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+BASE = datetime(2026, 5, 1, tzinfo=UTC)
+STATUSES = ("DELIVERED", "FAILED", "RETRYING", "SKIPPED")
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def mongo(local_stack: LocalStack) -> AsyncIterator[MongoStore]:
+    store = MongoStore(local_stack.mongo_uri, f"db_{uuid.uuid4().hex[:8]}", app_name="test")
+    await store.start([DELIVERY_LOGS, DELIVERY_LOG_PAGES])
+    yield store
+    await store.client.drop_database(store.database.name)
+    await store.close()
+
+
+def trail(mongo: MongoStore) -> AuditTrail:
+    return AuditTrail(
+        mongo.collection(DELIVERY_LOG_PAGES.collection), mongo.collection(DELIVERY_LOGS.collection)
+    )
+
+
+def a_row(chance: random.Random, tenant: str, customer: str, created_at: datetime) -> Document:
+    row_id: Any = ObjectId() if chance.random() < 0.1 else str(uuid.UUID(int=chance.getrandbits(128)))
+    return {
+        "_id": row_id,
+        "tenantId": tenant,
+        "endCustomerId": customer,
+        "eventId": f"e{chance.randrange(40)}",
+        "status": chance.choice(STATUSES),
+        "createdAt": created_at,
+    }
+
+
+def newest_first(rows: list[Document]) -> list[Any]:
+    return [
+        row["_id"]
+        for row in sorted(rows, key=lambda row: position_key(row["createdAt"], row["_id"]), reverse=True)
+    ]
+
+
+async def store_like_the_dispatcher(mongo: MongoStore, chance: random.Random, count: int) -> list[Document]:
+    """Rows of customer c1 of t1 (and noise), written in batches with every irregularity above;
+    returns the rows of t1/c1 as finally stored."""
+    pages = mongo.collection(DELIVERY_LOG_PAGES.collection)
+    rows = mongo.collection(DELIVERY_LOGS.collection)
+    stored: dict[Any, Document] = {}
+    pending: list[Document] = []
+    for _ in range(count):
+        # Minutes apart at times (batches span windows), the same millisecond at others.
+        moment = BASE + timedelta(
+            milliseconds=chance.choice((0, 1, 7, 999, 45_000, 61_000)) * chance.randrange(60)
+        )
+        owner = chance.choices((("t1", "c1"), ("t1", "c2"), ("t2", "c1")), weights=(6, 2, 2))[0]
+        pending.append(a_row(chance, *owner, moment))
+        if chance.random() < 0.15:
+            batch, pending = pending, []
+            await pages.insert_many(page_documents(batch))
+            if chance.random() < 0.2:
+                await pages.insert_many(page_documents(batch))  # a flush retried after its pages
+            if chance.random() < 0.1:
+                continue  # its rows were never stored (their entries dangle)
+            await rows.insert_many([dict(row) for row in batch])
+            stored.update({row["_id"]: row for row in batch})
+    # Reservations replaced by their outcome later: the old entries go stale, new ones are written.
+    for row in chance.sample(list(stored.values()), k=min(15, len(stored))):
+        moved = dict(
+            row, createdAt=row["createdAt"] + timedelta(seconds=chance.randrange(1, 200)), status="DELIVERED"
+        )
+        await pages.insert_many(page_documents([moved]))
+        await rows.replace_one({"_id": row["_id"]}, moved)
+        stored[row["_id"]] = moved
+    return [row for row in stored.values() if (row["tenantId"], row["endCustomerId"]) == ("t1", "c1")]
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+async def test_paging_through_the_trail_lists_every_stored_row_once_newest_first(
+    mongo: MongoStore, seed: int
+) -> None:
+    chance = random.Random(seed)
+    await mongo.collection(DELIVERY_LOGS.collection).delete_many({})
+    await mongo.collection(DELIVERY_LOG_PAGES.collection).delete_many({})
+    expected = await store_like_the_dispatcher(mongo, chance, 400)
+
+    for limit in (1, 7, 50):
+        listed: list[Any] = []
+        before = None
+        while True:
+            page = await trail(mongo).newest_first("t1", "c1", TrailWindow(before=before), limit=limit)
+            listed += [row["_id"] for row in page]
+            if len(page) < limit:
+                break
+            before = (page[-1]["createdAt"], page[-1]["_id"])
+        assert listed == newest_first(expected), limit
+
+
+@pytest.mark.parametrize("seed", [4, 5])
+async def test_windows_and_filters_select_what_a_query_on_the_rows_would(
+    mongo: MongoStore, seed: int
+) -> None:
+    chance = random.Random(seed)
+    await mongo.collection(DELIVERY_LOGS.collection).delete_many({})
+    await mongo.collection(DELIVERY_LOG_PAGES.collection).delete_many({})
+    expected = await store_like_the_dispatcher(mongo, chance, 300)
+
+    for _ in range(12):
+        start = BASE + timedelta(milliseconds=chance.randrange(0, 3_600_000))
+        end = start + timedelta(milliseconds=chance.randrange(1, 1_800_000))
+        status = chance.choice(STATUSES)
+        found = await trail(mongo).newest_first(
+            "t1",
+            "c1",
+            TrailWindow(from_time=start, to_time=end),
+            keep=lambda row, status=status: row["status"] == status,  # type: ignore[misc]
+        )
+        wanted = [row for row in expected if start <= row["createdAt"] < end and row["status"] == status]
+        assert [row["_id"] for row in found] == newest_first(wanted)
+    assert await trail(mongo).newest_first("t1", "nobody", TrailWindow()) == []
+
+
+async def test_the_log_writer_lists_each_row_it_stores(mongo: MongoStore) -> None:
+    writer = DeliveryLogWriter(mongo, batch_size=10, flush_interval_seconds=60)
+    customer = f"c-{uuid.uuid4().hex[:6]}"
+    envelope = make_envelope(tenant="t9", customer=customer)
+    now = datetime.now(UTC)
+    rows = [
+        DeliveryLogRow.skipped(
+            envelope,
+            Channel.WEBHOOK,
+            SkipReason.ENDPOINT_FILTER,
+            created_at=now + timedelta(seconds=index),
+            endpoint_id=f"ep{index}",
+        )
+        for index in range(25)
+    ]
+    for row in rows:
+        writer.add(row, envelope.to_json_bytes())
+    await writer.flush()
+
+    listed = await trail(mongo).newest_first("t9", customer, TrailWindow())
+
+    assert [row["endpointId"] for row in listed] == [f"ep{index}" for index in reversed(range(25))]
+
+
+async def test_the_backfill_pages_rows_the_old_index_listed_then_drops_it(local_stack: LocalStack) -> None:
+    store = MongoStore(local_stack.mongo_uri, f"db_{uuid.uuid4().hex[:8]}", app_name="test")
+    await store.start([DELIVERY_LOGS, DELIVERY_LOG_PAGES])
+    try:
+        rows = store.collection(DELIVERY_LOGS.collection)
+        await rows.create_indexes(
+            [
+                IndexModel(
+                    [
+                        ("tenantId", ASCENDING),
+                        ("endCustomerId", ASCENDING),
+                        ("createdAt", DESCENDING),
+                        ("_id", DESCENDING),
+                    ],
+                    name=LEGACY_ROW_INDEX,
+                )
+            ]
+        )
+        chance = random.Random(9)
+        legacy = [
+            a_row(chance, "t1", "c1", BASE + timedelta(seconds=chance.randrange(600))) for _ in range(130)
+        ]
+        await rows.insert_many([dict(row) for row in legacy])
+
+        assert await backfill_pages(store, batch_size=50) == 130
+        assert await backfill_pages(store, batch_size=50) is None  # done: the old index is gone
+        assert LEGACY_ROW_INDEX not in await rows.index_information()
+        listed = await trail(store).newest_first("t1", "c1", TrailWindow())
+        assert [row["_id"] for row in listed] == newest_first(legacy)
+    finally:
+        await store.client.drop_database(store.database.name)
+        await store.close()
