@@ -3,15 +3,17 @@ not by pydantic's `model_dump`: for every kind of row the factories build, it mu
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from aforo.shared.delivery import Channel, DeliveryStatus, SkipReason
-from aforo.shared.delivery_log import CHANNEL_ONLY_FIELDS, ChannelFacts, DeliveryLogRow
+from aforo.shared.delivery_log import CHANNEL_ONLY_FIELDS, ChannelFacts, DeliveryLogRow, uuid5_text
 from tests.support.envelopes import make_envelope
 
 ENVELOPE = make_envelope("INVOICE_GENERATED", event_id="evt-1", payload={"amount": 1})
@@ -110,3 +112,17 @@ def test_a_pending_row_has_the_document_model_dump_gave(
         ENVELOPE, endpoint_id="ep-1", attempt=attempt, created_at=created_at, next_attempt_at=next_at
     )
     assert row.to_document() == dumped(row)
+
+
+@given(st.text())
+def test_a_delivery_id_is_the_standard_uuid5_of_its_key(name: str) -> None:
+    try:
+        standard: str | None = str(uuid.uuid5(uuid.NAMESPACE_URL, name))
+    except UnicodeEncodeError:
+        standard = None  # a lone surrogate: neither encodes it
+
+    if standard is None:
+        with pytest.raises(UnicodeEncodeError):
+            uuid5_text(name)
+    else:
+        assert uuid5_text(name) == standard

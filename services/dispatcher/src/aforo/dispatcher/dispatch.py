@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from aforo.dispatcher.channels.pipeline import ChannelDispatch
@@ -274,15 +274,6 @@ class Dispatcher:
             self._in_flight.discard(admitted[0])  # also when cancelled while waiting for the slot
         return True
 
-    async def _send_admitted(self, job: AttemptJob, key: AttemptKey, attempt_base: int) -> None:
-        with bind_event_context(
-            tenant_id=job.envelope.tenant_id,
-            event_id=job.envelope.event_id,
-            endpoint_id=job.endpoint_id,
-            attempt=key.attempt,
-        ):
-            await self._send(job, key, attempt_base)
-
     async def _admit(self, job: AttemptJob) -> tuple[AttemptKey, int] | None:
         """Whether this attempt is to be made here and now: its key, in flight from now on, and the
         start of its retry budget; None if it happened already, runs elsewhere, or must wait."""
@@ -341,7 +332,7 @@ class Dispatcher:
         over; no row yet, attempt n is still (again) under way somewhere: wait for it, parked, up to
         `previous_attempt_wait_seconds`, after which the retry goes out (a lost row must not strand it).
         """
-        previous = replace(key, attempt=key.attempt - 1)
+        previous = key._replace(attempt=key.attempt - 1)
         status = self._finished.get(previous) or await self.ledger.status(previous)
         if status == DeliveryStatus.RETRYING.value:
             return True
@@ -363,21 +354,28 @@ class Dispatcher:
         log.warning("retry_sent_without_previous_row", attempt=key.attempt, event_id=key.event_id)
         return True
 
-    async def _send(self, job: AttemptJob, key: AttemptKey, attempt_base: int) -> None:
-        sender = self.senders.get(job.channel)
-        if sender is None:
-            await self._undeliverable(job, key, f"no {job.channel.value} sender is configured")
-            return
-        IN_FLIGHT.inc()
-        try:
-            sent = await sender.send(job.envelope, job.body, job.endpoint_id, key.attempt)
-        finally:
-            IN_FLIGHT.dec()
-        if isinstance(sent, Unusable):
-            await self._undeliverable(job, key, sent.reason, sent)
-            return
-        ATTEMPT_SECONDS.observe(sent.duration_ms / 1000)
-        await self._conclude(job, key, attempt_base, sent)
+    async def _send_admitted(self, job: AttemptJob, key: AttemptKey, attempt_base: int) -> None:
+        """Send an admitted attempt and conclude it, its ids bound for every line logged meanwhile."""
+        with bind_event_context(
+            tenant_id=job.envelope.tenant_id,
+            event_id=job.envelope.event_id,
+            endpoint_id=job.endpoint_id,
+            attempt=key.attempt,
+        ):
+            sender = self.senders.get(job.channel)
+            if sender is None:
+                await self._undeliverable(job, key, f"no {job.channel.value} sender is configured")
+                return
+            IN_FLIGHT.inc()
+            try:
+                sent = await sender.send(job.envelope, job.body, job.endpoint_id, key.attempt)
+            finally:
+                IN_FLIGHT.dec()
+            if isinstance(sent, Unusable):
+                await self._undeliverable(job, key, sent.reason, sent)
+                return
+            ATTEMPT_SECONDS.observe(sent.duration_ms / 1000)
+            await self._conclude(job, key, attempt_base, sent)
 
     async def _undeliverable(
         self, job: AttemptJob, key: AttemptKey, reason: str, unusable: Unusable | None = None
