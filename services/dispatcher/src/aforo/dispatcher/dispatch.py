@@ -38,7 +38,7 @@ from aforo.dispatcher.delivery_log import (
     judge_attempt,
 )
 from aforo.dispatcher.endpoint_limits import EndpointLimits
-from aforo.dispatcher.metrics import ATTEMPT_SECONDS, DEFERRED, DELIVERIES, IN_FLIGHT, SKIPPED
+from aforo.dispatcher.metrics import ATTEMPT_SECONDS, DEFERRED, IN_FLIGHT, SKIPPED, deliveries_counted
 from aforo.dispatcher.ports import (
     AttemptLedger,
     ChannelPlanner,
@@ -481,7 +481,7 @@ class Dispatcher:
             self._finished[row.key] = row.status.value
             if len(self._finished) > RECENTLY_FINISHED:
                 del self._finished[next(iter(self._finished))]
-        DELIVERIES.labels(row.status.value, row.channel.value).inc()
+        deliveries_counted(row.status.value, row.channel.value).inc()
         if row.skip_reason is not None:
             SKIPPED.labels(row.skip_reason.value).inc()
         self.log_sink.add(row, body)
