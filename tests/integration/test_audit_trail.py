@@ -27,6 +27,7 @@ from aforo.shared.audit_trail import AuditTrail, TrailWindow, page_documents, po
 from aforo.shared.collections import DELIVERY_LOG_PAGES, DELIVERY_LOGS
 from aforo.shared.delivery import Channel, SkipReason
 from aforo.shared.mongo import Document, MongoStore
+from tests.support.database import own_database
 from tests.support.envelopes import make_envelope
 from tests.support.stack import LocalStack
 
@@ -38,11 +39,8 @@ STATUSES = ("DELIVERED", "FAILED", "RETRYING", "SKIPPED")
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def mongo(local_stack: LocalStack) -> AsyncIterator[MongoStore]:
-    store = MongoStore(local_stack.mongo_uri, f"db_{uuid.uuid4().hex[:8]}", app_name="test")
-    await store.start([DELIVERY_LOGS, DELIVERY_LOG_PAGES])
-    yield store
-    await store.client.drop_database(store.database.name)
-    await store.close()
+    async with own_database(local_stack.mongo_uri, [DELIVERY_LOGS, DELIVERY_LOG_PAGES]) as store:
+        yield store
 
 
 def trail(mongo: MongoStore) -> AuditTrail:
@@ -174,9 +172,7 @@ async def test_the_log_writer_lists_each_row_it_stores(mongo: MongoStore) -> Non
 
 
 async def test_the_backfill_pages_rows_the_old_index_listed_then_drops_it(local_stack: LocalStack) -> None:
-    store = MongoStore(local_stack.mongo_uri, f"db_{uuid.uuid4().hex[:8]}", app_name="test")
-    await store.start([DELIVERY_LOGS, DELIVERY_LOG_PAGES])
-    try:
+    async with own_database(local_stack.mongo_uri, [DELIVERY_LOGS, DELIVERY_LOG_PAGES]) as store:
         rows = store.collection(DELIVERY_LOGS.collection)
         await rows.create_indexes(
             [
@@ -202,6 +198,3 @@ async def test_the_backfill_pages_rows_the_old_index_listed_then_drops_it(local_
         assert LEGACY_ROW_INDEX not in await rows.index_information()
         listed = await trail(store).newest_first("t1", "c1", TrailWindow())
         assert [row["_id"] for row in listed] == newest_first(legacy)
-    finally:
-        await store.client.drop_database(store.database.name)
-        await store.close()

@@ -4,7 +4,6 @@ an audit trail that trails the deliveries (alert AforoAuditTrailBehind)."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
@@ -18,6 +17,7 @@ from aforo.dispatcher.log_writer import DeliveryLogWriter
 from aforo.shared.collections import DELIVERY_LOGS
 from aforo.shared.delivery import Channel
 from aforo.shared.mongo import MongoStore
+from tests.support.database import own_database
 from tests.support.envelopes import make_envelope
 from tests.support.stack import LocalStack
 
@@ -28,11 +28,8 @@ WAIT = "aforo_dispatcher_log_row_wait_seconds"
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def mongo(local_stack: LocalStack) -> AsyncIterator[MongoStore]:
-    store = MongoStore(local_stack.mongo_uri, f"db_{uuid.uuid4().hex[:8]}", app_name="test")
-    await store.start([DELIVERY_LOGS])
-    yield store
-    await store.client.drop_database(store.database.name)
-    await store.close()
+    async with own_database(local_stack.mongo_uri, [DELIVERY_LOGS]) as store:
+        yield store
 
 
 def observed() -> tuple[float, float]:

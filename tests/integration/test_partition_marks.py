@@ -3,7 +3,6 @@ cover, never lowered, read back per consumer group; what lets a new owner skip i
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
@@ -17,6 +16,7 @@ from aforo.dispatcher.partition_marks import MarkStore, PartitionMarkKeeper
 from aforo.shared.collections import DELIVERY_LOGS, PARTITION_MARKS
 from aforo.shared.delivery import Channel
 from aforo.shared.mongo import MongoStore
+from tests.support.database import own_database
 from tests.support.envelopes import make_envelope
 from tests.support.stack import LocalStack
 
@@ -27,11 +27,8 @@ TOPIC = "events.system"
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def mongo(local_stack: LocalStack) -> AsyncIterator[MongoStore]:
-    store = MongoStore(local_stack.mongo_uri, f"db_{uuid.uuid4().hex[:8]}", app_name="test")
-    await store.start([DELIVERY_LOGS, PARTITION_MARKS])
-    yield store
-    await store.client.drop_database(store.database.name)
-    await store.close()
+    async with own_database(local_stack.mongo_uri, [DELIVERY_LOGS, PARTITION_MARKS]) as store:
+        yield store
 
 
 async def test_marks_are_per_group_and_never_lowered(mongo: MongoStore) -> None:

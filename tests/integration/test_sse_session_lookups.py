@@ -4,7 +4,6 @@ queries, and every caller still gets exactly its own tenant's session (or None).
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
@@ -15,6 +14,7 @@ from aforo.shared.embed import EmbedSessionDocument
 from aforo.shared.mongo import MongoStore
 from aforo.shared.secret_box import SecretBox, generate_key
 from aforo.sse_gateway.embed_store import SESSION_LOOKUP_BATCH, EmbedStore
+from tests.support.database import own_database
 from tests.support.stack import LocalStack
 
 
@@ -38,14 +38,8 @@ def session_document(
 @pytest_asyncio.fixture
 async def mongo(local_stack: LocalStack) -> AsyncIterator[MongoStore]:
     """A database of this test's own with the sessions collection and its indexes; dropped after."""
-    database = f"sse_lookups_{uuid.uuid4().hex[:8]}"
-    store = MongoStore(local_stack.mongo_uri, database, app_name="aforo-sse-test")
-    await store.start([EMBED_SESSIONS])
-    try:
+    async with own_database(local_stack.mongo_uri, [EMBED_SESSIONS], prefix="sse_lookups") as store:
         yield store
-    finally:
-        await store.client.drop_database(database)
-        await store.close()
 
 
 async def test_a_burst_of_session_lookups_answers_each_caller_with_its_own_tenants_session(

@@ -1,16 +1,21 @@
 """A SecantusDB process of a test's own, so a test can kill and restart its database without
-disturbing the rest of the session's tests (which share the session stack's database)."""
+disturbing the rest of the session's tests (which share the session stack's database); and a
+database of a test's own on the session's server (`own_database`)."""
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import socket
 import subprocess
 import sys
 import time
+import uuid
+from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 from typing import IO
 
+from aforo.shared.mongo import CollectionIndexes, MongoStore
 from tests.support.stack import ROOT, free_port
 
 
@@ -82,3 +87,17 @@ class DatabaseProcess:
         if self._log is not None:
             self._log.close()
             self._log = None
+
+
+@contextlib.asynccontextmanager
+async def own_database(
+    uri: str, collections: Iterable[CollectionIndexes], prefix: str = "db"
+) -> AsyncIterator[MongoStore]:
+    """A database of the caller's own on the server at `uri`, with the collections' indexes; dropped after."""
+    store = MongoStore(uri, f"{prefix}_{uuid.uuid4().hex[:8]}", app_name="test")
+    await store.start(collections)
+    try:
+        yield store
+    finally:
+        await store.client.drop_database(store.database.name)
+        await store.close()

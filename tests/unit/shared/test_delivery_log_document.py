@@ -1,5 +1,6 @@
 """A row's document is written field by field (one row per delivery, on the dispatcher's hot path),
-not by pydantic's `model_dump`: for every kind of row the factories build, it must be the same."""
+not by pydantic's `model_dump`: for every kind of row the factories build, it must be the same. Its
+id is computed by hashlib, not by building a `uuid.UUID`: for every name, it must be the same."""
 
 from __future__ import annotations
 
