@@ -167,6 +167,20 @@ def test_log_lines_are_json_with_service_and_bound_ids(capsys: pytest.CaptureFix
     assert line["secret"] == "[redacted]"
 
 
+def test_bound_ids_nest_and_end_with_their_block_and_a_call_s_own_key_wins() -> None:
+    from aforo.shared.logging import bind_event_context, merge_event_ids
+
+    with bind_event_context(tenant_id="t1", event_id="e1", endpoint_id=None):
+        with bind_event_context(event_id="e2", attempt=3):
+            assert merge_event_ids(None, "info", {"attempt": 9}) == {
+                "tenant_id": "t1",
+                "event_id": "e2",
+                "attempt": 9,
+            }
+        assert merge_event_ids(None, "info", {}) == {"tenant_id": "t1", "event_id": "e1"}
+    assert merge_event_ids(None, "info", {}) == {}
+
+
 def test_the_envelope_encoder_writes_what_dumps_json_would() -> None:
     # Quoting of every kind of character, even those the model refuses in identifiers (set past it).
     envelope = EventEnvelope.model_validate(WIRE).model_copy(

@@ -1,7 +1,7 @@
 """The one logger setup: structlog, JSON lines on stdout, bound with service/tenant/event ids.
 
-Context (`tenant_id`, `event_id`, `endpoint_id`, ...) is bound with `bind_event_context` through
-contextvars, so every line logged while handling an event carries it without passing loggers around.
+Context (`tenant_id`, `event_id`, `endpoint_id`, ...) is bound with `bind_event_context` through a
+context variable, so every line logged while handling an event carries it without passing loggers around.
 Secrets and full bodies are never passed to a logger; `redact_secrets` is a last line of defence.
 """
 
@@ -11,7 +11,8 @@ import contextvars
 import logging
 import sys
 from collections.abc import Mapping, MutableMapping
-from typing import Any
+from types import MappingProxyType
+from typing import Any, Final
 
 import structlog
 
@@ -38,6 +39,7 @@ def configure_logging(service: str, level: str = "INFO", *, json: bool = True) -
 
     shared_processors: list[structlog.types.Processor] = [
         structlog.contextvars.merge_contextvars,
+        merge_event_ids,
         add_service,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
@@ -75,22 +77,39 @@ def get_logger(name: str | None = None) -> structlog.stdlib.BoundLogger:
     return logger
 
 
-class EventContext:
-    """Ids bound for the lines logged inside a `with` block. A class, not a generator-based context
-    manager: the dispatcher enters one per delivery attempt, and this costs half of one."""
+_NO_IDS: Final[Mapping[str, str | int]] = MappingProxyType({})
+_EVENT_IDS: contextvars.ContextVar[Mapping[str, str | int]] = contextvars.ContextVar(
+    "aforo_event_ids", default=_NO_IDS
+)
+"""The ids bound by `bind_event_context`, all in one context variable: one set and one reset per block
+(the dispatcher enters one per delivery attempt), where structlog's own binding sets one variable per id."""
 
-    __slots__ = ("_ids", "_tokens")
+
+def merge_event_ids(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """structlog processor: the ids bound by `bind_event_context` (a call's own keys win)."""
+    for key, value in _EVENT_IDS.get().items():
+        event_dict.setdefault(key, value)
+    return event_dict
+
+
+class EventContext:
+    """Ids bound for the lines logged inside a `with` block (nested blocks add to the outer ones).
+    A class, not a generator-based context manager: it is entered once per delivery attempt."""
+
+    __slots__ = ("_ids", "_token")
 
     def __init__(self, ids: dict[str, str | int | None]) -> None:
         self._ids = ids
-        self._tokens: Mapping[str, contextvars.Token[Any]] = {}
+        self._token: contextvars.Token[Mapping[str, str | int]] | None = None
 
     def __enter__(self) -> None:
         present = {key: value for key, value in self._ids.items() if value is not None}
-        self._tokens = structlog.contextvars.bind_contextvars(**present)
+        self._token = _EVENT_IDS.set({**_EVENT_IDS.get(), **present})
 
     def __exit__(self, *exc_info: object) -> None:
-        structlog.contextvars.reset_contextvars(**self._tokens)
+        if self._token is not None:
+            _EVENT_IDS.reset(self._token)
+            self._token = None
 
 
 def bind_event_context(**ids: str | int | None) -> EventContext:
