@@ -35,6 +35,8 @@ _PAGE_SPAN_MS: Final = PAGE_SPAN // timedelta(milliseconds=1)
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _ROW_FETCH_MIN: Final = 32
 """Rows are fetched by `_id` in chunks of at least this many (fewer round trips on a filtered read)."""
+_ROW_FETCH_ALL: Final = 256
+"""The chunk of a read without a limit (the recovery's walk of a window)."""
 _PAGE_BATCH: Final = 64
 
 
@@ -218,7 +220,7 @@ class _Reading:
         start = 0
         while start < len(settled):
             wanted = (
-                _ROW_FETCH_MIN if self._limit is None else max(_ROW_FETCH_MIN, self._limit - len(self.found))
+                _ROW_FETCH_ALL if self._limit is None else max(_ROW_FETCH_MIN, self._limit - len(self.found))
             )
             chunk = [entry for entry in settled[start : start + wanted] if entry.key not in self._seen]
             start += wanted

@@ -47,12 +47,13 @@ async def recover_failed(
         )
     failed.reverse()  # oldest first
     event_ids = {str(row.get("eventId")) for row in failed}
-    # Delivered since: an event delivered to the target after it failed there is not replayed.
+    # Delivered since: an event delivered to the target after it failed there is not replayed (a
+    # delivery ends at its FAILED row: only a later replay can deliver it, so the walk starts there).
     delivered = (
         await context.audit_trail.newest_first(
             tenant_id,
             customer_id,
-            TrailWindow(from_time=query.since),
+            TrailWindow(from_time=failed[0]["createdAt"]),
             keep=lambda row: (
                 row.get("endpointId") == target_id
                 and row.get("status") == "DELIVERED"
