@@ -10,7 +10,14 @@ from bson import ObjectId
 from hypothesis import given
 from hypothesis import strategies as st
 
-from aforo.shared.audit_trail import PAGE_SPAN, TrailWindow, millisecond_floor, page_documents, position_key
+from aforo.shared.audit_trail import (
+    MAX_PAGE_ENTRIES,
+    PAGE_SPAN,
+    TrailWindow,
+    millisecond_floor,
+    page_documents,
+    position_key,
+)
 
 BASE = datetime(2026, 5, 1, 10, 0, 30, tzinfo=UTC)
 
@@ -116,3 +123,18 @@ def test_a_window_reads_the_pages_that_may_hold_its_entries() -> None:
         "newest": {"$gt": BASE - timedelta(milliseconds=1), "$lt": upper + PAGE_SPAN},
     }
     assert TrailWindow().page_filter("t1", "c1") == {"tenantId": "t1", "endCustomerId": "c1"}
+
+
+def test_a_burst_of_one_customer_s_rows_is_split_into_pages_of_bounded_size() -> None:
+    rows = [
+        row(f"r{index:06d}", BASE + timedelta(microseconds=index)) for index in range(MAX_PAGE_ENTRIES + 5)
+    ]
+
+    pages = page_documents(rows)
+
+    assert [len(page["entries"]) for page in pages] == [MAX_PAGE_ENTRIES, 5]
+    assert [entry for page in pages for entry in page["entries"]] == sorted(
+        ({"createdAt": millisecond_floor(item["createdAt"]), "rowId": item["_id"]} for item in rows),
+        key=lambda entry: (entry["createdAt"], entry["rowId"]),
+        reverse=True,
+    )

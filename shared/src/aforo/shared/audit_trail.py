@@ -31,6 +31,10 @@ PAGE_SPAN: Final = timedelta(minutes=1)
 """Every entry of a page lies in one window of this length: a page's `newest` is less than
 `PAGE_SPAN` after any of its entries, which bounds how far past a position a reader has to look."""
 
+MAX_PAGE_ENTRIES: Final = 10_000
+"""At most this many entries on one page (~0.75 MB): a flush after a long database outage may hold a
+burst of one customer's rows, and a document must stay far below MongoDB's 16 MB."""
+
 _PAGE_SPAN_MS: Final = PAGE_SPAN // timedelta(milliseconds=1)
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _ROW_FETCH_MIN: Final = 32
@@ -68,15 +72,17 @@ def page_documents(rows: Iterable[Mapping[str, Any]]) -> list[Document]:
     pages = []
     for (tenant_id, customer_id, _), entries in groups.items():
         entries.sort(key=lambda entry: position_key(*entry), reverse=True)
-        pages.append(
-            {
-                "tenantId": tenant_id,
-                "endCustomerId": customer_id,
-                "newest": entries[0][0],
-                "oldest": entries[-1][0],
-                "entries": [{"createdAt": created, "rowId": row_id} for created, row_id in entries],
-            }
-        )
+        for start in range(0, len(entries), MAX_PAGE_ENTRIES):
+            listed = entries[start : start + MAX_PAGE_ENTRIES]
+            pages.append(
+                {
+                    "tenantId": tenant_id,
+                    "endCustomerId": customer_id,
+                    "newest": listed[0][0],
+                    "oldest": listed[-1][0],
+                    "entries": [{"createdAt": created, "rowId": row_id} for created, row_id in listed],
+                }
+            )
     return pages
 
 
