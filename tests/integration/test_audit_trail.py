@@ -9,7 +9,10 @@ that share a millisecond, legacy rows with ObjectIds, other customers and tenant
 
 from __future__ import annotations
 
+import asyncio
+import os
 import random
+import sys
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -18,9 +21,10 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from bson import ObjectId
-from pymongo import ASCENDING, DESCENDING, IndexModel
+from pymongo import IndexModel
 
-from aforo.dispatcher.audit_backfill import LEGACY_ROW_INDEX, backfill_pages
+from aforo.dispatcher import audit_backfill
+from aforo.dispatcher.audit_backfill import LEGACY_ROW_INDEX, LEGACY_ROW_ORDER, backfill_pages
 from aforo.dispatcher.delivery_log import DeliveryLogRow
 from aforo.dispatcher.log_writer import DeliveryLogWriter
 from aforo.shared.audit_trail import AuditTrail, TrailWindow, page_documents, position_key
@@ -171,30 +175,112 @@ async def test_the_log_writer_lists_each_row_it_stores(mongo: MongoStore) -> Non
     assert [row["endpointId"] for row in listed] == [f"ep{index}" for index in reversed(range(25))]
 
 
+async def with_the_legacy_index(store: MongoStore) -> None:
+    await store.collection(DELIVERY_LOGS.collection).create_indexes(
+        [IndexModel(LEGACY_ROW_ORDER, name=LEGACY_ROW_INDEX)]
+    )
+
+
+def legacy_rows(chance: random.Random, count: int) -> list[Document]:
+    owners = (("t1", "c1"), ("t1", "c2"), ("t2", "c1"))
+    return [
+        a_row(chance, *chance.choice(owners), BASE + timedelta(seconds=chance.randrange(600)))
+        for _ in range(count)
+    ]
+
+
+async def assert_every_row_listed_once(store: MongoStore, rows: list[Document]) -> None:
+    for tenant, customer in {(row["tenantId"], row["endCustomerId"]) for row in rows}:
+        listed = await trail(store).newest_first(tenant, customer, TrailWindow())
+        theirs = [row for row in rows if (row["tenantId"], row["endCustomerId"]) == (tenant, customer)]
+        assert [row["_id"] for row in listed] == newest_first(theirs)
+
+
 async def test_the_backfill_pages_rows_the_old_index_listed_then_drops_it(local_stack: LocalStack) -> None:
     async with own_database(local_stack.mongo_uri, [DELIVERY_LOGS, DELIVERY_LOG_PAGES]) as store:
         rows = store.collection(DELIVERY_LOGS.collection)
-        await rows.create_indexes(
-            [
-                IndexModel(
-                    [
-                        ("tenantId", ASCENDING),
-                        ("endCustomerId", ASCENDING),
-                        ("createdAt", DESCENDING),
-                        ("_id", DESCENDING),
-                    ],
-                    name=LEGACY_ROW_INDEX,
-                )
-            ]
-        )
-        chance = random.Random(9)
-        legacy = [
-            a_row(chance, "t1", "c1", BASE + timedelta(seconds=chance.randrange(600))) for _ in range(130)
-        ]
+        await with_the_legacy_index(store)
+        legacy = legacy_rows(random.Random(9), 130)
         await rows.insert_many([dict(row) for row in legacy])
 
         assert await backfill_pages(store, batch_size=50) == 130
         assert await backfill_pages(store, batch_size=50) is None  # done: the old index is gone
         assert LEGACY_ROW_INDEX not in await rows.index_information()
-        listed = await trail(store).newest_first("t1", "c1", TrailWindow())
-        assert [row["_id"] for row in listed] == newest_first(legacy)
+        await assert_every_row_listed_once(store, legacy)
+        # In the old index's order a customer's rows come together: one page per (customer, minute),
+        # and at most one more where a batch ends (in `_id` order it would be one per batch and group).
+        groups = {
+            (row["tenantId"], row["endCustomerId"], row["createdAt"].replace(second=0)) for row in legacy
+        }
+        pages = await store.collection(DELIVERY_LOG_PAGES.collection).count_documents({})
+        assert len(groups) <= pages <= len(groups) + 2
+
+
+async def test_a_backfill_interrupted_then_run_again_over_new_rows_lists_every_row_once(
+    local_stack: LocalStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with own_database(local_stack.mongo_uri, [DELIVERY_LOGS, DELIVERY_LOG_PAGES]) as store:
+        rows = store.collection(DELIVERY_LOGS.collection)
+        await with_the_legacy_index(store)
+        chance = random.Random(11)
+        first = legacy_rows(chance, 200)
+        await rows.insert_many([dict(row) for row in first])
+
+        # The first run stops (a restart) after two of its batches are paged.
+        write_pages = audit_backfill._write_pages
+        written = 0
+
+        async def dies_after_two(pages: Any, batch: list[Document]) -> int:
+            nonlocal written
+            if written == 2:
+                raise ConnectionError("dispatcher restarted")
+            written += 1
+            return await write_pages(pages, batch)
+
+        monkeypatch.setattr(audit_backfill, "_write_pages", dies_after_two)
+        with pytest.raises(ConnectionError):
+            await backfill_pages(store, batch_size=40)
+        monkeypatch.setattr(audit_backfill, "_write_pages", write_pages)
+        assert LEGACY_ROW_INDEX in await rows.index_information()  # not dropped: the run did not finish
+
+        # An old-version dispatcher goes on writing rows without pages; the next run pages them with
+        # the rest, in batches that fall differently (pages of other contents beside the first run's).
+        second = legacy_rows(chance, 90)
+        await rows.insert_many([dict(row) for row in second])
+        assert await backfill_pages(store, batch_size=33) == 290
+        await assert_every_row_listed_once(store, first + second)
+
+        # Rows written after the index went (a rolling upgrade's old dispatcher): `--all` pages them.
+        late = legacy_rows(chance, 25)
+        await rows.insert_many([dict(row) for row in late])
+        assert await backfill_pages(store) is None
+        assert await backfill_pages(store, every_row=True) == 315
+        await assert_every_row_listed_once(store, first + second + late)
+
+
+async def test_the_backfill_command_pages_every_row_with_the_dispatcher_s_settings(
+    local_stack: LocalStack,
+) -> None:
+    async with own_database(local_stack.mongo_uri, [DELIVERY_LOGS, DELIVERY_LOG_PAGES]) as store:
+        late = legacy_rows(random.Random(13), 40)
+        await store.collection(DELIVERY_LOGS.collection).insert_many([dict(row) for row in late])
+        environment = dict(
+            os.environ, AFORO_MONGO_URI=local_stack.mongo_uri, AFORO_MONGO_DATABASE=store.database.name
+        )
+        command = [sys.executable, "-m", "aforo.dispatcher.audit_backfill"]
+        process = await asyncio.create_subprocess_exec(
+            *command, "--all", env=environment, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        )
+        out, err = await asyncio.wait_for(process.communicate(), 60)
+        assert process.returncode == 0, err.decode()
+        assert out.decode().splitlines()[-1] == "paged 40 rows"  # after the log lines
+        await assert_every_row_listed_once(store, late)
+
+        process = await asyncio.create_subprocess_exec(
+            *command, env=environment, stdout=asyncio.subprocess.PIPE
+        )
+        out, _ = await asyncio.wait_for(process.communicate(), 60)
+        assert (process.returncode, out.decode().splitlines()[-1]) == (
+            0,
+            "nothing to do: no row lacks a page",
+        )

@@ -215,7 +215,7 @@ class DispatcherService(ConnectedService):
     async def stop(self) -> None:
         if self.backfill is not None:
             self.backfill.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            with contextlib.suppress(asyncio.CancelledError, Exception):  # it logs its own failures
                 await self.backfill
         for loop in (self.events, self.retries):
             if loop is not None:
