@@ -141,14 +141,30 @@ async def test_windows_and_filters_select_what_a_query_on_the_rows_would(
         end = start + timedelta(milliseconds=chance.randrange(1, 1_800_000))
         status = chance.choice(STATUSES)
         found = await trail(mongo).newest_first(
-            "t1",
-            "c1",
-            TrailWindow(from_time=start, to_time=end),
-            keep=lambda row, status=status: row["status"] == status,  # type: ignore[misc]
+            "t1", "c1", TrailWindow(from_time=start, to_time=end), where={"status": status}
         )
         wanted = [row for row in expected if start <= row["createdAt"] < end and row["status"] == status]
         assert [row["_id"] for row in found] == newest_first(wanted)
+
+        # The same, a page of `limit` rows at a time (how the API reads it), with two conditions.
+        events = sorted({row["eventId"] for row in expected})[:5]
+        where = {"status": status, "eventId": {"$in": events}}
+        wanted = [row for row in wanted if row["eventId"] in events]
+        limit = chance.choice((1, 3, 40))
+        listed: list[Any] = []
+        before = None
+        while True:
+            window = TrailWindow(from_time=start, to_time=end, before=before)
+            page = await trail(mongo).newest_first("t1", "c1", window, where=where, limit=limit)
+            listed += [row["_id"] for row in page]
+            if len(page) < limit:
+                break
+            before = (page[-1]["createdAt"], page[-1]["_id"])
+        assert listed == newest_first(wanted)
     assert await trail(mongo).newest_first("t1", "nobody", TrailWindow()) == []
+    # A condition cannot widen the read past its tenant and customer.
+    hijack = await trail(mongo).newest_first("t1", "c1", TrailWindow(), where={"tenantId": "t2"})
+    assert [row["_id"] for row in hijack] == newest_first(expected)
 
 
 async def test_the_log_writer_lists_each_row_it_stores(mongo: MongoStore) -> None:

@@ -13,7 +13,7 @@ from aforo.api.resources.delivery_logs.rules import (
     DeliveryLogQuery,
     decode_cursor,
     encode_cursor,
-    log_matches,
+    log_conditions,
     log_row_view,
     log_window,
 )
@@ -97,7 +97,7 @@ def test_query_errors_name_the_parameter(params: dict[str, str], field: str) -> 
     assert invalid_request_from(error.value).field == field
 
 
-def test_the_query_reads_its_window_and_keeps_the_rows_its_filters_name() -> None:
+def test_the_query_reads_its_window_and_asks_for_the_rows_its_filters_name() -> None:
     parsed = query(
         status="SKIPPED",
         eventId="e1",
@@ -105,20 +105,14 @@ def test_the_query_reads_its_window_and_keeps_the_rows_its_filters_name() -> Non
         **{"from": "2026-11-23T09:00:00.1234Z", "to": "2026-11-24T00:00:00Z"},
     )
 
-    window = log_window(parsed, (NOW, "row-9"))
-    matches = log_matches(parsed)
-
-    assert window == TrailWindow(
+    assert log_window(parsed, (NOW, "row-9")) == TrailWindow(
         from_time=datetime(2026, 11, 23, 9, 0, 0, 123400, tzinfo=UTC),
         to_time=datetime(2026, 11, 24, tzinfo=UTC),
         before=(NOW, "row-9"),
     )
-    row = {"status": "SKIPPED", "eventId": "e1", "eventType": "T"}
-    assert matches(row)
-    assert not matches({**row, "status": "FAILED"})
-    assert not matches({**row, "eventId": "e2"})
-    assert not matches({**row, "eventType": "U"})
-    assert log_matches(query())({"status": "FAILED"})
+    assert log_conditions(parsed) == {"status": "SKIPPED", "eventId": "e1", "eventType": "T"}
+    assert log_conditions(query(status="FAILED")) == {"status": "FAILED"}
+    assert log_conditions(query()) == {}
     assert log_window(query(), None) == TrailWindow()
 
 

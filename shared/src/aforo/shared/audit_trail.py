@@ -17,7 +17,7 @@ an entry. Pure functions and one reader; see docs/dispatch.md.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
@@ -155,13 +155,14 @@ class AuditTrail:
         customer_id: str,
         window: TrailWindow,
         *,
-        keep: Callable[[Document], bool] = lambda _: True,
+        where: Mapping[str, Any] | None = None,
         projection: Mapping[str, Any] | None = None,
         limit: int | None = None,
     ) -> list[Document]:
-        """Up to `limit` rows (all when None) of the customer in `window` that `keep` accepts, newest
-        first by `(createdAt, _id)`; `projection` excludes fields (the row's time and `_id` always come)."""
-        reading = _Reading(self._rows, tenant_id, customer_id, window, keep, projection, limit)
+        """Up to `limit` rows (all when None) of the customer in `window` that match `where` (conditions
+        on a row's other fields, asked of the database with the rows' `_id`s), newest first by
+        `(createdAt, _id)`; `projection` excludes fields (the row's time and `_id` always come)."""
+        reading = _Reading(self._rows, tenant_id, customer_id, window, where or {}, projection, limit)
         pages = (
             self._pages.find(window.page_filter(tenant_id, customer_id), {"newest": 1, "entries": 1})
             .sort("newest", -1)
@@ -186,15 +187,14 @@ class _Reading:
         tenant_id: str,
         customer_id: str,
         window: TrailWindow,
-        keep: Callable[[Document], bool],
+        where: Mapping[str, Any],
         projection: Mapping[str, Any] | None,
         limit: int | None,
     ) -> None:
         self._rows = rows
-        self._tenant_id = tenant_id
-        self._customer_id = customer_id
         self._window = window
-        self._keep = keep
+        # The tenant and customer are the read's own: no condition of the caller's replaces them.
+        self._query = {**where, "tenantId": tenant_id, "endCustomerId": customer_id}
         self._projection = dict(projection) if projection else None
         self._limit = limit
         self._waiting: list[_Entry] = []
@@ -238,9 +238,7 @@ class _Reading:
         ids = list({entry.row_id for entry in chunk})
         rows = {
             row["_id"]: row
-            async for row in self._rows.find(
-                {"_id": {"$in": ids}, "tenantId": self._tenant_id}, self._projection
-            )
+            async for row in self._rows.find({**self._query, "_id": {"$in": ids}}, self._projection)
         }
         for entry in chunk:
             row = rows.get(entry.row_id)
@@ -249,8 +247,6 @@ class _Reading:
             created = row.get("createdAt")
             if not isinstance(created, datetime) or _aware(created) != entry.created_at:
                 continue  # the row was replaced since (a reservation by its outcome): a stale entry
-            if row.get("endCustomerId") != self._customer_id or not self._keep(row):
-                continue
             self._seen.add(entry.key)
             self.found.append(row)
             if self._limit is not None and len(self.found) >= self._limit:

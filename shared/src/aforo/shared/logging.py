@@ -38,8 +38,8 @@ def configure_logging(service: str, level: str = "INFO", *, json: bool = True) -
         return event_dict
 
     shared_processors: list[structlog.types.Processor] = [
+        merge_event_ids,  # before structlog's: an event's ids win over other bound keys of the same name
         structlog.contextvars.merge_contextvars,
-        merge_event_ids,
         add_service,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),

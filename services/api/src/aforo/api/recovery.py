@@ -27,7 +27,7 @@ async def recover_failed(
     """Publish the replays of the target's FAILED deliveries in the window; how many were requested.
 
     A target belongs to one customer, so both reads walk the customer's audit trail (its pages,
-    `aforo.shared.audit_trail`) and keep the target's rows: the delivery log keeps no index of its
+    `aforo.shared.audit_trail`) for the target's rows: the delivery log keeps no index of its
     own for this rare, operator-driven read (an index costs the database on every delivery's insert;
     see `aforo.shared.collections.DELIVERY_LOGS`).
     """
@@ -36,7 +36,7 @@ async def recover_failed(
         tenant_id,
         customer_id,
         TrailWindow(from_time=query.since, to_time=query.until),
-        keep=lambda row: row.get("endpointId") == target_id and row.get("status") == "FAILED",
+        where={"endpointId": target_id, "status": "FAILED"},
         limit=limit + 1,
     )
     if len(failed) > limit:
@@ -54,11 +54,7 @@ async def recover_failed(
             tenant_id,
             customer_id,
             TrailWindow(from_time=failed[0]["createdAt"]),
-            keep=lambda row: (
-                row.get("endpointId") == target_id
-                and row.get("status") == "DELIVERED"
-                and str(row.get("eventId")) in event_ids
-            ),
+            where={"endpointId": target_id, "status": "DELIVERED", "eventId": {"$in": sorted(event_ids)}},
             projection={ENVELOPE_FIELD: 0, LEGACY_ENVELOPE_FIELD: 0},
         )
         if event_ids

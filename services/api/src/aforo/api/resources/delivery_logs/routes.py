@@ -18,7 +18,7 @@ from aforo.api.resources.delivery_logs.rules import (
     DeliveryLogQuery,
     decode_cursor,
     encode_cursor,
-    log_matches,
+    log_conditions,
     log_row_view,
     log_window,
 )
@@ -56,7 +56,7 @@ class DeliveryLogRoutes(Resource):
             principal.tenant_id,
             query.end_customer_id,
             log_window(query, after),
-            keep=log_matches(query),
+            where=log_conditions(query),
             projection=LISTED_FIELDS,
             limit=query.limit + 1,
         )

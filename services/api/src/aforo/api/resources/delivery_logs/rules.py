@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
@@ -98,20 +98,16 @@ def log_window(query: DeliveryLogQuery, after: tuple[datetime, object] | None) -
     return TrailWindow(from_time=query.from_time, to_time=query.to_time, before=after)
 
 
-def log_matches(query: DeliveryLogQuery) -> Callable[[Mapping[str, Any]], bool]:
-    """Whether a row of the customer passes the query's filters (status, eventId, eventType)."""
-    wanted: dict[str, str] = {}
+def log_conditions(query: DeliveryLogQuery) -> dict[str, str]:
+    """The query's filters as conditions on a row (status, eventId, eventType), for the database."""
+    conditions: dict[str, str] = {}
     if query.status is not None:
-        wanted["status"] = query.status.value
+        conditions["status"] = query.status.value
     if query.event_id is not None:
-        wanted["eventId"] = query.event_id
+        conditions["eventId"] = query.event_id
     if query.event_type is not None:
-        wanted["eventType"] = query.event_type
-
-    def matches(row: Mapping[str, Any]) -> bool:
-        return all(row.get(field) == value for field, value in wanted.items())
-
-    return matches
+        conditions["eventType"] = query.event_type
+    return conditions
 
 
 class DeliveryLogView(ResponseBody):
