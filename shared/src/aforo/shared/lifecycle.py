@@ -229,15 +229,9 @@ EXIT_MISCONFIGURED = 2
 SettingsT = TypeVar("SettingsT", bound=ServiceSettings)
 
 
-def run_main(
-    service_type: Callable[[SettingsT], Service],
-    settings_type: type[SettingsT],
-    *,
-    service_name: str,
-    before_run: Callable[[], None] | None = None,
-) -> NoReturn:
-    """Every `__main__`: settings → logging → service → run, and one way to fail on bad settings:
-    exit 2 with one log line naming what is wrong (never a value, never a traceback)."""
+def settings_or_exit(settings_type: type[SettingsT], service_name: str) -> SettingsT:
+    """A process's settings from its environment, logging configured by them; settings that cannot
+    work exit 2 with one log line naming what is wrong (never a value, never a traceback)."""
     try:
         settings = settings_type()
     except ValidationError as error:
@@ -249,6 +243,19 @@ def run_main(
         get_logger(__name__).error("settings_invalid", service=service_name, problems=problems)
         sys.exit(EXIT_MISCONFIGURED)
     configure_logging(service_name, settings.log_level, json=settings.log_json)
+    return settings
+
+
+def run_main(
+    service_type: Callable[[SettingsT], Service],
+    settings_type: type[SettingsT],
+    *,
+    service_name: str,
+    before_run: Callable[[], None] | None = None,
+) -> NoReturn:
+    """Every `__main__`: settings → logging → service → run, and one way to fail on bad settings:
+    exit 2 with one log line naming what is wrong (never a value, never a traceback)."""
+    settings = settings_or_exit(settings_type, service_name)
     try:
         service = service_type(settings)
     except ConfigurationError as error:

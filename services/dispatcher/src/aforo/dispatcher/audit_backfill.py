@@ -10,8 +10,8 @@ again adds pages beside the old ones, and a row paged twice is still listed once
 
 A rolling upgrade leaves one gap: a dispatcher of the old version still running after the scan went
 past its rows' place writes rows without pages. Stop the old dispatchers before the new ones start,
-or page everything again once they are gone: `python -m aforo.dispatcher.audit_backfill --all`
-(docs/operations.md).
+or page the rows written since the upgrade began once they are gone:
+`python -m aforo.dispatcher.audit_backfill --all --since <time>` (docs/operations.md).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import asyncio
 import hashlib
 import sys
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Final
 
 from pymongo import ASCENDING, DESCENDING, UpdateOne
@@ -30,7 +31,8 @@ from pymongo.errors import OperationFailure, PyMongoError
 from aforo.dispatcher.settings import DispatcherSettings
 from aforo.shared.audit_trail import page_documents
 from aforo.shared.collections import DELIVERY_LOG_PAGES, DELIVERY_LOGS
-from aforo.shared.logging import configure_logging, get_logger
+from aforo.shared.lifecycle import settings_or_exit
+from aforo.shared.logging import get_logger
 from aforo.shared.mongo import Document, MongoStore
 
 log = get_logger(__name__)
@@ -58,28 +60,36 @@ def legacy_page_id(page: Document) -> str:
 
 
 async def backfill_pages(
-    mongo: MongoStore, batch_size: int = 1_000, *, every_row: bool = False
+    mongo: MongoStore,
+    batch_size: int = 1_000,
+    *,
+    every_row: bool = False,
+    since: datetime | None = None,
 ) -> int | None:
-    """Page the rows the old index covered, then drop it; how many rows were read (None: nothing to
-    do). With `every_row`, page every row whether the old index is there or not (in `_id` order
-    when it is gone: slower, more pages, the same trail)."""
+    """Page the rows the old index covered, then drop it; how many rows were read (None: the index is
+    gone, nothing to do). With `every_row`, page every row (created at or after `since`, when given)
+    whether the old index is there or not: rows an old-version dispatcher wrote after the index went."""
     rows = mongo.collection(DELIVERY_LOGS.collection)
     pages = mongo.collection(DELIVERY_LOG_PAGES.collection)
     indexed = LEGACY_ROW_INDEX in await rows.index_information()
     if not indexed and not every_row:
         return None
-    log.info("audit_trail_backfill_started", every_row=every_row)
-    if indexed:
-        cursor = rows.find({}, _ROW_FIELDS).sort(LEGACY_ROW_ORDER).hint(LEGACY_ROW_INDEX)
-    else:
-        cursor = rows.find({}, _ROW_FIELDS).sort("_id", ASCENDING)
+    log.info("audit_trail_backfill_started", every_row=every_row, since=since)
+    # In the old index's order either way, so one customer's rows share pages; without the index,
+    # the database sorts (spilling to disk on a large log).
+    wanted = {"createdAt": {"$gte": since}} if since is not None else {}
+    cursor = rows.find(wanted, _ROW_FIELDS).sort(LEGACY_ROW_ORDER).batch_size(batch_size)
+    cursor = cursor.hint(LEGACY_ROW_INDEX) if indexed else cursor.allow_disk_use(True)
     read = 0
     batch: list[Document] = []
-    async for row in cursor.batch_size(batch_size):
-        batch.append(row)
-        if len(batch) >= batch_size:
-            read += await _write_pages(pages, batch)
-            batch = []
+    try:
+        async for row in cursor:
+            batch.append(row)
+            if len(batch) >= batch_size:
+                read += await _write_pages(pages, batch)
+                batch = []
+    finally:
+        await cursor.close()  # at once, not when the server times it out, if a write failed
     if batch:
         read += await _write_pages(pages, batch)
     if indexed:
@@ -116,33 +126,52 @@ async def _write_pages(pages: AsyncCollection[Document], batch: list[Document]) 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m aforo.dispatcher.audit_backfill [--all]`: the backfill by hand, with the
-    dispatcher's settings (AFORO_MONGO_URI ...)."""
+    """`python -m aforo.dispatcher.audit_backfill [--all [--since TIME]]`: the backfill by hand, with
+    the dispatcher's settings (AFORO_MONGO_URI ...); exit 2 on settings that cannot work."""
     parser = argparse.ArgumentParser(prog="python -m aforo.dispatcher.audit_backfill", description=__doc__)
     parser.add_argument(
         "--all",
         action="store_true",
         help="page every row, even when the old index is gone (after a rolling upgrade)",
     )
+    parser.add_argument(
+        "--since",
+        type=_aware_time,
+        help="with --all: only rows created at or after this ISO 8601 time (when the upgrade began)",
+    )
     arguments = parser.parse_args(argv)
-    settings = DispatcherSettings()
-    configure_logging("audit-backfill", settings.log_level, json=settings.log_json)
+    if arguments.since is not None and not arguments.all:
+        parser.error("--since goes with --all")
+    settings = settings_or_exit(DispatcherSettings, "audit-backfill")
 
     async def run() -> int | None:
         mongo = MongoStore(settings.mongo_uri, settings.mongo_database, app_name="aforo-audit-backfill")
         try:
             await mongo.start([DELIVERY_LOG_PAGES])
-            return await backfill_pages(mongo, every_row=arguments.all)
+            return await backfill_pages(mongo, every_row=arguments.all, since=arguments.since)
         finally:
             await mongo.close()
 
     try:
         read = asyncio.run(run())
     except PyMongoError as error:
-        print(f"backfill failed: {error}", file=sys.stderr)
+        print(f"backfill failed (the database): {error}; it is safe to run again", file=sys.stderr)
         return 1
-    print("nothing to do: no row lacks a page" if read is None else f"paged {read} rows")
+    if read is None:
+        print(
+            "the old index is gone: the rows it covered are paged; rows an old-version dispatcher "
+            "wrote since are paged with --all"
+        )
+    else:
+        print(f"paged {read} rows")
     return 0
+
+
+def _aware_time(text: str) -> datetime:
+    moment = datetime.fromisoformat(text)
+    if moment.tzinfo is None:
+        raise argparse.ArgumentTypeError("give a time zone (e.g. 2026-12-07T09:00:00Z)")
+    return moment
 
 
 if __name__ == "__main__":
