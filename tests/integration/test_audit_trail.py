@@ -136,6 +136,7 @@ async def test_windows_and_filters_select_what_a_query_on_the_rows_would(
     await mongo.collection(DELIVERY_LOG_PAGES.collection).delete_many({})
     expected = await store_like_the_dispatcher(mongo, chance, 300)
 
+    matched = reads = 0
     for _ in range(12):
         start = BASE + timedelta(milliseconds=chance.randrange(0, 3_600_000))
         end = start + timedelta(milliseconds=chance.randrange(1, 1_800_000))
@@ -146,21 +147,30 @@ async def test_windows_and_filters_select_what_a_query_on_the_rows_would(
         wanted = [row for row in expected if start <= row["createdAt"] < end and row["status"] == status]
         assert [row["_id"] for row in found] == newest_first(wanted)
 
-        # The same, a page of `limit` rows at a time (how the API reads it), with two conditions.
-        events = sorted({row["eventId"] for row in expected})[:5]
+        # A page of `limit` rows at a time (how the API reads it) with two conditions, in a window
+        # from the trail's start (where most rows are), so that reads span several pages.
+        events = sorted({row["eventId"] for row in expected})[::2]
         where = {"status": status, "eventId": {"$in": events}}
-        wanted = [row for row in wanted if row["eventId"] in events]
-        limit = chance.choice((1, 3, 40))
+        wanted = [
+            row
+            for row in expected
+            if row["createdAt"] < end and row["status"] == status and row["eventId"] in events
+        ]
+        limit = chance.choice((1, 3, 7))
         listed: list[Any] = []
         before = None
         while True:
-            window = TrailWindow(from_time=start, to_time=end, before=before)
+            window = TrailWindow(from_time=BASE, to_time=end, before=before)
             page = await trail(mongo).newest_first("t1", "c1", window, where=where, limit=limit)
             listed += [row["_id"] for row in page]
+            reads += 1
             if len(page) < limit:
                 break
             before = (page[-1]["createdAt"], page[-1]["_id"])
         assert listed == newest_first(wanted)
+        matched += len(wanted)
+    assert matched > 100
+    assert reads > 12 * 3
     assert await trail(mongo).newest_first("t1", "nobody", TrailWindow()) == []
     # A condition cannot widen the read past its tenant and customer.
     hijack = await trail(mongo).newest_first("t1", "c1", TrailWindow(), where={"tenantId": "t2"})
@@ -267,36 +277,58 @@ async def test_a_backfill_interrupted_then_run_again_over_new_rows_lists_every_r
         await assert_every_row_listed_once(store, first + second)
 
         # Rows written after the index went (a rolling upgrade's old dispatcher): `--all` pages them.
-        late = legacy_rows(chance, 25)
+        # `since` the upgrade began: only those rows are read again.
+        upgrade = BASE + timedelta(minutes=20)
+        late = [
+            a_row(chance, "t1", "c1", upgrade + timedelta(seconds=chance.randrange(300))) for _ in range(25)
+        ]
         await rows.insert_many([dict(row) for row in late])
         assert await backfill_pages(store) is None
-        assert await backfill_pages(store, every_row=True) == 315
+        assert await backfill_pages(store, every_row=True, since=upgrade) == 25
+        await assert_every_row_listed_once(store, first + second + late)
+        assert await backfill_pages(store, every_row=True) == 315  # and all of them: still each once
         await assert_every_row_listed_once(store, first + second + late)
 
 
-async def test_the_backfill_command_pages_every_row_with_the_dispatcher_s_settings(
+async def run_backfill_command(environment: dict[str, str], *arguments: str) -> tuple[int, str, str]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "aforo.dispatcher.audit_backfill",
+        *arguments,
+        env=environment,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+async def test_the_backfill_command_pages_rows_with_the_dispatcher_s_settings(
     local_stack: LocalStack,
 ) -> None:
     async with own_database(local_stack.mongo_uri, [DELIVERY_LOGS, DELIVERY_LOG_PAGES]) as store:
         late = legacy_rows(random.Random(13), 40)
         await store.collection(DELIVERY_LOGS.collection).insert_many([dict(row) for row in late])
-        environment = dict(
-            os.environ, AFORO_MONGO_URI=local_stack.mongo_uri, AFORO_MONGO_DATABASE=store.database.name
-        )
-        command = [sys.executable, "-m", "aforo.dispatcher.audit_backfill"]
-        process = await asyncio.create_subprocess_exec(
-            *command, "--all", env=environment, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
-        )
-        out, err = await asyncio.wait_for(process.communicate(), 60)
-        assert process.returncode == 0, err.decode()
-        assert out.decode().splitlines()[-1] == "paged 40 rows"  # after the log lines
+        environment = {key: value for key, value in os.environ.items() if not key.startswith("AFORO_")}
+        environment.update(AFORO_MONGO_URI=local_stack.mongo_uri, AFORO_MONGO_DATABASE=store.database.name)
+
+        code, out, err = await run_backfill_command(environment, "--all", "--since", "2026-05-01T00:00:00Z")
+        assert code == 0, err
+        assert out.splitlines()[-1] == "paged 40 rows"  # after the log lines
         await assert_every_row_listed_once(store, late)
 
-        process = await asyncio.create_subprocess_exec(
-            *command, env=environment, stdout=asyncio.subprocess.PIPE
-        )
-        out, _ = await asyncio.wait_for(process.communicate(), 60)
-        assert (process.returncode, out.decode().splitlines()[-1]) == (
-            0,
-            "nothing to do: no row lacks a page",
-        )
+        code, out, _ = await run_backfill_command(environment)
+        assert code == 0
+        assert out.splitlines()[-1].startswith("the old index is gone")
+
+        # Settings that cannot work: exit 2 naming the setting, not a traceback; a bad time: usage.
+        code, out, err = await run_backfill_command({**environment, "AFORO_TOPIC_PARTITIONS": "0"}, "--all")
+        assert code == 2
+        assert "settings_invalid" in out
+        assert "topic_partitions" in out
+        assert "Traceback" not in out + err
+        code, _, err = await run_backfill_command(environment, "--all", "--since", "2026-05-01T00:00:00")
+        assert code == 2
+        assert "time zone" in err

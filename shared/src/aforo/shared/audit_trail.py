@@ -17,7 +17,7 @@ an entry. Pure functions and one reader; see docs/dispatch.md.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
@@ -156,13 +156,15 @@ class AuditTrail:
         window: TrailWindow,
         *,
         where: Mapping[str, Any] | None = None,
+        keep: Callable[[Document], bool] | None = None,
         projection: Mapping[str, Any] | None = None,
         limit: int | None = None,
     ) -> list[Document]:
         """Up to `limit` rows (all when None) of the customer in `window` that match `where` (conditions
-        on a row's other fields, asked of the database with the rows' `_id`s), newest first by
-        `(createdAt, _id)`; `projection` excludes fields (the row's time and `_id` always come)."""
-        reading = _Reading(self._rows, tenant_id, customer_id, window, where or {}, projection, limit)
+        on a row's other fields, asked of the database with the rows' `_id`s) and `keep` (a test made
+        here, for a condition too large to send with every fetch), newest first by `(createdAt, _id)`;
+        `projection` names or excludes fields (the row's time and `_id` always come)."""
+        reading = _Reading(self._rows, tenant_id, customer_id, window, where or {}, keep, projection, limit)
         pages = (
             self._pages.find(window.page_filter(tenant_id, customer_id), {"newest": 1, "entries": 1})
             .sort("newest", -1)
@@ -188,6 +190,7 @@ class _Reading:
         customer_id: str,
         window: TrailWindow,
         where: Mapping[str, Any],
+        keep: Callable[[Document], bool] | None,
         projection: Mapping[str, Any] | None,
         limit: int | None,
     ) -> None:
@@ -195,6 +198,7 @@ class _Reading:
         self._window = window
         # The tenant and customer are the read's own: no condition of the caller's replaces them.
         self._query = {**where, "tenantId": tenant_id, "endCustomerId": customer_id}
+        self._keep = keep
         self._projection = dict(projection) if projection else None
         self._limit = limit
         self._waiting: list[_Entry] = []
@@ -247,6 +251,8 @@ class _Reading:
             created = row.get("createdAt")
             if not isinstance(created, datetime) or _aware(created) != entry.created_at:
                 continue  # the row was replaced since (a reservation by its outcome): a stale entry
+            if self._keep is not None and not self._keep(row):
+                continue
             self._seen.add(entry.key)
             self.found.append(row)
             if self._limit is not None and len(self.found) >= self._limit:

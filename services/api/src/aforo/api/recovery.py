@@ -14,7 +14,6 @@ from aforo.api.context import ApiContext
 from aforo.api.problems import ConflictError, InvalidRequestError
 from aforo.api.redelivery import RecoverQuery, RecoveryAccepted, recovery_rows, replay_request
 from aforo.shared.audit_trail import TrailWindow
-from aforo.shared.delivery import ENVELOPE_FIELD, LEGACY_ENVELOPE_FIELD
 from aforo.shared.http import json_response
 from aforo.shared.logging import get_logger
 
@@ -49,13 +48,15 @@ async def recover_failed(
     event_ids = {str(row.get("eventId")) for row in failed}
     # Delivered since: an event delivered to the target after it failed there is not replayed (a
     # delivery ends at its FAILED row: only a later replay can deliver it, so the walk starts there).
+    # The event ids (up to `recover_max_deliveries`) are tested here, not sent with every fetch.
     delivered = (
         await context.audit_trail.newest_first(
             tenant_id,
             customer_id,
             TrailWindow(from_time=failed[0]["createdAt"]),
-            where={"endpointId": target_id, "status": "DELIVERED", "eventId": {"$in": sorted(event_ids)}},
-            projection={ENVELOPE_FIELD: 0, LEGACY_ENVELOPE_FIELD: 0},
+            where={"endpointId": target_id, "status": "DELIVERED"},
+            keep=lambda row: str(row.get("eventId")) in event_ids,
+            projection={"eventId": 1, "createdAt": 1},
         )
         if event_ids
         else []
