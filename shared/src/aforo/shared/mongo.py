@@ -56,7 +56,7 @@ class MongoStore:
         for spec in collections:
             collection = self.database[spec.collection]
             for name in spec.retired:
-                await _drop_index_if_present(collection, name)
+                await drop_index_if_present(collection, name)
             if spec.indexes:
                 await collection.create_indexes(list(spec.indexes))
 
@@ -75,7 +75,7 @@ class MongoStore:
 INDEX_NOT_FOUND: Final = 27
 
 
-async def _drop_index_if_present(collection: AsyncCollection[Document], name: str) -> None:
+async def drop_index_if_present(collection: AsyncCollection[Document], name: str) -> None:
     """Drop an index that may not be there (never created, or dropped by another service first)."""
     try:
         await collection.drop_index(name)

@@ -26,14 +26,14 @@ from typing import Final
 
 from pymongo import ASCENDING, DESCENDING, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import OperationFailure, PyMongoError
+from pymongo.errors import PyMongoError
 
 from aforo.dispatcher.settings import DispatcherSettings
 from aforo.shared.audit_trail import page_documents
 from aforo.shared.collections import DELIVERY_LOG_PAGES, DELIVERY_LOGS
 from aforo.shared.lifecycle import settings_or_exit
 from aforo.shared.logging import get_logger
-from aforo.shared.mongo import Document, MongoStore
+from aforo.shared.mongo import Document, MongoStore, drop_index_if_present
 
 log = get_logger(__name__)
 
@@ -46,7 +46,6 @@ LEGACY_ROW_ORDER: Final = [
     ("_id", DESCENDING),
 ]
 """Its keys: scanned in this order, one customer's rows come together and make few, full pages."""
-INDEX_NOT_FOUND: Final = 27
 _ROW_FIELDS: Final = {"tenantId": 1, "endCustomerId": 1, "createdAt": 1}
 
 
@@ -93,11 +92,7 @@ async def backfill_pages(
     if batch:
         read += await _write_pages(pages, batch)
     if indexed:
-        try:
-            await rows.drop_index(LEGACY_ROW_INDEX)
-        except OperationFailure as error:
-            if error.code != INDEX_NOT_FOUND:  # another replica dropped it first
-                raise
+        await drop_index_if_present(rows, LEGACY_ROW_INDEX)  # another replica may have dropped it first
     log.info("audit_trail_backfill_finished", rows=read)
     return read
 
