@@ -65,6 +65,15 @@ async def test_a_closed_port_says_connection_refused_and_names_no_port(
     assert str(port) in (result.detail or "")
 
 
+async def test_a_url_that_does_not_parse_fails_the_attempt_instead_of_raising(
+    session: aiohttp.ClientSession,
+) -> None:
+    result = await send(session, "http://[::1")
+    assert result.status is None
+    assert result.error == CONNECTION_FAILED
+    assert (result.detail or "").startswith("InvalidUrlClientError")
+
+
 async def test_a_server_that_hangs_up_says_connection_reset(session: aiohttp.ClientSession) -> None:
     async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.read(100)

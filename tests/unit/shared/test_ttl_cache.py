@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from aforo.shared.ttl_cache import TtlCache
+from aforo.shared.ttl_cache import MISSING, TtlCache
 
 
 class CountingLoader:
@@ -91,3 +91,68 @@ async def test_answers_expire_after_the_ttl() -> None:
     await asyncio.sleep(0.1)
     await cache.get_or_load(("k",), load)
     assert load.calls == 2
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def answer(value: object) -> object:
+    return value
+
+
+async def test_a_vouched_answer_outlives_the_ttl_and_an_unvouched_one_does_not() -> None:
+    clock = Clock()
+    cache = TtlCache(ttl=1, clock=clock)
+    vouched_since = [clock.now + 0.5]
+    cache.trust_while(lambda loaded_at: loaded_at >= vouched_since[0], ttl=60)
+    await cache.get_or_load(("endpoints", "t1", "before"), lambda: answer("early"))
+    clock.now += 1
+    await cache.get_or_load(("endpoints", "t1", "after"), lambda: answer("late"))
+    clock.now += 30
+    # Loaded before the voucher began: its own TTL only. Loaded after: kept for the vouched TTL.
+    assert cache.fresh(("endpoints", "t1", "before")) is MISSING
+    assert cache.fresh(("endpoints", "t1", "after")) == "late"
+    clock.now += 31
+    assert cache.fresh(("endpoints", "t1", "after")) is MISSING
+
+
+async def test_an_answer_is_vouched_for_only_while_the_voucher_holds() -> None:
+    clock = Clock()
+    cache = TtlCache(ttl=1, clock=clock)
+    current = [True]
+    cache.trust_while(lambda loaded_at: current[0], ttl=60)
+    await cache.get_or_load(("k",), lambda: answer("kept"))
+    clock.now += 10
+    assert cache.fresh(("k",)) == "kept"
+    current[0] = False  # the feed fell behind: the cache's own TTL applies again
+    assert cache.fresh(("k",)) is MISSING
+    current[0] = True
+    assert cache.fresh(("k",)) == "kept"
+
+
+async def test_drop_where_forgets_the_picked_answers_and_loads() -> None:
+    cache = TtlCache(ttl=60)
+    for key in (("endpoint", "t1", "e1"), ("preference", "t1", "c1", "X"), ("endpoint", "t2", "e1")):
+        await cache.get_or_load(key, lambda: answer("stored"))
+    stale = CountingLoader(value="loaded before the change")
+    pending = asyncio.create_task(cache.get_or_load(("endpoints", "t1", "c1"), stale))
+    await asyncio.sleep(0)
+    cache.drop_where(lambda key: key[1] == "t1")
+    stale.release.set()
+    await pending
+    assert cache.fresh(("endpoint", "t1", "e1")) is MISSING
+    assert cache.fresh(("preference", "t1", "c1", "X")) is MISSING
+    assert cache.fresh(("endpoints", "t1", "c1")) is MISSING
+    assert cache.fresh(("endpoint", "t2", "e1")) == "stored"
+
+
+async def test_fresh_tells_a_remembered_none_from_a_miss() -> None:
+    cache = TtlCache(ttl=60)
+    assert cache.fresh(("k",)) is MISSING
+    await cache.get_or_load(("k",), lambda: answer(None))
+    assert cache.fresh(("k",)) is None

@@ -2,9 +2,9 @@
 
 The API writes a definition or endpoint to MongoDB, then publishes a `ConfigChange`; the trigger
 applies it to its in-memory cache within a poll (well under the 2 s the design asks for). The
-dispatcher does not consume it: it rereads what it needs from MongoDB once its short cache expires
-(`AFORO_DISPATCHER_CONFIG_CACHE_SECONDS`, 1 s), which meets the same 2 s; it publishes changes of its
-own (an endpoint it disables, `aforo.dispatcher.consequences`).
+dispatcher reads it too (`aforo.dispatcher.config_feed`): a change drops its cached answers about the
+tenant, which it otherwise keeps for up to a minute while it follows the topic (1 s when it does
+not); it publishes changes of its own (an endpoint it disables, `aforo.dispatcher.consequences`).
 MongoDB stays the source of truth: a cache loads it on a cold start and again periodically, and
 `version` (a per-document counter) makes a stale change lose to a newer one whatever the order.
 The key `<kind>:<tenantId>:<id>` keeps the latest change per document after compaction.

@@ -17,6 +17,7 @@ from aforo.dispatcher.channels.email import EmailSender
 from aforo.dispatcher.channels.pagerduty import PagerDutySender
 from aforo.dispatcher.channels.pipeline import ChannelDispatch
 from aforo.dispatcher.channels.sms import SmsSender
+from aforo.dispatcher.config_feed import ConfigFeed
 from aforo.dispatcher.consequences import Consequences
 from aforo.dispatcher.consumers import EventConsumer, RetryConsumer
 from aforo.dispatcher.dispatch import Dispatcher
@@ -81,6 +82,7 @@ class DispatcherService(ConnectedService):
         self.reconciler: Reconciler | None = None
         self.renewing_producer: RenewingProducer | None = None
         self.backfill: asyncio.Task[None] | None = None
+        self.config_feed: ConfigFeed | None = None
 
     async def start(self) -> None:
         settings = self.dispatcher_settings
@@ -108,6 +110,24 @@ class DispatcherService(ConnectedService):
             total_timeout_seconds=settings.attempt_timeout_seconds,
         )
         config = ConfigurationReader(self.mongo, self.secret_box, settings.config_cache_seconds)
+        channel_config = ChannelConfigurationReader(
+            self.mongo, self.secret_box, settings.config_cache_seconds
+        )
+        if settings.config_feed_cache_seconds > 0:
+            # Started before the consumers: answers loaded before it is current are not kept long.
+            self.config_feed = ConfigFeed(
+                create_consumer(
+                    settings,
+                    topics.config_changes,
+                    group_id=None,
+                    auto_offset_reset="latest",
+                    fetch_max_wait_ms=100,
+                ),
+                current_within=settings.config_cache_seconds,
+            )
+            for cache in (config.cache, channel_config.cache):
+                self.config_feed.keep(cache, settings.config_feed_cache_seconds)
+            await self.config_feed.start()
         self.renewing_producer = RenewingProducer(self.producer, settings)
         consequences = Consequences(self.renewing_producer, config, topics)
         self.email_sender = EmailSender(
@@ -122,7 +142,7 @@ class DispatcherService(ConnectedService):
             "read_timeout_seconds": settings.provider_read_timeout_seconds,
         }
         channels = ChannelDispatch(
-            ChannelConfigurationReader(self.mongo, self.secret_box, settings.config_cache_seconds),
+            channel_config,
             ChannelSenders(
                 [
                     self.email_sender,
@@ -202,7 +222,8 @@ class DispatcherService(ConnectedService):
     def is_alive(self) -> bool:
         loops_alive = all(loop.is_alive() for loop in (self.events, self.retries) if loop is not None)
         reconciler_alive = self.reconciler is None or self.reconciler.is_alive()
-        return loops_alive and reconciler_alive and self.log_writer.is_alive()
+        feed_alive = self.config_feed is None or self.config_feed.is_alive()
+        return loops_alive and reconciler_alive and feed_alive and self.log_writer.is_alive()
 
     async def drain(self) -> None:
         """Stop fetching; finish in-flight attempts (each bounded by its timeout); flush; commit."""
@@ -225,6 +246,8 @@ class DispatcherService(ConnectedService):
             await asyncio.wait_for(self.log_writer.flush(), 5.0)
         except (TimeoutError, PyMongoError) as error:
             log.error("delivery_log_final_flush_failed", error=repr(error))
+        if self.config_feed is not None:
+            await self.config_feed.stop()
         if self.session is not None:
             await self.session.close()
         if self.email_sender is not None:

@@ -67,6 +67,9 @@ _UNDELIVERABLE = AttemptVerdict(Outcome.REFUSED, DeliveryStatus.FAILED)
 PREVIOUS_ATTEMPT_POLL_SECONDS = 2.0
 """How long a retry whose previous attempt has no row yet waits on a delay topic before it looks again."""
 
+WEBHOOK_ONLY = frozenset({Channel.WEBHOOK})
+"""A decision with no other channel needs no channel plan (most events: no call, no rows to add)."""
+
 RECENTLY_FINISHED = 100_000
 """Attempts this process finished lately, remembered so that a duplicate record of one is recognised
 without asking the database (its row may still be in the log writer's buffer, or just flushed)."""
@@ -206,16 +209,17 @@ class Dispatcher:
                 for endpoint in selection.deliver
             ]
         plan = ChannelPlan()
-        if self.channel_planner is not None:
+        if self.channel_planner is not None and not decision.deliver <= WEBHOOK_ONLY:
             plan = await self.channel_planner.plan(envelope, frozenset(decision.deliver & set(self.senders)))
-        jobs += [
-            AttemptJob(envelope, body, destination.destination_id, 1, channel=channel, unseen=unseen)
-            for channel, destination in plan.deliver
-        ]
+            jobs += [
+                AttemptJob(envelope, body, destination.destination_id, 1, channel=channel, unseen=unseen)
+                for channel, destination in plan.deliver
+            ]
         # A mandatory event must reach someone: reaching no one is a FAILED row, never silence.
         unreached = envelope.event_type in MANDATORY_EVENTS and not jobs
-        for row in ChannelDispatch.plan_rows(envelope, plan, now=now, mandatory_unreached=unreached):
-            self._log(row, body)
+        if plan.no_destination or plan.not_configured or unreached:
+            for row in ChannelDispatch.plan_rows(envelope, plan, now=now, mandatory_unreached=unreached):
+                self._log(row, body)
         if unreached and Channel.WEBHOOK in decision.deliver:
             self._log(
                 _failed_without_destination(envelope, Channel.WEBHOOK, MANDATORY_UNREACHED, now),

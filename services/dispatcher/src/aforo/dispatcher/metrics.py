@@ -81,3 +81,14 @@ CHANNEL_ATTEMPT_SECONDS = Histogram(
     ["channel"],
     buckets=LATENCY_BUCKETS,
 )
+
+# The configuration feed (config_feed.py).
+CONFIG_FEED_STALENESS = Gauge(
+    "aforo_dispatcher_config_feed_staleness_seconds",
+    "Seconds since the config-changes feed last confirmed it had read the topic to its end (while "
+    "it trails, cached configuration expires after config_cache_seconds again).",
+)
+CONFIG_CHANGES_INVALID = Counter(
+    "aforo_dispatcher_config_changes_invalid_total",
+    "Config-topic records that did not parse (each drops every cached answer).",
+)

@@ -10,6 +10,7 @@ The cross-replica cooldown state lives in MongoDB; `CooldownClaim` builds the on
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Mapping
@@ -50,10 +51,12 @@ class EventDefinitionView:
         return self.mandatory or self.event_type in MANDATORY_EVENTS
 
 
+@functools.lru_cache(maxsize=256)
 def system_event_definition(
     event_type: str, default_channels: frozenset[Channel] = SYSTEM_DEFAULT_CHANNELS
 ) -> EventDefinitionView | None:
-    """The definition of a SYSTEM event or of `webhook.test`; None for any other (CUSTOM) type."""
+    """The definition of a SYSTEM event or of `webhook.test`; None for any other (CUSTOM) type.
+    Remembered (the catalog does not change while a process runs): every event asks for one."""
     if event_type == WEBHOOK_TEST_EVENT:
         return EventDefinitionView(WEBHOOK_TEST_EVENT, frozenset({Channel.WEBHOOK}))
     system_event = SYSTEM_EVENTS.get(event_type)

@@ -10,6 +10,7 @@ the user asked for exactly that probe. See docs/dispatch.md.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
@@ -46,8 +47,9 @@ class EndpointView:
     def __post_init__(self) -> None:
         self.retry_config  # noqa: B018 - validate the retry settings when the view is built
 
-    @property
+    @functools.cached_property
     def retry_config(self) -> RetryConfig:
+        """Built (and checked) once per view: a sender reads it for every attempt."""
         return RetryConfig(self.max_retry_attempts, self.initial_backoff_seconds, self.backoff_multiplier)
 
     def subscribes_to(self, event_type: str) -> bool:

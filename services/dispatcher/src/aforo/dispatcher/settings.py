@@ -109,5 +109,13 @@ class DispatcherSettings(ServiceSettings):
     config_cache_seconds: float = Field(
         default=1.0,
         ge=0,
-        description="How long endpoints, preferences and definitions read from MongoDB are reused.",
+        description="How long endpoints, preferences and definitions read from MongoDB are reused while "
+        "the config-changes feed is not current (and always, when the feed is off).",
+    )
+    config_feed_cache_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        description="How long they are reused while the config-changes feed is current (each change the "
+        "API publishes drops the tenant's answers within a poll); bounds what an unpublished change "
+        "leaves stale. 0 turns the feed off.",
     )

@@ -14,6 +14,7 @@ outbound allowlist the log would otherwise be a port scanner's report.
 from __future__ import annotations
 
 import asyncio
+import functools
 import ssl
 import time
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from datetime import UTC, datetime
 from typing import Final, Protocol
 
 import aiohttp
+from yarl import URL
 
 from aforo.dispatcher.outbound import outbound_refusal_of
 from aforo.dispatcher.ports import Sent, Unusable
@@ -121,11 +123,11 @@ async def send_webhook(
     began = time.perf_counter()
     try:
         async with session.post(
-            url,
-            data=body,
+            _target(url),
+            data=aiohttp.BytesPayload(body),
             headers=headers,
             allow_redirects=False,
-            timeout=aiohttp.ClientTimeout(total=timeout_seconds),
+            timeout=_total_timeout(timeout_seconds),
         ) as response:
             prefix = await response.content.read(response_body_limit) if response_body_limit > 0 else None
             return AttemptResult(
@@ -146,6 +148,25 @@ async def send_webhook(
         return _failure(connection_error_text(error), began, error)
     except (OSError, asyncio.IncompleteReadError) as error:
         return _failure(connection_error_text(error), began, error)
+
+
+def _target(url: str) -> URL | str:
+    """The endpoint's URL parsed once, not per attempt; one that does not parse is left to aiohttp,
+    which fails the attempt with `InvalidUrlClientError` as before."""
+    try:
+        return _parsed(url)
+    except ValueError:
+        return url
+
+
+@functools.lru_cache(maxsize=4096)
+def _parsed(url: str) -> URL:
+    return URL(url)
+
+
+@functools.lru_cache(maxsize=64)
+def _total_timeout(seconds: float) -> aiohttp.ClientTimeout:
+    return aiohttp.ClientTimeout(total=seconds)
 
 
 def _failure(error: str, began: float, cause: BaseException, *, refused: bool = False) -> AttemptResult:

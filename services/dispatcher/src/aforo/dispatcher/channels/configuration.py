@@ -56,6 +56,11 @@ class ChannelConfigurationReader:
         self._secret_box = secret_box
         self._cache = TtlCache(cache_seconds)
 
+    @property
+    def cache(self) -> TtlCache:
+        """For the configuration feed (`config_feed`), which drops what changes make stale."""
+        return self._cache
+
     async def _cached(self, key: tuple[str, ...], load: Callable[[], Awaitable[Any]]) -> Any:
         return await self._cache.get_or_load(key, load)
 
