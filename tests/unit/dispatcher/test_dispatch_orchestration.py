@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
+from aforo.dispatcher import dispatch
 from aforo.dispatcher.delivery_log import AttemptKey
 from aforo.dispatcher.dispatch import AttemptJob
 from aforo.dispatcher.preferences import PreferenceView
@@ -276,3 +279,18 @@ async def test_a_replay_reserves_its_attempt_only_once_it_holds_the_endpoints_sl
     await asyncio.wait_for(asyncio.gather(sending, replaying), 5)
     assert [key.event_id for key in world.ledger.reserved] == ["evt-replayed"]
     assert [send[0] for send in world.sender.sends] == ["evt-busy", "evt-replayed"]
+
+
+async def test_the_attempts_remembered_lately_are_the_newest_ones(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(dispatch, "RECENTLY_FINISHED", 3)
+    world = dispatcher_world()
+    world.config.endpoint_views.append(endpoint_view("ep"))
+    envelopes = [invoice_envelope(f"evt-{number}") for number in range(5)]
+    for envelope in envelopes:
+        await world.dispatcher.dispatch_event(envelope, envelope.to_json_bytes())
+
+    remembered = [key.event_id for key in world.dispatcher._finished]
+    assert remembered == ["evt-2", "evt-3", "evt-4"]  # the oldest forgotten first, one per new attempt
+    # A forgotten one is still not sent twice: the ledger (its stored row) answers for it.
+    await world.dispatcher.dispatch_event(envelopes[0], envelopes[0].to_json_bytes())
+    assert [send[0] for send in world.sender.sends] == [f"evt-{number}" for number in range(5)]

@@ -21,6 +21,7 @@ See docs/dispatch.md for what a crash at each step leaves.
 from __future__ import annotations
 
 import asyncio
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -130,8 +131,10 @@ class Dispatcher:
     """Which contact destinations an event reaches on EMAIL/SMS/PAGERDUTY (docs/channels.md)."""
     limits: EndpointLimits = field(init=False)
     _in_flight: set[AttemptKey] = field(default_factory=set)
-    _finished: dict[AttemptKey, str] = field(default_factory=dict)
-    """The status of every attempt this process logged lately (bounded): its rows, flushed or not."""
+    _finished: OrderedDict[AttemptKey, str] = field(default_factory=OrderedDict)
+    """The status of every attempt this process logged lately (bounded): its rows, flushed or not.
+    An OrderedDict: dropping the oldest of a plain dict (`next(iter(...))`) walks the slots its
+    earlier deletions left, ~40 µs per attempt once 100,000 are remembered."""
 
     def __post_init__(self) -> None:
         self.limits = EndpointLimits(
@@ -484,7 +487,7 @@ class Dispatcher:
         if row.attempt > 0:
             self._finished[row.key] = row.status.value
             if len(self._finished) > RECENTLY_FINISHED:
-                del self._finished[next(iter(self._finished))]
+                self._finished.popitem(last=False)
         deliveries_counted(row.status.value, row.channel.value).inc()
         if row.skip_reason is not None:
             SKIPPED.labels(row.skip_reason.value).inc()
