@@ -131,6 +131,15 @@ async def test_a_tombstone_drops_nothing() -> None:
     assert cache.fresh(("endpoint", "t1", "e1")) == "stored"
 
 
+async def confirm(
+    feed: ConfigFeed, consumer: FakeConsumer, read: dict[TopicPartition, int] | None = None
+) -> None:
+    """What the feed does after a poll that returned records up to `read` (none: nothing new)."""
+    for partition in consumer.fetched_ms:
+        consumer.fetched_ms[partition] = now_ms()
+    await feed._confirm({**dict(feed._expected or {}), **(read or {})})
+
+
 async def test_answers_outlive_the_short_ttl_only_while_the_feed_is_current() -> None:
     clock = Clock()
     feed, consumer = feed_with(clock)
@@ -138,27 +147,100 @@ async def test_answers_outlive_the_short_ttl_only_while_the_feed_is_current() ->
     feed.keep(cache, 60)
     await fill(cache, ("endpoint", "t1", "early"))  # before the feed was ever current
     clock.now += 0.1
-    await feed._confirm()
+    await confirm(feed, consumer)
     clock.now += 0.1
     await fill(cache, ("endpoint", "t1", "late"))
 
     clock.now += 0.8
-    await feed._confirm()
+    await confirm(feed, consumer)
     clock.now += 0.9  # 1.7 s after the first load, 0.9 s after the feed last read to its end
     assert cache.fresh(("endpoint", "t1", "early")) is MISSING
     assert cache.fresh(("endpoint", "t1", "late")) == "stored"
 
     clock.now += 0.2  # the feed has not confirmed for 1.1 s: back to the cache's own 1 s
     assert cache.fresh(("endpoint", "t1", "late")) is MISSING
-    consumer.positions[P1] = 8  # behind its high-water mark: a poll does not confirm either
-    await feed._confirm()
-    assert cache.fresh(("endpoint", "t1", "late")) is MISSING
-    consumer.positions[P1] = 9
-    await feed._confirm()
-    assert cache.fresh(("endpoint", "t1", "late")) == "stored"
-    clock.now += 59
-    await feed._confirm()
-    assert cache.fresh(("endpoint", "t1", "late")) is MISSING  # past config_feed_cache_seconds
+    clock.now += 58
+    await confirm(feed, consumer)
+    assert cache.fresh(("endpoint", "t1", "late")) is MISSING  # a break ended the run it was loaded in
+
+
+async def test_a_feed_behind_its_high_water_mark_does_not_vouch() -> None:
+    clock = Clock()
+    feed, consumer = feed_with(clock)
+    cache = TtlCache(1, clock=clock)
+    feed.keep(cache, 60)
+    await confirm(feed, consumer)
+    clock.now += 0.1
+    await fill(cache, ("endpoint", "t1", "e1"))
+    consumer.highwaters[P1] = 12  # three changes not read yet
+    clock.now += 0.5
+    await confirm(feed, consumer)
+    clock.now += 0.7
+    assert cache.fresh(("endpoint", "t1", "e1")) is MISSING
+    consumer.positions[P1] = 12  # caught up after a lapse of 1.3 s: a new run
+    await confirm(feed, consumer, {P1: 12})
+    assert cache.fresh(("endpoint", "t1", "e1")) is MISSING  # loaded before the lapse
+    await fill(cache, ("endpoint", "t1", "e2"))
+    for _ in range(3):
+        clock.now += 0.5
+        await confirm(feed, consumer)
+    assert cache.fresh(("endpoint", "t1", "e2")) == "stored"
+    for _ in range(120):
+        clock.now += 0.5
+        await confirm(feed, consumer)
+    assert cache.fresh(("endpoint", "t1", "e2")) is MISSING  # past config_feed_cache_seconds
+
+
+async def test_after_a_break_only_answers_loaded_since_are_vouched_for() -> None:
+    clock = Clock()
+    feed, consumer = feed_with(clock)
+    cache = TtlCache(1, clock=clock)
+    feed.keep(cache, 60)
+    await confirm(feed, consumer)
+    clock.now += 0.1
+    await fill(cache, ("endpoint", "t1", "before-the-outage"))
+    clock.now += 5  # the broker away: no confirmation for 5 s (a change published meanwhile is lost)
+    await confirm(feed, consumer)
+    clock.now += 0.1
+    await fill(cache, ("endpoint", "t1", "after-the-outage"))
+    for _ in range(3):
+        clock.now += 0.5  # confirmed every poll from now on
+        await confirm(feed, consumer)
+    assert cache.fresh(("endpoint", "t1", "before-the-outage")) is MISSING
+    assert cache.fresh(("endpoint", "t1", "after-the-outage")) == "stored"
+
+
+async def test_a_position_that_jumps_past_unread_records_drops_everything() -> None:
+    clock = Clock()
+    feed, consumer = feed_with(clock)
+    cache = TtlCache(1, clock=clock)
+    feed.keep(cache, 60)
+    await confirm(feed, consumer)
+    clock.now += 0.1
+    await fill(cache, ("endpoint", "t1", "e1"), ("endpoint", "t2", "e1"))
+    consumer.positions[P0], consumer.highwaters[P0] = 7, 7  # reset to the end: records 4-6 never read
+    clock.now += 0.2
+    await confirm(feed, consumer)
+    assert cache.fresh(("endpoint", "t1", "e1")) is MISSING
+    assert cache.fresh(("endpoint", "t2", "e1")) is MISSING
+    # Records read in the poll move the position lawfully: nothing is dropped.
+    await fill(cache, ("endpoint", "t3", "e1"))
+    consumer.positions[P0], consumer.highwaters[P0] = 9, 9
+    await confirm(feed, consumer, {P0: 9})
+    assert cache.fresh(("endpoint", "t3", "e1")) == "stored"
+
+
+async def test_a_partition_assigned_or_unassigned_drops_everything() -> None:
+    clock = Clock()
+    feed, consumer = feed_with(clock)
+    cache = TtlCache(1, clock=clock)
+    feed.keep(cache, 60)
+    await confirm(feed, consumer)
+    await fill(cache, ("endpoint", "t1", "e1"))
+    p2 = TopicPartition("config.changes", 2)
+    consumer.positions[p2], consumer.highwaters[p2], consumer.fetched_ms[p2] = 0, 0, now_ms()
+    await confirm(feed, consumer)
+    assert cache.fresh(("endpoint", "t1", "e1")) is MISSING
 
 
 @pytest.mark.parametrize("kind", list(ConfigKind))

@@ -105,11 +105,15 @@ async def answer(value: object) -> object:
     return value
 
 
+def tenant(key: tuple[str, ...]) -> str:
+    return key[1] if len(key) > 1 else ""
+
+
 async def test_a_vouched_answer_outlives_the_ttl_and_an_unvouched_one_does_not() -> None:
     clock = Clock()
     cache = TtlCache(ttl=1, clock=clock)
     vouched_since = [clock.now + 0.5]
-    cache.trust_while(lambda loaded_at: loaded_at >= vouched_since[0], ttl=60)
+    cache.trust_while(lambda began: began >= vouched_since[0], ttl=60, group_of=tenant)
     await cache.get_or_load(("endpoints", "t1", "before"), lambda: answer("early"))
     clock.now += 1
     await cache.get_or_load(("endpoints", "t1", "after"), lambda: answer("late"))
@@ -125,7 +129,7 @@ async def test_an_answer_is_vouched_for_only_while_the_voucher_holds() -> None:
     clock = Clock()
     cache = TtlCache(ttl=1, clock=clock)
     current = [True]
-    cache.trust_while(lambda loaded_at: current[0], ttl=60)
+    cache.trust_while(lambda began: current[0], ttl=60, group_of=tenant)
     await cache.get_or_load(("k",), lambda: answer("kept"))
     clock.now += 10
     assert cache.fresh(("k",)) == "kept"
@@ -156,3 +160,68 @@ async def test_fresh_tells_a_remembered_none_from_a_miss() -> None:
     assert cache.fresh(("k",)) is MISSING
     await cache.get_or_load(("k",), lambda: answer(None))
     assert cache.fresh(("k",)) is None
+
+
+async def test_drop_group_forgets_one_groups_answers_and_loads_only() -> None:
+    cache = TtlCache(ttl=60)
+    cache.trust_while(lambda began: True, ttl=60, group_of=tenant)
+    for key in (("endpoint", "t1", "e1"), ("preference", "t1", "c1", "X"), ("endpoint", "t2", "e1")):
+        await cache.get_or_load(key, lambda: answer("stored"))
+    stale = CountingLoader(value="loaded before the change")
+    pending = asyncio.create_task(cache.get_or_load(("endpoints", "t1", "c1"), stale))
+    await asyncio.sleep(0)
+    cache.drop_group("t1")
+    stale.release.set()
+    await pending
+    assert cache.fresh(("endpoint", "t1", "e1")) is MISSING
+    assert cache.fresh(("preference", "t1", "c1", "X")) is MISSING
+    assert cache.fresh(("endpoints", "t1", "c1")) is MISSING
+    assert cache.fresh(("endpoint", "t2", "e1")) == "stored"
+    await cache.get_or_load(("endpoint", "t1", "e1"), lambda: answer("reloaded"))
+    cache.drop_group("t1")  # a key stored again belongs to its group again
+    assert cache.fresh(("endpoint", "t1", "e1")) is MISSING
+
+
+async def test_a_full_cache_forgets_the_expired_then_its_oldest_answers() -> None:
+    clock = Clock()
+    cache = TtlCache(ttl=1, max_entries=20, clock=clock)
+    cache.trust_while(lambda began: True, ttl=60, group_of=tenant)
+    for number in range(10):
+        await cache.get_or_load(("k", f"t{number}"), lambda: answer("old"))
+    clock.now += 61  # past even the vouched TTL
+    for number in range(10, 20):
+        await cache.get_or_load(("k", f"t{number}"), lambda: answer("young"))
+    await cache.get_or_load(("k", "t20"), lambda: answer("young"))
+    assert len(cache) == 11  # the ten expired ones made room; nothing young was forgotten
+    for number in range(21, 30):
+        await cache.get_or_load(("k", f"t{number}"), lambda: answer("young"))
+    await cache.get_or_load(("k", "t30"), lambda: answer("young"))
+    # Full of answers still good: the oldest tenth (two) goes, the rest stays.
+    assert cache.fresh(("k", "t10")) is MISSING
+    assert cache.fresh(("k", "t11")) is MISSING
+    assert cache.fresh(("k", "t12")) == "young"
+    assert cache.fresh(("k", "t30")) == "young"
+    cache.drop_group("t11")  # the groups follow what was forgotten
+    cache.drop_group("t12")
+    assert cache.fresh(("k", "t12")) is MISSING
+
+
+async def test_the_own_ttl_counts_from_when_an_answer_was_stored() -> None:
+    clock = Clock()
+    cache = TtlCache(ttl=1, clock=clock)
+
+    async def slow() -> object:
+        clock.now += 2  # the database took 2 s to answer
+        return "slow answer"
+
+    await cache.get_or_load(("k",), slow)
+    assert cache.fresh(("k",)) == "slow answer"
+
+
+async def test_clear_forgets_everything() -> None:
+    cache = TtlCache(ttl=60)
+    cache.trust_while(lambda began: True, ttl=60, group_of=tenant)
+    await cache.get_or_load(("endpoint", "t1", "e1"), lambda: answer("stored"))
+    cache.clear()
+    assert cache.fresh(("endpoint", "t1", "e1")) is MISSING
+    assert len(cache) == 0

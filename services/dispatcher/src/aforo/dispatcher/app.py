@@ -113,8 +113,9 @@ class DispatcherService(ConnectedService):
         channel_config = ChannelConfigurationReader(
             self.mongo, self.secret_box, settings.config_cache_seconds
         )
-        if settings.config_feed_cache_seconds > 0:
+        if settings.config_feed_cache_seconds > 0 and settings.config_cache_seconds > 0:
             # Started before the consumers: answers loaded before it is current are not kept long.
+            # (A cache of 0 s reads MongoDB for every event: nothing for a feed to vouch for.)
             self.config_feed = ConfigFeed(
                 create_consumer(
                     settings,
@@ -122,6 +123,7 @@ class DispatcherService(ConnectedService):
                     group_id=None,
                     auto_offset_reset="latest",
                     fetch_max_wait_ms=100,
+                    metadata_max_age_ms=5_000,  # a partition added to the topic is followed soon
                 ),
                 current_within=settings.config_cache_seconds,
             )

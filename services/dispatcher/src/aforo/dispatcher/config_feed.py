@@ -6,12 +6,16 @@ active key, on the delivery path. The API publishes a `ConfigChange` after each 
 every dispatcher replica reads the whole topic (no consumer group) from its end at start, and a
 change for a tenant drops every answer about that tenant from the caches that follow the feed.
 
-While the feed is *current* (it has read every partition to its end, with a fetch response
-newer than `current_within` seconds) the caches keep an answer for `config_feed_cache_seconds`
-(60 s by default), if it was loaded after the feed first became current. Otherwise, on a broker
-outage or a feed that falls behind, the 1 s expiry applies again, so a change still reaches
-deliveries within the 2 s the design asks for. The long expiry bounds what a change the API wrote
-to MongoDB but never published (it crashed in between) can leave stale. See docs/dispatch.md.
+While the feed is *current* (every partition read to its end, by fetch responses at most
+`current_within` seconds old, without a break) the caches keep an answer for
+`config_feed_cache_seconds` (60 s by default) if its load began after the current run of the feed
+began. A break (no confirmation for longer than `current_within`: a broker outage, a starved event
+loop) ends the run: what was loaded before it is not vouched for again, since a change published
+meanwhile may be lost (the API logs `config_change_unpublished` and keeps its write). A partition
+assigned or unassigned, or a position that moved without the records in between being read, drops
+every answer and starts a new run. Otherwise the 1 s expiry applies, so a change still reaches
+deliveries within the 2 s the design asks for; the long expiry bounds what a change written to
+MongoDB but never published can leave stale. See docs/dispatch.md.
 """
 
 from __future__ import annotations
@@ -19,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
@@ -56,6 +59,12 @@ def read_to_end(
     return True
 
 
+def tenant_key_group(key: Key) -> str:
+    """The tenant of a configuration cache's key: every key the dispatcher caches is
+    `(kind, tenant_id, ...)`."""
+    return key[1]
+
+
 def tenant_of(raw: bytes | None) -> str | None:
     """The tenant a config-topic record changes; raises ValueError (or pydantic's) if it does not
     parse. None for a compaction tombstone (a delete travels as a DELETE change before it)."""
@@ -78,15 +87,17 @@ class ConfigFeed:
         self._clock = clock
         self._caches: list[TtlCache] = []
         self._confirmed_at: float | None = None
-        """When the feed last found itself read to the end (of `clock`)."""
+        """As of when the feed last found itself read to the end (of `clock`): its oldest fetch."""
         self._current_since: float | None = None
-        """When it first did: answers loaded earlier may predate a change it never saw."""
+        """When the current run began: answers loaded earlier may predate a change it never saw."""
+        self._expected: dict[TopicPartition, int] | None = None
+        """Each partition's position once the records of the last poll are applied."""
         self._loops = BackgroundTasks("config-feed")
         CONFIG_FEED_STALENESS.set_function(self._staleness)
 
     def keep(self, cache: TtlCache, ttl: float) -> None:
         """Let `cache` keep answers for `ttl` seconds while the feed vouches for them."""
-        cache.trust_while(self.vouches_for, ttl)
+        cache.trust_while(self.vouches_for, ttl, tenant_key_group)
         self._caches.append(cache)
 
     def vouches_for(self, loaded_at: float) -> bool:
@@ -111,12 +122,11 @@ class ConfigFeed:
 
     def forget_tenant(self, tenant_id: str | None) -> None:
         """Drop every cached answer about `tenant_id` (None: about everyone)."""
-
-        def stale(key: Key) -> bool:
-            return tenant_id is None or (len(key) > 1 and key[1] == tenant_id)
-
         for cache in self._caches:
-            cache.drop_where(stale)
+            if tenant_id is None:
+                cache.clear()
+            else:
+                cache.drop_group(tenant_id)
 
     def apply(self, raw: bytes | None) -> None:
         """One config-topic record. A record that does not parse drops everything: which tenant it
@@ -137,25 +147,55 @@ class ConfigFeed:
         while True:
             try:
                 batch = await self.consumer.getmany(timeout_ms=POLL_MS)
-                for records in batch.values():
+                read_up_to = dict(self._expected or {})
+                for partition, records in batch.items():
                     for record in records:
                         self.apply(record.value)
-                await self._confirm()
+                    if records:
+                        read_up_to[partition] = records[-1].offset + 1
+                await self._confirm(read_up_to)
             except KafkaError as error:
                 log.warning("dispatcher_config_changes_read_failed", error=repr(error))
                 await asyncio.sleep(1.0)
 
-    async def _confirm(self) -> None:
+    async def _confirm(self, read_up_to: dict[TopicPartition, int]) -> None:
+        """After a poll: is the feed still unbroken, and read to the end?"""
         consumer = self.consumer
         assignment = consumer.assignment()
         positions = {partition: await consumer.position(partition) for partition in assignment}
-        fetched: dict[TopicPartition, Any] = {p: consumer.last_poll_timestamp(p) for p in assignment}
-        highwaters = {partition: consumer.highwater(partition) for partition in assignment}
-        if read_to_end(positions, highwaters, fetched, int(time.time() * 1000), self._current_within):
-            self._confirmed_at = self._clock()
-            if self._current_since is None:
-                self._current_since = self._confirmed_at
-                log.info("dispatcher_config_feed_current")
+        if consumer.assignment() != assignment:
+            self._broken("assignment changed while it was read")
+            return
+        if self._expected and (  # nothing assigned before (the start): nothing to compare
+            set(positions) != set(self._expected)
+            or any(positions[p] != read_up_to.get(p, self._expected.get(p)) for p in positions)
+        ):
+            # Partitions came or went, or a position moved past records this feed never applied
+            # (a reset to the end after the topic's metadata failed): whatever they changed is unknown.
+            self._expected = positions
+            self._broken("partitions or positions moved")
+            return
+        self._expected = positions
+        now = self._clock()
+        if self._confirmed_at is not None and now - self._confirmed_at > self._current_within:
+            self._current_since = None  # a break: a change published meanwhile may never come
+        fetched = {p: consumer.last_poll_timestamp(p) for p in assignment}
+        highwaters = {p: consumer.highwater(p) for p in assignment}
+        wall_ms = int(time.time() * 1000)
+        if not read_to_end(positions, highwaters, fetched, wall_ms, self._current_within):
+            return
+        oldest_fetch_ms = min(stamp for stamp in fetched.values() if stamp is not None)
+        self._confirmed_at = now - max(0.0, (wall_ms - oldest_fetch_ms) / 1000)
+        if self._current_since is None:
+            self._current_since = now
+            log.info("dispatcher_config_feed_current")
+
+    def _broken(self, reason: str) -> None:
+        """Continuity lost: forget every answer, and vouch again only for what is loaded from now."""
+        self.forget_tenant(None)
+        self._current_since = None
+        self._confirmed_at = None
+        log.warning("dispatcher_config_feed_restarted", reason=reason)
 
     def _staleness(self) -> float:
         return float("inf") if self._confirmed_at is None else self._clock() - self._confirmed_at
