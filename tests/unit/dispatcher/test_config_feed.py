@@ -246,3 +246,10 @@ async def test_a_partition_assigned_or_unassigned_drops_everything() -> None:
 @pytest.mark.parametrize("kind", list(ConfigKind))
 def test_every_kind_of_change_names_its_tenant(kind: ConfigKind) -> None:
     assert tenant_of(change("tenant-7", kind)) == "tenant-7"
+
+
+async def test_wait_current_returns_once_the_feed_is_current_or_gives_up() -> None:
+    feed, consumer = feed_with(Clock())
+    assert not await feed.wait_current(0.0)
+    await confirm(feed, consumer)
+    assert await feed.wait_current(0.0)

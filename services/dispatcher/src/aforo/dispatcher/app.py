@@ -48,6 +48,10 @@ from aforo.shared.secret_box import secret_box_from
 
 log = get_logger(__name__)
 
+FEED_START_WAIT_SECONDS = 5.0
+"""How long a starting dispatcher waits for its configuration feed to be current (normally a few
+hundred ms) before its consumers start: what they load first is then kept, not reread after 1 s."""
+
 
 class DispatcherService(ConnectedService):
     name = "dispatcher"
@@ -125,11 +129,11 @@ class DispatcherService(ConnectedService):
                     fetch_max_wait_ms=100,
                     metadata_max_age_ms=5_000,  # a partition added to the topic is followed soon
                 ),
-                current_within=settings.config_cache_seconds,
             )
             for cache in (config.cache, channel_config.cache):
                 self.config_feed.keep(cache, settings.config_feed_cache_seconds)
             await self.config_feed.start()
+            await self.config_feed.wait_current(FEED_START_WAIT_SECONDS)
         self.renewing_producer = RenewingProducer(self.producer, settings)
         consequences = Consequences(self.renewing_producer, config, topics)
         self.email_sender = EmailSender(

@@ -7,9 +7,9 @@ every dispatcher replica reads the whole topic (no consumer group) from its end 
 change for a tenant drops every answer about that tenant from the caches that follow the feed.
 
 While the feed is *current* (every partition read to its end, by fetch responses at most
-`current_within` seconds old, without a break) the caches keep an answer for
+`CURRENT_WITHIN_SECONDS` (1.8 s) old, without a break) the caches keep an answer for
 `config_feed_cache_seconds` (60 s by default) if its load began after the current run of the feed
-began. A break (no confirmation for longer than `current_within`: a broker outage, a starved event
+began. A break (no confirmation for longer than that: a broker outage, a starved event
 loop) ends the run: what was loaded before it is not vouched for again, since a change published
 meanwhile may be lost (the API logs `config_change_unpublished` and keeps its write). A partition
 assigned or unassigned, or a position that moved without the records in between being read, drops
@@ -37,6 +37,13 @@ from aforo.shared.ttl_cache import Key, TtlCache
 log = get_logger(__name__)
 
 POLL_MS = 200
+
+CURRENT_WITHIN_SECONDS = 1.8
+"""How recent the fetch responses that found the topic read to its end must be for the feed to vouch
+for answers: a change published after them is applied at the next fetch, or (the broker gone) the
+answers stop being vouched for this long after it, inside the 2 s in which a change the API writes
+must reach deliveries. Shorter makes a busy dispatcher (whose fetch responses wait on its event loop)
+fall back to rereading MongoDB every second."""
 
 
 def read_to_end(
@@ -79,7 +86,7 @@ class ConfigFeed:
     def __init__(
         self,
         consumer: AIOKafkaConsumer,
-        current_within: float,
+        current_within: float = CURRENT_WITHIN_SECONDS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.consumer = consumer
@@ -112,6 +119,17 @@ class ConfigFeed:
     async def start(self) -> None:
         await self.consumer.start()
         self._loops.spawn("changes", self._follow())
+
+    async def wait_current(self, timeout_seconds: float) -> bool:
+        """Wait (at most `timeout_seconds`) until the feed is current, so that the first answers the
+        consumers load are vouched for; False if it is not by then (answers expire after 1 s until it is)."""
+        deadline = self._clock() + timeout_seconds
+        while self._current_since is None:
+            if self._clock() >= deadline:
+                log.warning("dispatcher_config_feed_not_current", waited_seconds=timeout_seconds)
+                return False
+            await asyncio.sleep(POLL_MS / 4000)
+        return True
 
     async def stop(self) -> None:
         await self._loops.cancel_all()
@@ -178,7 +196,10 @@ class ConfigFeed:
         self._expected = positions
         now = self._clock()
         if self._confirmed_at is not None and now - self._confirmed_at > self._current_within:
-            self._current_since = None  # a break: a change published meanwhile may never come
+            # A break: a change published meanwhile may never come.
+            if self._current_since is not None:
+                log.info("dispatcher_config_feed_lapsed", seconds=round(now - self._confirmed_at, 3))
+            self._current_since = None
         fetched = {p: consumer.last_poll_timestamp(p) for p in assignment}
         highwaters = {p: consumer.highwater(p) for p in assignment}
         wall_ms = int(time.time() * 1000)

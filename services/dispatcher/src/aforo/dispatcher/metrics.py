@@ -85,8 +85,8 @@ CHANNEL_ATTEMPT_SECONDS = Histogram(
 # The configuration feed (config_feed.py).
 CONFIG_FEED_STALENESS = Gauge(
     "aforo_dispatcher_config_feed_staleness_seconds",
-    "Seconds since the config-changes feed last confirmed it had read the topic to its end (while "
-    "it trails, cached configuration expires after config_cache_seconds again).",
+    "Seconds since the fetch responses by which the config-changes feed last found the topic read to "
+    "its end (past 1.8 s, cached configuration expires after config_cache_seconds again).",
 )
 CONFIG_CHANGES_INVALID = Counter(
     "aforo_dispatcher_config_changes_invalid_total",
