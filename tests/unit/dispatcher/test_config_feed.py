@@ -63,6 +63,15 @@ def change(tenant_id: str, kind: ConfigKind = ConfigKind.WEBHOOK_ENDPOINT) -> by
     ).to_json_bytes()
 
 
+def feed_and_cache() -> tuple[Clock, ConfigFeed, FakeConsumer, TtlCache]:
+    """A feed on a fake consumer (current_within 1 s) keeping one cache (own TTL 1 s, vouched 60 s)."""
+    clock = Clock()
+    feed, consumer = feed_with(clock)
+    cache = TtlCache(1, clock=clock)
+    feed.keep(cache, 60)
+    return clock, feed, consumer, cache
+
+
 def feed_with(clock: Clock) -> tuple[ConfigFeed, FakeConsumer]:
     consumer = FakeConsumer()
     return ConfigFeed(cast(AIOKafkaConsumer, consumer), current_within=1.0, clock=clock), consumer
@@ -141,10 +150,7 @@ async def confirm(
 
 
 async def test_answers_outlive_the_short_ttl_only_while_the_feed_is_current() -> None:
-    clock = Clock()
-    feed, consumer = feed_with(clock)
-    cache = TtlCache(1, clock=clock)
-    feed.keep(cache, 60)
+    clock, feed, consumer, cache = feed_and_cache()
     await fill(cache, ("endpoint", "t1", "early"))  # before the feed was ever current
     clock.now += 0.1
     await confirm(feed, consumer)
@@ -165,10 +171,7 @@ async def test_answers_outlive_the_short_ttl_only_while_the_feed_is_current() ->
 
 
 async def test_a_feed_behind_its_high_water_mark_does_not_vouch() -> None:
-    clock = Clock()
-    feed, consumer = feed_with(clock)
-    cache = TtlCache(1, clock=clock)
-    feed.keep(cache, 60)
+    clock, feed, consumer, cache = feed_and_cache()
     await confirm(feed, consumer)
     clock.now += 0.1
     await fill(cache, ("endpoint", "t1", "e1"))
@@ -192,10 +195,7 @@ async def test_a_feed_behind_its_high_water_mark_does_not_vouch() -> None:
 
 
 async def test_after_a_break_only_answers_loaded_since_are_vouched_for() -> None:
-    clock = Clock()
-    feed, consumer = feed_with(clock)
-    cache = TtlCache(1, clock=clock)
-    feed.keep(cache, 60)
+    clock, feed, consumer, cache = feed_and_cache()
     await confirm(feed, consumer)
     clock.now += 0.1
     await fill(cache, ("endpoint", "t1", "before-the-outage"))
@@ -211,10 +211,7 @@ async def test_after_a_break_only_answers_loaded_since_are_vouched_for() -> None
 
 
 async def test_a_position_that_jumps_past_unread_records_drops_everything() -> None:
-    clock = Clock()
-    feed, consumer = feed_with(clock)
-    cache = TtlCache(1, clock=clock)
-    feed.keep(cache, 60)
+    clock, feed, consumer, cache = feed_and_cache()
     await confirm(feed, consumer)
     clock.now += 0.1
     await fill(cache, ("endpoint", "t1", "e1"), ("endpoint", "t2", "e1"))
@@ -231,10 +228,7 @@ async def test_a_position_that_jumps_past_unread_records_drops_everything() -> N
 
 
 async def test_a_partition_assigned_or_unassigned_drops_everything() -> None:
-    clock = Clock()
-    feed, consumer = feed_with(clock)
-    cache = TtlCache(1, clock=clock)
-    feed.keep(cache, 60)
+    _, feed, consumer, cache = feed_and_cache()
     await confirm(feed, consumer)
     await fill(cache, ("endpoint", "t1", "e1"))
     p2 = TopicPartition("config.changes", 2)

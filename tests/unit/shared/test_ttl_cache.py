@@ -139,22 +139,6 @@ async def test_an_answer_is_vouched_for_only_while_the_voucher_holds() -> None:
     assert cache.fresh(("k",)) == "kept"
 
 
-async def test_drop_where_forgets_the_picked_answers_and_loads() -> None:
-    cache = TtlCache(ttl=60)
-    for key in (("endpoint", "t1", "e1"), ("preference", "t1", "c1", "X"), ("endpoint", "t2", "e1")):
-        await cache.get_or_load(key, lambda: answer("stored"))
-    stale = CountingLoader(value="loaded before the change")
-    pending = asyncio.create_task(cache.get_or_load(("endpoints", "t1", "c1"), stale))
-    await asyncio.sleep(0)
-    cache.drop_where(lambda key: key[1] == "t1")
-    stale.release.set()
-    await pending
-    assert cache.fresh(("endpoint", "t1", "e1")) is MISSING
-    assert cache.fresh(("preference", "t1", "c1", "X")) is MISSING
-    assert cache.fresh(("endpoints", "t1", "c1")) is MISSING
-    assert cache.fresh(("endpoint", "t2", "e1")) == "stored"
-
-
 async def test_fresh_tells_a_remembered_none_from_a_miss() -> None:
     cache = TtlCache(ttl=60)
     assert cache.fresh(("k",)) is MISSING
@@ -162,7 +146,8 @@ async def test_fresh_tells_a_remembered_none_from_a_miss() -> None:
     assert cache.fresh(("k",)) is None
 
 
-async def test_drop_group_forgets_one_groups_answers_and_loads_only() -> None:
+@pytest.mark.parametrize("by", ["group", "predicate"])
+async def test_a_drop_forgets_one_tenants_answers_and_loads_only(by: str) -> None:
     cache = TtlCache(ttl=60)
     cache.trust_while(lambda began: True, ttl=60, group_of=tenant)
     for key in (("endpoint", "t1", "e1"), ("preference", "t1", "c1", "X"), ("endpoint", "t2", "e1")):
@@ -170,7 +155,10 @@ async def test_drop_group_forgets_one_groups_answers_and_loads_only() -> None:
     stale = CountingLoader(value="loaded before the change")
     pending = asyncio.create_task(cache.get_or_load(("endpoints", "t1", "c1"), stale))
     await asyncio.sleep(0)
-    cache.drop_group("t1")
+    if by == "group":
+        cache.drop_group("t1")
+    else:
+        cache.drop_where(lambda key: key[1] == "t1")
     stale.release.set()
     await pending
     assert cache.fresh(("endpoint", "t1", "e1")) is MISSING
