@@ -80,10 +80,10 @@ class ConfigurationReader:
         return self._cache
 
     async def _cached(self, key: tuple[str, ...], load: Callable[[], Awaitable[Any]]) -> Any:
+        # A hit without the loader's coroutine: every event makes three lookups, nearly all hits.
+        if (hit := self._cache.fresh(key)) is not MISSING:
+            return hit
         return await self._cache.get_or_load(key, load)
-
-    # Each lookup tries the cache first without a coroutine or a loader of its own: every event
-    # makes three of them, and all but one a second per key are hits.
 
     async def definition(self, tenant_id: str, event_type: str) -> EventDefinitionView | None:
         """SYSTEM and `webhook.test` from the catalog; CUSTOM from the tenant's definitions."""
@@ -91,8 +91,6 @@ class ConfigurationReader:
         if system is not None:
             return system
         key = ("definition", tenant_id, event_type)
-        if (hit := self._cache.fresh(key)) is not MISSING:
-            return hit  # type: ignore[no-any-return]
         view: EventDefinitionView | None = await self._cached(
             key, lambda: self._load_definition(tenant_id, event_type)
         )
@@ -107,8 +105,6 @@ class ConfigurationReader:
 
     async def preference(self, tenant_id: str, customer_id: str, event_type: str) -> PreferenceView | None:
         key = ("preference", tenant_id, customer_id, event_type)
-        if (hit := self._cache.fresh(key)) is not MISSING:
-            return hit  # type: ignore[no-any-return]
 
         async def load() -> PreferenceView | None:
             document = await self._preferences.find_one(
@@ -121,8 +117,6 @@ class ConfigurationReader:
 
     async def endpoints(self, tenant_id: str, customer_id: str) -> list[EndpointView]:
         key = ("endpoints", tenant_id, customer_id)
-        if (hit := self._cache.fresh(key)) is not MISSING:
-            return hit  # type: ignore[no-any-return]
 
         async def load() -> list[EndpointView]:
             cursor = self._endpoints.find(
@@ -136,8 +130,6 @@ class ConfigurationReader:
     async def endpoint(self, tenant_id: str, endpoint_id: str) -> EndpointRecord | None:
         """The endpoint with its secrets, decrypted once per cache period (not per attempt)."""
         key = ("endpoint", tenant_id, endpoint_id)
-        if (hit := self._cache.fresh(key)) is not MISSING:
-            return hit  # type: ignore[no-any-return]
         record: EndpointRecord | None = await self._cached(
             key, lambda: self._load_endpoint(tenant_id, endpoint_id)
         )

@@ -25,7 +25,7 @@ from aforo.shared.delivery_log import AttemptKey, attempt_row_id
 from aforo.shared.mongo import MongoStore
 from aforo.shared.secret_box import SecretBox
 from aforo.shared.templates import TemplateParts
-from aforo.shared.ttl_cache import TtlCache
+from aforo.shared.ttl_cache import MISSING, TtlCache
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +62,8 @@ class ChannelConfigurationReader:
         return self._cache
 
     async def _cached(self, key: tuple[str, ...], load: Callable[[], Awaitable[Any]]) -> Any:
+        if (hit := self._cache.fresh(key)) is not MISSING:
+            return hit  # without the loader's coroutine
         return await self._cache.get_or_load(key, load)
 
     async def provider(self, tenant_id: str, channel: Channel) -> ProviderRecord | None:
