@@ -9,15 +9,15 @@ a payload may hold what BSON cannot. Pure: no I/O here. See docs/dispatch.md.
 
 from __future__ import annotations
 
-import functools
+import dataclasses
 import hashlib
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final, NamedTuple, Protocol, Self
+from typing import Annotated, Any, Final, NamedTuple, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, TypeAdapter
 
 from aforo.shared.delivery import ENVELOPE_FIELD, LEGACY_ENVELOPE_FIELD, Channel, DeliveryStatus, SkipReason
 from aforo.shared.envelope import EventEnvelope
@@ -42,7 +42,6 @@ class AttemptKey(NamedTuple):
     attempt: int
 
 
-@functools.lru_cache(maxsize=65_536)
 def delivery_id(tenant_id: str, event_id: str, channel: str, destination_id: str | None, attempt: int) -> str:
     """A stable id per row key: the row's `_id` and `deliveryId` (the API addresses a row by it)."""
     return uuid5_text(f"aforo-delivery:{tenant_id}/{event_id}/{channel}/{destination_id}/{attempt}")
@@ -106,79 +105,94 @@ def response_body_excerpt(body: bytes | None, limit_bytes: int = RESPONSE_BODY_L
     return body[:limit_bytes].decode("utf-8", errors="replace")
 
 
-class DeliveryLogRow(BaseModel):
+def _as_utc(value: datetime, field: str) -> datetime:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"{field}: must be timezone-aware")
+    return value.astimezone(UTC)
+
+
+def _check_consistent(row: DeliveryLogRow) -> None:
+    """The rules that tie a row's status to its other fields (raises ValueError naming the field)."""
+    skipped = row.status is DeliveryStatus.SKIPPED
+    if skipped != (row.skip_reason is not None):
+        raise ValueError("skipReason: set exactly when status is SKIPPED")
+    if skipped and row.attempt != 0:
+        raise ValueError(f"attempt: a SKIPPED row has attempt 0, got {row.attempt}")
+    if not skipped and row.attempt < 1:
+        raise ValueError(f"attempt: attempts are numbered from 1, got {row.attempt}")
+    if row.status is DeliveryStatus.RETRYING and row.next_attempt_at is None:
+        raise ValueError("nextAttemptAt: required on a RETRYING row")
+    if row.next_attempt_at is not None and row.status not in (
+        DeliveryStatus.RETRYING,
+        DeliveryStatus.PENDING,
+    ):
+        raise ValueError(f"nextAttemptAt: only RETRYING and PENDING rows have one, not {row.status.value}")
+    if (
+        row.channel is Channel.WEBHOOK
+        and row.endpoint_id is None
+        and row.status not in (DeliveryStatus.SKIPPED, DeliveryStatus.FAILED)
+    ):
+        # Without an endpoint a WEBHOOK row is a gate's skip, or a mandatory event that reached
+        # no one (FAILED, nothing was attempted).
+        raise ValueError("endpointId: required on a WEBHOOK attempt")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeliveryLogRow:
     """One `delivery_logs` document: one channel/endpoint attempt of one event, or one skip.
 
     SKIPPED rows have attempt 0 (nothing was sent) and a `skipReason`; their `error` carries the
     gate's detail when there is one (e.g. which payload field a threshold could not read).
     Preference skips have no `endpointId`; endpoint skips and every WEBHOOK attempt name one.
     A RETRYING row (a failed attempt that will be retried) carries `nextAttemptAt`.
+
+    A plain dataclass, not a pydantic model: the dispatcher makes one per delivery attempt from
+    values that are typed already (a validated envelope, its own enums), and pydantic's validation
+    cost more than the rest of the row's work together. `__post_init__` keeps the row's own rules
+    (consistency, timezone-aware UTC times, non-empty ids) on every row however it is made; a stored
+    document is read through pydantic (`from_document`), which also checks each field's type.
     """
 
-    model_config = ConfigDict(populate_by_name=True, frozen=True, extra="forbid", serialize_by_alias=True)
+    __pydantic_config__ = ConfigDict(extra="forbid")
 
-    tenant_id: str = Field(alias="tenantId", min_length=1)
-    end_customer_id: str = Field(alias="endCustomerId", min_length=1)
-    event_id: str = Field(alias="eventId", min_length=1)
-    event_type: str = Field(alias="eventType", min_length=1)
+    tenant_id: Annotated[str, Field(alias="tenantId", min_length=1)]
+    end_customer_id: Annotated[str, Field(alias="endCustomerId", min_length=1)]
+    event_id: Annotated[str, Field(alias="eventId", min_length=1)]
+    event_type: Annotated[str, Field(alias="eventType", min_length=1)]
     channel: Channel
-    endpoint_id: str | None = Field(default=None, alias="endpointId")
-    attempt: int = Field(ge=0)
+    endpoint_id: Annotated[str | None, Field(alias="endpointId")] = None
+    attempt: Annotated[int, Field(ge=0)]
     status: DeliveryStatus
-    skip_reason: SkipReason | None = Field(default=None, alias="skipReason")
+    skip_reason: Annotated[SkipReason | None, Field(alias="skipReason")] = None
     error: str | None = None
-    response_status: int | None = Field(default=None, alias="responseStatus")
-    response_body: str | None = Field(default=None, alias="responseBody")
-    duration_ms: float | None = Field(default=None, alias="durationMs", ge=0)
-    created_at: datetime = Field(alias="createdAt")
-    next_attempt_at: datetime | None = Field(default=None, alias="nextAttemptAt")
+    response_status: Annotated[int | None, Field(alias="responseStatus")] = None
+    response_body: Annotated[str | None, Field(alias="responseBody")] = None
+    duration_ms: Annotated[float | None, Field(alias="durationMs", ge=0)] = None
+    created_at: Annotated[datetime, Field(alias="createdAt")]
+    next_attempt_at: Annotated[datetime | None, Field(alias="nextAttemptAt")] = None
     # EMAIL, SMS and PAGERDUTY rows (docs/channels.md): `endpointId` holds the contact destination's
     # id too, so the unique key and the idempotency record stay one per destination.
-    destination_id: str | None = Field(default=None, alias="destinationId")
-    masked_address: str | None = Field(default=None, alias="maskedAddress")
-    provider_reference: str | None = Field(
-        default=None, alias="providerReference", description="The SMTP 250 reply, the SMS sid, the dedup_key."
-    )
-    note: str | None = Field(
-        default=None, description="`test mode`, an ambiguous SMS timeout, a template fallback."
-    )
+    destination_id: Annotated[str | None, Field(alias="destinationId")] = None
+    masked_address: Annotated[str | None, Field(alias="maskedAddress")] = None
+    provider_reference: Annotated[
+        str | None,
+        Field(alias="providerReference", description="The SMTP 250 reply, the SMS sid, the dedup_key."),
+    ] = None
+    note: Annotated[
+        str | None, Field(description="`test mode`, an ambiguous SMS timeout, a template fallback.")
+    ] = None
 
-    @field_validator("created_at", "next_attempt_at")
-    @classmethod
-    def _utc(cls, value: datetime | None) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None or value.utcoffset() is None:
-            raise ValueError("must be timezone-aware")
-        return value.astimezone(UTC)
-
-    @model_validator(mode="after")
-    def _consistent(self) -> Self:
-        skipped = self.status is DeliveryStatus.SKIPPED
-        if skipped != (self.skip_reason is not None):
-            raise ValueError("skipReason: set exactly when status is SKIPPED")
-        if skipped and self.attempt != 0:
-            raise ValueError(f"attempt: a SKIPPED row has attempt 0, got {self.attempt}")
-        if not skipped and self.attempt < 1:
-            raise ValueError(f"attempt: attempts are numbered from 1, got {self.attempt}")
-        if self.status is DeliveryStatus.RETRYING and self.next_attempt_at is None:
-            raise ValueError("nextAttemptAt: required on a RETRYING row")
-        if self.next_attempt_at is not None and self.status not in (
-            DeliveryStatus.RETRYING,
-            DeliveryStatus.PENDING,
-        ):
-            raise ValueError(
-                f"nextAttemptAt: only RETRYING and PENDING rows have one, not {self.status.value}"
-            )
-        if (
-            self.channel is Channel.WEBHOOK
-            and self.endpoint_id is None
-            and self.status not in (DeliveryStatus.SKIPPED, DeliveryStatus.FAILED)
-        ):
-            # Without an endpoint a WEBHOOK row is a gate's skip, or a mandatory event that reached
-            # no one (FAILED, nothing was attempted).
-            raise ValueError("endpointId: required on a WEBHOOK attempt")
-        return self
+    def __post_init__(self) -> None:
+        if not (self.tenant_id and self.end_customer_id and self.event_id and self.event_type):
+            raise ValueError("tenantId, endCustomerId, eventId, eventType: must not be empty")
+        if self.duration_ms is not None and self.duration_ms < 0:
+            raise ValueError(f"durationMs: must be >= 0, got {self.duration_ms}")
+        # Frozen: the one place a row's field is set after __init__, before anyone sees it.
+        if self.created_at.tzinfo is not UTC:
+            object.__setattr__(self, "created_at", _as_utc(self.created_at, "createdAt"))
+        if self.next_attempt_at is not None and self.next_attempt_at.tzinfo is not UTC:
+            object.__setattr__(self, "next_attempt_at", _as_utc(self.next_attempt_at, "nextAttemptAt"))
+        _check_consistent(self)
 
     @classmethod
     def skipped(
@@ -287,13 +301,12 @@ class DeliveryLogRow(BaseModel):
         """The row with a channel delivery's destination, masked address, provider reference, note."""
         if facts is None:
             return self
-        return self.model_copy(
-            update={
-                "destination_id": facts.destination_id,
-                "masked_address": facts.masked_address,
-                "provider_reference": facts.provider_reference,
-                "note": facts.note,
-            }
+        return dataclasses.replace(
+            self,
+            destination_id=facts.destination_id,
+            masked_address=facts.masked_address,
+            provider_reference=facts.provider_reference,
+            note=facts.note,
         )
 
     @property
@@ -340,9 +353,13 @@ class DeliveryLogRow(BaseModel):
     def from_document(cls, document: Mapping[str, Any]) -> DeliveryLogRow:
         """Read a stored row back; the storage-only fields (`_id`, `deliveryId`, the envelope) are not
         part of the row. A document of another shape raises pydantic's ValidationError naming the field."""
-        return cls.model_validate(
+        return _STORED_ROW.validate_python(
             {key: value for key, value in document.items() if key not in STORAGE_FIELDS}
         )
+
+
+_STORED_ROW: Final = TypeAdapter(DeliveryLogRow)
+"""Reads a stored row: each field's type and constraints checked by pydantic, then the row's rules."""
 
 
 def row_document(row: DeliveryLogRow, body: bytes) -> dict[str, Any]:

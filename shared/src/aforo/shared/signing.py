@@ -22,8 +22,12 @@ _SIGNATURE_SCHEME: Final = "v1"
 _MAX_TIMESTAMP_DIGITS: Final = 12
 
 
-def _signature(secret: str, timestamp: int, body: bytes) -> str:
-    signed_payload = f"{timestamp}.".encode("ascii") + body
+def _signed_payload(timestamp: int, body: bytes) -> bytes:
+    """What the HMAC covers: `<t>.` and the raw body."""
+    return b"%d.%s" % (timestamp, body)
+
+
+def _hex_hmac(secret: str, signed_payload: bytes) -> str:
     return hmac.new(secret.encode("utf-8"), signed_payload, hashlib.sha256).hexdigest()
 
 
@@ -38,13 +42,13 @@ def sign_payload(body: bytes, secrets: Sequence[str], timestamp: int) -> str:
         raise TypeError("secrets must be a sequence of secrets, not a single string")
     if not secrets:
         raise ValueError("secrets: at least one signing secret is required")
-    if any(not secret for secret in secrets):
+    if not all(secrets):
         raise ValueError("secrets: a signing secret must not be empty")
     if timestamp < 0:
         raise ValueError(f"timestamp: must be unix seconds >= 0, got {timestamp}")
-    entries = [f"{_TIMESTAMP_KEY}={timestamp}"]
-    entries.extend(f"{_SIGNATURE_SCHEME}={_signature(secret, timestamp, body)}" for secret in secrets)
-    return ",".join(entries)
+    signed_payload = _signed_payload(timestamp, body)  # once, however many secrets sign it
+    signatures = [f"{_SIGNATURE_SCHEME}={_hex_hmac(secret, signed_payload)}" for secret in secrets]
+    return f"{_TIMESTAMP_KEY}={timestamp}," + ",".join(signatures)
 
 
 def _is_timestamp_text(value: str) -> bool:
@@ -94,7 +98,7 @@ def verify_signature(
     current = int(time.time()) if now is None else now
     if abs(current - timestamp) > tolerance_seconds:
         return False
-    expected = _signature(secret, timestamp, body).encode("ascii")
+    expected = _hex_hmac(secret, _signed_payload(timestamp, body)).encode("ascii")
     matched = False
     for candidate in signatures:
         # Bytes, not str: compare_digest raises TypeError on non-ASCII str, and this must not raise.

@@ -28,12 +28,13 @@ from bson.errors import BSONError
 from pymongo import ReplaceOne, UpdateOne
 from pymongo.errors import BulkWriteError, PyMongoError
 
-from aforo.dispatcher.delivery_log import AttemptKey, DeliveryLogRow, attempt_row_id, row_document
+from aforo.dispatcher.delivery_log import AttemptKey, DeliveryLogRow, row_document
 from aforo.dispatcher.metrics import LOG_ROW_WAIT_SECONDS, UNSTORABLE_ROWS
 from aforo.dispatcher.partition_marks import PartitionMarkKeeper
 from aforo.shared.audit_trail import page_documents
 from aforo.shared.background import BackgroundTasks
 from aforo.shared.collections import DELIVERY_LOG_PAGES, DELIVERY_LOGS, DELIVERY_STATE
+from aforo.shared.delivery import Channel
 from aforo.shared.logging import get_logger
 from aforo.shared.mongo import Document, MongoStore, bulk_insert_outcomes
 
@@ -61,6 +62,17 @@ def unstorable_reason(document: Document) -> str | None:
     return None
 
 
+def _attempt_key(document: Document) -> AttemptKey:
+    """The attempt a buffered row's document records (its unique key's fields)."""
+    return AttemptKey(
+        document["tenantId"],
+        document["eventId"],
+        Channel(document["channel"]),
+        document["endpointId"],
+        document["attempt"],
+    )
+
+
 class DeliveryLogWriter:
     def __init__(
         self,
@@ -78,18 +90,19 @@ class DeliveryLogWriter:
         self._state_updates: list[UpdateOne] = []
         self._batch_size = batch_size
         self._interval = flush_interval_seconds
-        self._pending: dict[str, dict[str, Any]] = {}
+        # Keyed by the attempt, not by the row's `_id`: `holds` is asked once per attempt, and the
+        # key is a tuple the dispatcher already has, where the `_id` is a SHA-1 to compute.
+        self._pending: dict[AttemptKey, dict[str, Any]] = {}
         self._lock = asyncio.Lock()
         self._loops = BackgroundTasks("delivery-log")
 
     def add(self, row: DeliveryLogRow, body: bytes) -> None:
         """Buffer a row with the envelope bytes it delivered (what a replay re-sends, same eventId)."""
-        document = row_document(row, body)
-        self._pending[document["_id"]] = document
+        self._pending[row.key] = row_document(row, body)
 
     def holds(self, key: AttemptKey) -> bool:
         """Whether this attempt's row is buffered, not yet flushed."""
-        return attempt_row_id(key) in self._pending
+        return key in self._pending
 
     def add_state_update(self, update: UpdateOne) -> None:
         """Write a retried delivery's state with the next flush, after the rows added before it."""
@@ -121,7 +134,7 @@ class DeliveryLogWriter:
                         await self.reject(document, reason)
                         UNSTORABLE_ROWS.labels(reason.split(":", 1)[0][:64]).inc()
                         # Stored or dead-lettered: either way it is no longer this writer's to keep.
-                        batch.pop(document["_id"], None)
+                        batch.pop(_attempt_key(document), None)
                 if state_updates:
                     await self._state.bulk_write(state_updates, ordered=False)
             except BaseException:
