@@ -10,9 +10,17 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Final
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_serializer, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_serializer,
+    field_validator,
+)
 
 from aforo.shared.serde import dumps_json, loads_json, quote_json_string
 
@@ -72,6 +80,10 @@ def canonical_utc_text(value: str | int | float) -> str:
     if isinstance(value, str) and _CANONICAL_UTC.fullmatch(value):
         return value
     return format_utc(moment)
+
+
+_NON_JSON_CONSTANT: Final = b"NaN"
+_INFINITY: Final = b"Infinity"
 
 
 def is_clean_identifier(value: str) -> bool:
@@ -147,6 +159,20 @@ class EventEnvelope(BaseModel):
 
     @classmethod
     def from_json_bytes(cls, raw: bytes) -> EventEnvelope:
+        """Parse an envelope as `model_validate(loads_json(raw))` does (the reference: it accepts and
+        refuses exactly what that accepts and refuses, with its errors), but parsed by pydantic's own
+        JSON parser where that gives the same envelope: in one pass, without Python's decoder and an
+        intermediate dict (less than half the time; the dispatcher parses one per delivery).
+
+        That parser accepts `NaN` and `Infinity`, which are not JSON: text that could hold them goes
+        the reference way. Where it refuses (a lone surrogate escape, nesting past its limit, UTF-16,
+        a byte-order mark) or a field is invalid, the reference decides and words the error.
+        """
+        if _NON_JSON_CONSTANT not in raw and _INFINITY not in raw:
+            try:
+                return cls.model_validate_json(raw)
+            except ValidationError:
+                pass
         return cls.model_validate(loads_json(raw))
 
     @property
