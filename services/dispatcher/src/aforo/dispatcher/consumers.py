@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -69,6 +70,26 @@ class _DrainOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
     async def on_partitions_assigned(self, assigned: Any) -> None:
         if self._loop.marks is not None:
             await self._loop.marks.assigned(assigned, time.monotonic())
+
+
+FETCH_RECORDS = 500
+"""How many records one turn of a consumer loop fetches at most, from all its partitions together."""
+
+
+def interleaved(
+    batch: Mapping[TopicPartition, Sequence[ConsumerRecord[Any, Any]]],
+) -> Iterator[tuple[TopicPartition, ConsumerRecord[Any, Any]]]:
+    """The records of several partitions in turn (one of each, then the next of each), each
+    partition's in its own order: what is started first is spread over all their customers."""
+    queues = [(partition, iter(records)) for partition, records in batch.items() if records]
+    while queues:
+        remaining = []
+        for partition, records in queues:
+            record = next(records, None)
+            if record is not None:
+                yield partition, record
+                remaining.append((partition, records))
+        queues = remaining
 
 
 class ConsumerLoop(ABC):
@@ -188,20 +209,45 @@ class ConsumerLoop(ABC):
         while not self._stopping:
             self._apply_rewinds()
             await self._reload_unreadable_marks()
-            batch = await self.consumer.getmany(timeout_ms=200, max_records=500)
-            for partition, records in batch.items():
+            batch = await self._fetch()
+            admitted = {
+                partition: self.admit(partition, records)
+                for partition, records in batch.items()
+                # Fetched before a failure's rewind: read again once it is applied.
+                if not self.tracker.rewind_pending(partition)
+            }
+            for partition, record in interleaved(admitted):
                 if self.tracker.rewind_pending(partition):
-                    continue  # fetched before a failure's rewind: read again once it is applied
-                for record in self.admit(partition, records):
-                    await self._capacity.acquire()
-                    if self.tracker.rewind_pending(partition):
-                        self._capacity.release()
-                        break
-                    self.tracker.start(partition, record.offset)
-                    unseen = self.marks is not None and self.marks.started(partition, record.offset)
-                    task = asyncio.create_task(self._handle_and_finish(partition, record, unseen))
-                    self._tasks.add(task)
-                    task.add_done_callback(self._tasks.discard)
+                    continue  # (it stays pending until the next turn applies it)
+                await self._capacity.acquire()
+                if self.tracker.rewind_pending(partition):
+                    self._capacity.release()
+                    continue
+                self.tracker.start(partition, record.offset)
+                unseen = self.marks is not None and self.marks.started(partition, record.offset)
+                task = asyncio.create_task(self._handle_and_finish(partition, record, unseen))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+
+    async def _fetch(self) -> dict[TopicPartition, list[ConsumerRecord[Any, Any]]]:
+        """The next records, up to `FETCH_RECORDS` shared among the assigned partitions that have some.
+
+        aiokafka's `getmany` returns one partition's records until that partition's fetch is used up,
+        and only then another's. Worked in that order, one partition's backlog would take the whole
+        in-flight capacity for its own customers' endpoints (each takes only `per_endpoint_concurrency`
+        at a time, the rest wait in memory) while the other partitions' customers got nothing."""
+        share = max(1, FETCH_RECORDS // max(1, len(self.consumer.assignment())))
+        batch: dict[TopicPartition, list[ConsumerRecord[Any, Any]]] = await self.consumer.getmany(
+            timeout_ms=200, max_records=share
+        )
+        others = self.consumer.assignment() - batch.keys()
+        while batch and others:
+            more = await self.consumer.getmany(*others, timeout_ms=0, max_records=share)
+            if not more:
+                break
+            batch.update(more)
+            others -= more.keys()
+        return batch
 
     def _apply_rewinds(self) -> None:
         """Seek each partition with a failed record back to its lowest failed offset (in this loop

@@ -1,0 +1,144 @@
+"""A consumer loop works on every partition's records in turn: one partition's backlog must not take
+the whole in-flight capacity while the customers of the other partitions wait (aiokafka's `getmany`
+returns one partition until its fetch is used up). Against a fake Kafka consumer (no broker)."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+from aiokafka import TopicPartition
+
+from aforo.dispatcher.consumers import FETCH_RECORDS, EventConsumer, interleaved
+from aforo.dispatcher.dispatch import Dispatcher
+from tests.support.fakes import dispatcher_world, invoice_envelope
+
+TOPIC = "test.events.system"
+PARTITIONS = [TopicPartition(TOPIC, number) for number in range(3)]
+
+
+@dataclass
+class Record:
+    topic: str
+    partition: int
+    offset: int
+    value: bytes
+    headers: tuple[tuple[str, bytes], ...] = ()
+    key: bytes | None = None
+
+
+class OnePartitionAtATime:
+    """Like aiokafka's `getmany`: the first partition with records, up to `max_records`, and another
+    partition's only once that one is used up; `partitions` limits which are asked."""
+
+    def __init__(self, per_partition: int) -> None:
+        self.records = {
+            partition: [
+                Record(
+                    TOPIC,
+                    partition.partition,
+                    offset,
+                    invoice_envelope(f"evt-{partition.partition}-{offset}").to_json_bytes(),
+                )
+                for offset in range(per_partition)
+            ]
+            for partition in PARTITIONS
+        }
+        self.calls: list[tuple[int, ...]] = []
+
+    def subscribe(self, topics: list[str], listener: Any = None) -> None: ...
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    def assignment(self) -> set[TopicPartition]:
+        return set(PARTITIONS)
+
+    async def getmany(
+        self, *partitions: TopicPartition, timeout_ms: int = 0, max_records: int = 0
+    ) -> dict[TopicPartition, list[Record]]:
+        self.calls.append(tuple(sorted(partition.partition for partition in partitions)))
+        await asyncio.sleep(0)
+        for partition in PARTITIONS:
+            if (partitions and partition not in partitions) or not self.records[partition]:
+                continue
+            taken, self.records[partition] = (
+                self.records[partition][:max_records],
+                self.records[partition][max_records:],
+            )
+            return {partition: taken}
+        await asyncio.sleep(timeout_ms / 1000)
+        return {}
+
+    async def commit(self, offsets: dict[TopicPartition, int]) -> None: ...
+
+
+class RecordingDispatcher(Dispatcher):
+    """Remembers the order events were started in, and holds each until released."""
+
+    started: list[str]
+    release: asyncio.Event
+
+    async def dispatch_event(
+        self, envelope: Any, body: bytes, *, target_endpoint_id: str | None = None, unseen: bool = False
+    ) -> None:
+        self.started.append(envelope.event_id)
+        await self.release.wait()
+
+
+def test_records_of_several_partitions_come_in_turn_each_in_its_own_order() -> None:
+    batch = {
+        PARTITIONS[0]: ["a0", "a1", "a2"],
+        PARTITIONS[1]: ["b0"],
+        PARTITIONS[2]: [],
+        PARTITIONS[0]._replace(partition=9): ["c0", "c1"],
+    }
+    order = [record for _, record in interleaved(batch)]  # type: ignore[arg-type]
+    assert order == ["a0", "b0", "c0", "a1", "c1", "a2"]
+
+
+async def test_the_first_records_started_are_spread_over_every_partition() -> None:
+    world = dispatcher_world()
+    dispatcher = RecordingDispatcher(
+        **{
+            name: getattr(world.dispatcher, name)
+            for name in ("settings", "config", "cooldowns", "ledger", "log_sink", "consequences", "senders")
+        }
+    )
+    dispatcher.started, dispatcher.release = [], asyncio.Event()
+    kafka = OnePartitionAtATime(per_partition=FETCH_RECORDS)
+
+    class NoFlush:
+        async def flush(self) -> None: ...
+
+    consumer = EventConsumer(
+        dispatcher,
+        NoFlush(),  # type: ignore[arg-type]
+        kafka,  # type: ignore[arg-type]
+        [TOPIC],
+        dispatch_requests_topic="test.dispatch.requests",
+        max_in_flight=30,
+        commit_interval_seconds=60,
+    )
+    await consumer.start()
+    try:
+        async with asyncio.timeout(10):
+            while len(dispatcher.started) < 30:
+                await asyncio.sleep(0.01)
+        first = dispatcher.started[:30]
+        per_partition = {
+            number: [event for event in first if event.startswith(f"evt-{number}-")] for number in range(3)
+        }
+        # The capacity of 30 is shared: ten of each partition, not thirty of the first.
+        assert {number: len(events) for number, events in per_partition.items()} == {0: 10, 1: 10, 2: 10}
+        for number, events in per_partition.items():
+            assert events == [f"evt-{number}-{offset}" for offset in range(10)]
+        # One blocking fetch, then the partitions it did not return, without waiting.
+        assert kafka.calls[0] == ()
+        assert all(len(call) in (1, 2) for call in kafka.calls[1:3])
+    finally:
+        dispatcher.release.set()
+        await consumer.drain()
+        await consumer.stop()
