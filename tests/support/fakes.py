@@ -12,7 +12,7 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from aforo.dispatcher.consequences import Consequences
 from aforo.dispatcher.delivery_log import AttemptKey, DeliveryLogRow
@@ -249,6 +249,33 @@ def dispatcher_world(**settings: Any) -> DispatcherWorld:
         senders={Channel.WEBHOOK: sender},
     )
     return DispatcherWorld(dispatcher, config, sink, ledger, producer, sender, topics)
+
+
+DispatcherT = TypeVar("DispatcherT", bound=Dispatcher)
+
+
+def dispatcher_of(cls: type[DispatcherT], world: DispatcherWorld) -> DispatcherT:
+    """A `Dispatcher` subclass (a test's own `dispatch_event`) made of a world's fakes."""
+    parts = ("settings", "config", "cooldowns", "ledger", "log_sink", "consequences", "senders")
+    return cls(**{name: getattr(world.dispatcher, name) for name in parts})
+
+
+@dataclass
+class FetchedRecord:
+    """What a consumer loop reads of an aiokafka `ConsumerRecord`, for fake Kafka consumers."""
+
+    topic: str
+    partition: int
+    offset: int
+    value: bytes
+    headers: tuple[tuple[str, bytes], ...] = ()
+    key: bytes | None = None
+
+
+class NoFlush:
+    """A log writer with nothing to write: for consumer loops whose dispatcher logs nothing."""
+
+    async def flush(self) -> None: ...
 
 
 def endpoint_view(

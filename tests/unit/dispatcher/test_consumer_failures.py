@@ -5,7 +5,6 @@ so it cannot hold its partition up for good. Against a fake Kafka consumer (no b
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import TopicPartition
@@ -13,26 +12,18 @@ from pymongo.errors import ServerSelectionTimeoutError
 
 from aforo.dispatcher.consumers import MAX_HANDLING_FAILURES, EventConsumer
 from aforo.dispatcher.dispatch import Dispatcher
-from tests.support.fakes import dispatcher_world, invoice_envelope
+from tests.support.fakes import FetchedRecord, NoFlush, dispatcher_of, dispatcher_world, invoice_envelope
 
 PARTITION = TopicPartition("test.events.system", 0)
-
-
-@dataclass
-class Record:
-    topic: str
-    partition: int
-    offset: int
-    value: bytes
-    headers: tuple[tuple[str, bytes], ...] = ()
-    key: bytes | None = None
 
 
 class FakeKafkaConsumer:
     """One partition of records; `seek` moves the position, `commit` remembers the offset."""
 
     def __init__(self, values: list[bytes]) -> None:
-        self.records = [Record(PARTITION.topic, 0, offset, value) for offset, value in enumerate(values)]
+        self.records = [
+            FetchedRecord(PARTITION.topic, 0, offset, value) for offset, value in enumerate(values)
+        ]
         self.position = 0
         self.paused: set[TopicPartition] = set()
         self.committed: int | None = None
@@ -46,7 +37,9 @@ class FakeKafkaConsumer:
     def assignment(self) -> set[TopicPartition]:
         return {PARTITION}
 
-    async def getmany(self, timeout_ms: int = 0, max_records: int = 0) -> dict[TopicPartition, list[Record]]:
+    async def getmany(
+        self, timeout_ms: int = 0, max_records: int = 0
+    ) -> dict[TopicPartition, list[FetchedRecord]]:
         await asyncio.sleep(0.001)
         if PARTITION in self.paused or self.position >= len(self.records):
             return {}
@@ -91,17 +84,9 @@ async def run_until(consumer: EventConsumer, condition: Any, timeout: float = 20
 
 def consumer_for(failures: dict[str, list[Exception]]) -> tuple[EventConsumer, FakeKafkaConsumer, Any]:
     world = dispatcher_world()
-    dispatcher = FailingDispatcher(
-        **{
-            name: getattr(world.dispatcher, name)
-            for name in ("settings", "config", "cooldowns", "ledger", "log_sink", "consequences", "senders")
-        }
-    )
+    dispatcher = dispatcher_of(FailingDispatcher, world)
     dispatcher.failures, dispatcher.handled = failures, []
     kafka = FakeKafkaConsumer([invoice_envelope(f"evt-{n}").to_json_bytes() for n in range(5)])
-
-    class NoFlush:
-        async def flush(self) -> None: ...
 
     consumer = EventConsumer(
         dispatcher,

@@ -5,27 +5,16 @@ returns one partition until its fetch is used up). Against a fake Kafka consumer
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import TopicPartition
 
 from aforo.dispatcher.consumers import FETCH_RECORDS, EventConsumer, interleaved
 from aforo.dispatcher.dispatch import Dispatcher
-from tests.support.fakes import dispatcher_world, invoice_envelope
+from tests.support.fakes import FetchedRecord, NoFlush, dispatcher_of, dispatcher_world, invoice_envelope
 
 TOPIC = "test.events.system"
 PARTITIONS = [TopicPartition(TOPIC, number) for number in range(3)]
-
-
-@dataclass
-class Record:
-    topic: str
-    partition: int
-    offset: int
-    value: bytes
-    headers: tuple[tuple[str, bytes], ...] = ()
-    key: bytes | None = None
 
 
 class OnePartitionAtATime:
@@ -35,7 +24,7 @@ class OnePartitionAtATime:
     def __init__(self, per_partition: int) -> None:
         self.records = {
             partition: [
-                Record(
+                FetchedRecord(
                     TOPIC,
                     partition.partition,
                     offset,
@@ -58,7 +47,7 @@ class OnePartitionAtATime:
 
     async def getmany(
         self, *partitions: TopicPartition, timeout_ms: int = 0, max_records: int = 0
-    ) -> dict[TopicPartition, list[Record]]:
+    ) -> dict[TopicPartition, list[FetchedRecord]]:
         self.calls.append(tuple(sorted(partition.partition for partition in partitions)))
         await asyncio.sleep(0)
         for partition in PARTITIONS:
@@ -101,17 +90,9 @@ def test_records_of_several_partitions_come_in_turn_each_in_its_own_order() -> N
 
 async def test_the_first_records_started_are_spread_over_every_partition() -> None:
     world = dispatcher_world()
-    dispatcher = RecordingDispatcher(
-        **{
-            name: getattr(world.dispatcher, name)
-            for name in ("settings", "config", "cooldowns", "ledger", "log_sink", "consequences", "senders")
-        }
-    )
+    dispatcher = dispatcher_of(RecordingDispatcher, world)
     dispatcher.started, dispatcher.release = [], asyncio.Event()
     kafka = OnePartitionAtATime(per_partition=FETCH_RECORDS)
-
-    class NoFlush:
-        async def flush(self) -> None: ...
 
     consumer = EventConsumer(
         dispatcher,
