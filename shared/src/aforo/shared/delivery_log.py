@@ -324,8 +324,8 @@ class DeliveryLogRow:
     def to_document(self) -> dict[str, Any]:
         """The MongoDB document: camelCase, enums as their strings, datetimes as BSON dates, nulls kept
         (a channel-only field only when set: a webhook row's document stays as it was before channels).
-        Written field by field, not by `model_dump`: one row per delivery, on the dispatcher's hot
-        path; a unit test holds the two equal."""
+        Written field by field: one row per delivery, on the dispatcher's hot path; a unit test holds
+        it equal to pydantic's dump of the row by alias."""
         document: dict[str, Any] = {
             "tenantId": self.tenant_id,
             "endCustomerId": self.end_customer_id,
@@ -352,7 +352,8 @@ class DeliveryLogRow:
     @classmethod
     def from_document(cls, document: Mapping[str, Any]) -> DeliveryLogRow:
         """Read a stored row back; the storage-only fields (`_id`, `deliveryId`, the envelope) are not
-        part of the row. A document of another shape raises pydantic's ValidationError naming the field."""
+        part of the row. A document of another shape raises pydantic's ValidationError, which names the
+        field (a broken rule of the row's own: in its message)."""
         return _STORED_ROW.validate_python(
             {key: value for key, value in document.items() if key not in STORAGE_FIELDS}
         )

@@ -82,8 +82,10 @@ def canonical_utc_text(value: str | int | float) -> str:
     return format_utc(moment)
 
 
-_NON_JSON_CONSTANT: Final = b"NaN"
-_INFINITY: Final = b"Infinity"
+_NAN_TOKEN: Final = b"NaN"
+_INFINITY_TOKEN: Final = b"Infinity"
+"""Python's decoder reads these words (which are not JSON) and `loads_json` refuses them; pydantic's
+parser accepts them: text holding either is parsed the reference way (`from_json_bytes`)."""
 
 
 def is_clean_identifier(value: str) -> bool:
@@ -166,9 +168,11 @@ class EventEnvelope(BaseModel):
 
         That parser accepts `NaN` and `Infinity`, which are not JSON: text that could hold them goes
         the reference way. Where it refuses (a lone surrogate escape, nesting past its limit, UTF-16,
-        a byte-order mark) or a field is invalid, the reference decides and words the error.
+        a byte-order mark) or a field is invalid, the reference decides and words the error. Its limit
+        on an integer's digits is Python's default (4,300) whatever `sys.set_int_max_str_digits` says;
+        nothing here lowers Python's.
         """
-        if _NON_JSON_CONSTANT not in raw and _INFINITY not in raw:
+        if _NAN_TOKEN not in raw and _INFINITY_TOKEN not in raw:
             try:
                 return cls.model_validate_json(raw)
             except ValidationError:

@@ -61,6 +61,7 @@ class _DrainOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
         self._loop = loop
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
+        self._loop.rebalances += 1  # first: the fetch loop stops starting what it fetched before
         await self._loop.finish_in_flight()
         for partition in revoked:
             self._loop.tracker.forget(partition)
@@ -73,7 +74,12 @@ class _DrainOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
 
 
 FETCH_RECORDS = 500
-"""How many records one turn of a consumer loop fetches at most, from all its partitions together."""
+"""How many records one turn of a consumer loop fetches, from all its partitions together (at most
+about: each partition asked gives up to its share, `FETCH_SHARE_MIN` at least)."""
+
+FETCH_SHARE_MIN = 50
+"""The fewest records a turn asks of one partition: the retry consumer owns a hundred partitions and
+more, and a share of 500 split among all of them would fetch a busy one a few records at a time."""
 
 
 def interleaved(
@@ -123,6 +129,8 @@ class ConsumerLoop(ABC):
         self._first_backoff = first_backoff_seconds
         self.marks = marks
         """Where records past every stored mark are known unseen (no idempotency lookup); None: always look."""
+        self.rebalances = 0
+        """How many times partitions were revoked (every rebalance revokes them all, then assigns)."""
 
     async def start(self) -> None:
         self.consumer.subscribe(self.topics, listener=_DrainOnRevoke(self))
@@ -210,6 +218,7 @@ class ConsumerLoop(ABC):
             self._apply_rewinds()
             await self._reload_unreadable_marks()
             batch = await self._fetch()
+            rebalances = self.rebalances
             admitted = {
                 partition: self.admit(partition, records)
                 for partition, records in batch.items()
@@ -220,6 +229,13 @@ class ConsumerLoop(ABC):
                 if self.tracker.rewind_pending(partition):
                     continue  # (it stays pending until the next turn applies it)
                 await self._capacity.acquire()
+                if self.rebalances != rebalances:
+                    # Partitions moved while this waited: the rest of the batch was fetched for the
+                    # old assignment. A revoked partition's records are another replica's now, and
+                    # the partitions still ours restart from their committed offsets (aiokafka
+                    # resets every position on a new assignment), so they come again.
+                    self._capacity.release()
+                    break
                 if self.tracker.rewind_pending(partition):
                     self._capacity.release()
                     continue
@@ -236,16 +252,19 @@ class ConsumerLoop(ABC):
         and only then another's. Worked in that order, one partition's backlog would take the whole
         in-flight capacity for its own customers' endpoints (each takes only `per_endpoint_concurrency`
         at a time, the rest wait in memory) while the other partitions' customers got nothing."""
-        share = max(1, FETCH_RECORDS // max(1, len(self.consumer.assignment())))
+        assignment = self.consumer.assignment()
+        share = max(FETCH_SHARE_MIN, FETCH_RECORDS // max(1, len(assignment)))
         batch: dict[TopicPartition, list[ConsumerRecord[Any, Any]]] = await self.consumer.getmany(
             timeout_ms=200, max_records=share
         )
+        fetched = sum(len(records) for records in batch.values())
         others = self.consumer.assignment() - batch.keys()
-        while batch and others:
+        while batch and others and fetched < FETCH_RECORDS:
             more = await self.consumer.getmany(*others, timeout_ms=0, max_records=share)
             if not more:
                 break
             batch.update(more)
+            fetched += sum(len(records) for records in more.values())
             others -= more.keys()
         return batch
 
