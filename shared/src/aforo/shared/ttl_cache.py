@@ -68,8 +68,7 @@ class TtlCache:
         self._regroup()
 
     def fresh(self, key: Key) -> Any:
-        """The remembered answer if it is still good, else `MISSING` (a hit without a coroutine:
-        callers on a hot path try this before `get_or_load`)."""
+        """The remembered answer if it is still good, else `MISSING` (`get_or_load` asks this first)."""
         entry = self._entries.get(key)
         if entry is None:
             return MISSING

@@ -7,7 +7,6 @@ PagerDuty routing key. They live only in these records and the `ChannelDelivery`
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +24,7 @@ from aforo.shared.delivery_log import AttemptKey, attempt_row_id
 from aforo.shared.mongo import MongoStore
 from aforo.shared.secret_box import SecretBox
 from aforo.shared.templates import TemplateParts
-from aforo.shared.ttl_cache import MISSING, TtlCache
+from aforo.shared.ttl_cache import TtlCache
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,11 +60,6 @@ class ChannelConfigurationReader:
         """For the configuration feed (`config_feed`), which drops what changes make stale."""
         return self._cache
 
-    async def _cached(self, key: tuple[str, ...], load: Callable[[], Awaitable[Any]]) -> Any:
-        if (hit := self._cache.fresh(key)) is not MISSING:
-            return hit  # without the loader's coroutine
-        return await self._cache.get_or_load(key, load)
-
     async def provider(self, tenant_id: str, channel: Channel) -> ProviderRecord | None:
         async def load() -> ProviderRecord | None:
             document = await self._providers.find_one({"tenantId": tenant_id, "channel": channel.value})
@@ -78,7 +72,9 @@ class ChannelConfigurationReader:
             )
             return ProviderRecord(provider, None if not ciphertext else self._secret_box.decrypt(ciphertext))
 
-        record: ProviderRecord | None = await self._cached(("provider", tenant_id, channel.value), load)
+        record: ProviderRecord | None = await self._cache.get_or_load(
+            ("provider", tenant_id, channel.value), load
+        )
         return record
 
     async def destinations(self, tenant_id: str, customer_id: str) -> list[DestinationRecord]:
@@ -90,7 +86,9 @@ class ChannelConfigurationReader:
             )
             return [self._record(document) async for document in cursor]
 
-        records: list[DestinationRecord] = await self._cached(("destinations", tenant_id, customer_id), load)
+        records: list[DestinationRecord] = await self._cache.get_or_load(
+            ("destinations", tenant_id, customer_id), load
+        )
         return records
 
     async def destination(self, tenant_id: str, destination_id: str) -> DestinationRecord | None:
@@ -100,7 +98,7 @@ class ChannelConfigurationReader:
             )
             return None if document is None else self._record(document)
 
-        record: DestinationRecord | None = await self._cached(
+        record: DestinationRecord | None = await self._cache.get_or_load(
             ("destination", tenant_id, destination_id), load
         )
         return record
@@ -116,7 +114,7 @@ class ChannelConfigurationReader:
                 subject=document.get("subject"), text=document.get("text"), html=document.get("html")
             )
 
-        parts: TemplateParts | None = await self._cached(
+        parts: TemplateParts | None = await self._cache.get_or_load(
             ("template", tenant_id, event_type, channel.value), load
         )
         return parts
@@ -134,7 +132,7 @@ class ChannelConfigurationReader:
             name = None if document is None else document.get("displayName")
             return str(name) if name else None
 
-        name: str | None = await self._cached(("display_name", tenant_id, event_type), load)
+        name: str | None = await self._cache.get_or_load(("display_name", tenant_id, event_type), load)
         return name
 
     async def ambiguous_attempts(
